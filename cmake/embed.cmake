@@ -1,0 +1,18 @@
+# Turns the embedded files (schemas, the schema-id table, Lua functions) into a C table
+# { path relative to ROOT, contents } in OUT.
+file(GLOB FILES ${ROOT}/schemas/*.avsc ${ROOT}/schemas/ids.tsv ${ROOT}/src/store/*.lua)
+list(SORT FILES)
+set(body "#include <stddef.h>\n#include \"common/embedded.h\"\n")
+set(table "const kefu_embedded_t kefu_embedded_files[] = {\n")
+set(i 0)
+foreach(f ${FILES})
+  file(READ ${f} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  file(RELATIVE_PATH rel ${ROOT} ${f})
+  string(APPEND body "static const char f${i}[] = {${hex}0x00};\n")
+  string(APPEND table "  {\"${rel}\", f${i}, sizeof(f${i}) - 1},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND table "  {NULL, NULL, 0}\n};\n")
+file(WRITE ${OUT}.tmp "${body}${table}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different ${OUT}.tmp ${OUT})

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what kefu needs from Debian 12's packages, only when something is missing.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config librdkafka-dev libavro-dev libhiredis-dev
+      libjansson-dev libmicrohttpd-dev libcmocka-dev redis-server kcat python3
+      python3-confluent-kafka python3-avro clang-format)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

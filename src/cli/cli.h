@@ -1,0 +1,16 @@
+/* Subcommands of the kefu binary (SPEC §7): one file each in src/cli/.
+ * Each returns the process exit code: 0 ok, 1 runtime failure, 2 usage error. */
+#ifndef KEFU_CLI_CLI_H
+#define KEFU_CLI_CLI_H
+
+#define KEFU_EXIT_OK 0
+#define KEFU_EXIT_FAIL 1
+#define KEFU_EXIT_USAGE 2
+
+int kefu_cmd_broker(int argc, char **argv);
+int kefu_cmd_produce(int argc, char **argv);
+int kefu_cmd_consume(int argc, char **argv);
+int kefu_cmd_run(int argc, char **argv);
+int kefu_cmd_demo(int argc, char **argv);
+
+#endif

@@ -1,0 +1,252 @@
+/* Validation of input events: everything the codec cannot check (the schema already
+ * fixed types and enum symbols). Each check names the field in its reason, because the
+ * reason travels with the record to the DLQ where a person reads it. */
+#include "engine/event.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/enums.h"
+#include "common/ids.h"
+
+/* Per (topic, type): the string fields that must be present. */
+typedef struct required {
+  kefu_topic_t topic;
+  int type;
+  const char *fields[4];
+} required_t;
+
+static const required_t required_fields[] = {
+    {KEFU_T_CHAT, KEFU_CHAT_CHAT_OPEN, {"buyer_id"}},
+    {KEFU_T_CHAT, KEFU_CHAT_BUYER_MSG, {"buyer_id"}},
+    {KEFU_T_CHAT, KEFU_CHAT_AGENT_MSG, {"buyer_id", "agent_id"}},
+    {KEFU_T_CHAT, KEFU_CHAT_BOT_MSG, {"buyer_id"}},
+    {KEFU_T_CHAT, KEFU_CHAT_TRANSFER_CLICK, {"buyer_id"}},
+    {KEFU_T_CHAT, KEFU_CHAT_MERCHANT_INVITE_LOGISTICS, {"buyer_id", "agent_id"}},
+    {KEFU_T_CHAT, KEFU_CHAT_LOGISTICS_CONSENT, {"buyer_id", "invitation_id"}},
+    {KEFU_T_CHAT, KEFU_CHAT_LOGISTICS_MSG, {"buyer_id"}},
+    {KEFU_T_CHAT, KEFU_CHAT_SESSION_CLOSE, {"buyer_id"}},
+    {KEFU_T_CHAT, KEFU_CHAT_DELIVERABILITY_QUERY, {"agent_id"}},
+    {KEFU_T_AGENT, KEFU_AGENT_PRESENCE, {"agent_id", "presence"}},
+    {KEFU_T_AGENT, KEFU_AGENT_PROFILE, {"agent_id"}},
+    {KEFU_T_AGENT, KEFU_AGENT_EXCLUSIVE_BIND, {"agent_id", "buyer_id"}},
+    {KEFU_T_AGENT, KEFU_AGENT_EXCLUSIVE_UNBIND, {"agent_id", "buyer_id"}},
+};
+
+/* Fields that, when present, are ids (SPEC §1.2) — a string or an array of strings. */
+static const char *const id_fields[] = {"buyer_id", "agent_id",      "order_id",
+                                        "item_id",  "invitation_id", "group_id",
+                                        "item_ids", "groups",        NULL};
+
+#define FAIL(...)                                                                                  \
+  do {                                                                                             \
+    snprintf(errstr, errlen, __VA_ARGS__);                                                         \
+    return -1;                                                                                     \
+  } while (0)
+
+bool kefu_region_code_valid(const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  if (n != 2 && n != 4 && n != 6)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (s[i] < '0' || s[i] > '9')
+      return false;
+  return true;
+}
+
+static int check_id_value(const char *name, const json_t *v, char *errstr, size_t errlen) {
+  if (json_is_null(v))
+    return 0;
+  if (json_is_string(v)) {
+    if (!kefu_id_valid(json_string_value(v), KEFU_ID_MAX))
+      FAIL("invalid %s: must match [A-Za-z0-9_.-]{1,64}", name);
+    return 0;
+  }
+  if (json_is_array(v)) {
+    size_t i;
+    json_t *item;
+    json_array_foreach(v, i, item) {
+      if (!json_is_string(item) || !kefu_id_valid(json_string_value(item), KEFU_ID_MAX))
+        FAIL("invalid %s[%zu]: must match [A-Za-z0-9_.-]{1,64}", name, i);
+    }
+    return 0;
+  }
+  FAIL("invalid %s: not a string", name);
+}
+
+static int check_ids(const json_t *rec, char *errstr, size_t errlen) {
+  for (int i = 0; id_fields[i]; i++) {
+    json_t *v = json_object_get(rec, id_fields[i]);
+    if (v && check_id_value(id_fields[i], v, errstr, errlen))
+      return -1;
+  }
+  return 0;
+}
+
+static int check_required(const kefu_event_t *ev, char *errstr, size_t errlen) {
+  for (size_t i = 0; i < sizeof required_fields / sizeof required_fields[0]; i++) {
+    const required_t *r = &required_fields[i];
+    if (r->topic != ev->topic || r->type != ev->type)
+      continue;
+    for (int f = 0; f < 4 && r->fields[f]; f++)
+      if (!json_is_string(json_object_get(ev->rec, r->fields[f])))
+        FAIL("%s requires %s", json_string_value(json_object_get(ev->rec, "type")), r->fields[f]);
+  }
+  return 0;
+}
+
+static int check_region(const json_t *rec, char *errstr, size_t errlen, bool exact6) {
+  const char *rc = json_string_value(json_object_get(rec, "region_code"));
+  if (!rc)
+    return 0;
+  if (!kefu_region_code_valid(rc) || (exact6 && strlen(rc) != 6))
+    FAIL("invalid region_code '%.16s': must be %s digits", rc, exact6 ? "6" : "2, 4 or 6");
+  return 0;
+}
+
+static int check_number(const json_t *rec, const char *name, double lo, double hi, char *errstr,
+                        size_t errlen) {
+  json_t *v = json_object_get(rec, name);
+  if (!v || json_is_null(v))
+    return 0;
+  double d = json_number_value(v);
+  if (!json_is_number(v) || d < lo || d > hi)
+    FAIL("%s out of range [%g, %g]", name, lo, hi);
+  return 0;
+}
+
+static int check_by_topic(const kefu_event_t *ev, char *errstr, size_t errlen) {
+  const json_t *rec = ev->rec;
+  switch (ev->topic) {
+  case KEFU_T_CHAT:
+    if (ev->type == KEFU_CHAT_DELIVERABILITY_QUERY &&
+        !json_is_string(json_object_get(rec, "order_id")) &&
+        !json_is_string(json_object_get(rec, "region_code")))
+      FAIL("DELIVERABILITY_QUERY requires order_id or region_code");
+    return check_region(rec, errstr, errlen, false);
+  case KEFU_T_ORDER:
+    if (!ev->buyer_id || !ev->order_id)
+      FAIL("order events require buyer_id and order_id");
+    if (check_number(rec, "amount_cents", 0, 1e15, errstr, errlen))
+      return -1;
+    return check_region(rec, errstr, errlen, true);
+  case KEFU_T_AGENT:
+    return check_number(rec, "level", 1, 5, errstr, errlen) ||
+                   check_number(rec, "capacity", 0, 100000, errstr, errlen) ||
+                   check_number(rec, "conversion_rate", 0, 1, errstr, errlen)
+               ? -1
+               : 0;
+  case KEFU_T_SHOP_CONFIG: {
+    json_t *g;
+    size_t i;
+    json_array_foreach(json_object_get(rec, "groups"), i, g) {
+      if (!kefu_id_valid(json_string_value(json_object_get(g, "group_id")), KEFU_ID_MAX))
+        FAIL("invalid groups[%zu].group_id", i);
+      if (check_id_value("groups.item_ids", json_object_get(g, "item_ids"), errstr, errlen))
+        return -1;
+    }
+    return check_number(rec, "transfer_entry_exposure_pct", 0, 100, errstr, errlen) ||
+                   check_number(rec, "utc_offset_minutes", -720, 840, errstr, errlen) ||
+                   check_number(rec, "queue_max_wait_ms", 0, 30 * 86400000.0, errstr, errlen)
+               ? -1
+               : 0;
+  }
+  default: return 0;
+  }
+}
+
+static int parse_type(kefu_event_t *ev, char *errstr, size_t errlen) {
+  const char *type = json_string_value(json_object_get(ev->rec, "type"));
+  const char *const *names = ev->topic == KEFU_T_CHAT    ? kefu_chat_type_names
+                             : ev->topic == KEFU_T_ORDER ? kefu_order_type_names
+                             : ev->topic == KEFU_T_AGENT ? kefu_agent_type_names
+                                                         : NULL;
+  if (!names)
+    return 0;
+  if ((ev->type = kefu_enum_parse(names, type)) < 0)
+    FAIL("unknown type '%.32s'", type ? type : "(none)");
+  return 0;
+}
+
+static int check_common(kefu_event_t *ev, const char *key, size_t keylen, int64_t now_ms,
+                        char *errstr, size_t errlen) {
+  json_t *ts = json_object_get(ev->rec, "ts");
+  ev->event_id = json_string_value(json_object_get(ev->rec, "event_id"));
+  ev->shop_id = json_string_value(json_object_get(ev->rec, "shop_id"));
+  if (!kefu_id_valid(ev->event_id, KEFU_EVENT_ID_MAX))
+    FAIL("invalid event_id: must match [A-Za-z0-9_.-]{1,56}");
+  if (!kefu_id_valid(ev->shop_id, KEFU_ID_MAX))
+    FAIL("invalid shop_id: must match [A-Za-z0-9_.-]{1,64}");
+  if (!json_is_integer(ts))
+    FAIL("missing ts");
+  ev->ts = json_integer_value(ts);
+  if (ev->ts < KEFU_TS_MIN || ev->ts > now_ms + KEFU_DAY_MS)
+    FAIL("ts %lld outside [2000-01-01, now + 1 day]", (long long)ev->ts);
+  if (!key || keylen != strlen(ev->shop_id) || memcmp(key, ev->shop_id, keylen) != 0)
+    FAIL("Kafka key does not equal shop_id (the record may be on the wrong partition)");
+  return 0;
+}
+
+int kefu_event_from_json(kefu_event_t *ev, kefu_topic_t t, json_t *rec, const char *key,
+                         size_t keylen, int64_t now_ms, char *errstr, size_t errlen) {
+  memset(ev, 0, sizeof *ev);
+  ev->topic = t;
+  ev->rec = rec;
+  if (!json_is_object(rec))
+    FAIL("not a record");
+  if (check_common(ev, key, keylen, now_ms, errstr, errlen) || parse_type(ev, errstr, errlen) ||
+      check_ids(rec, errstr, errlen))
+    return -1;
+  ev->buyer_id = json_string_value(json_object_get(rec, "buyer_id"));
+  ev->agent_id = json_string_value(json_object_get(rec, "agent_id"));
+  ev->order_id = json_string_value(json_object_get(rec, "order_id"));
+  if (check_required(ev, errstr, errlen) || check_by_topic(ev, errstr, errlen))
+    return -1;
+  json_incref(rec);
+  return 0;
+}
+
+int kefu_event_config_reset(kefu_event_t *ev, const char *key, size_t keylen, int64_t ts,
+                            int64_t offset, int64_t now_ms, char *errstr, size_t errlen) {
+  char shop[KEFU_ID_MAX + 1], id[KEFU_ID_MAX + 48];
+  if (!key || keylen == 0 || keylen > KEFU_ID_MAX)
+    FAIL("tombstone without a valid shop_id key");
+  memcpy(shop, key, keylen);
+  shop[keylen] = '\0';
+  if (!kefu_id_valid(shop, KEFU_ID_MAX))
+    FAIL("tombstone key is not a valid shop_id");
+  snprintf(id, sizeof id, "null-%s-%lld", shop, (long long)offset);
+  json_t *rec = json_pack("{s:s, s:s, s:I}", "event_id", id, "shop_id", shop, "ts", (json_int_t)ts);
+  memset(ev, 0, sizeof *ev);
+  ev->topic = KEFU_T_SHOP_CONFIG;
+  ev->rec = rec;
+  ev->event_id = json_string_value(json_object_get(rec, "event_id"));
+  ev->shop_id = json_string_value(json_object_get(rec, "shop_id"));
+  ev->ts = ts;
+  if (ts < KEFU_TS_MIN || ts > now_ms + KEFU_DAY_MS) {
+    kefu_event_clear(ev);
+    FAIL("tombstone timestamp %lld outside [2000-01-01, now + 1 day]", (long long)ts);
+  }
+  return 0;
+}
+
+int kefu_courier_status_validate(const json_t *rec, char *errstr, size_t errlen) {
+  const char *courier = json_string_value(json_object_get(rec, "courier"));
+  json_t *from = json_object_get(rec, "valid_from"), *until = json_object_get(rec, "valid_until");
+  if (!kefu_id_valid(courier, KEFU_ID_MAX))
+    FAIL("invalid courier");
+  if (check_region(rec, errstr, errlen, false))
+    return -1;
+  if (!json_is_string(json_object_get(rec, "region_code")))
+    FAIL("missing region_code");
+  if (!json_is_integer(from))
+    FAIL("missing valid_from");
+  if (json_is_integer(until) && json_integer_value(until) <= json_integer_value(from))
+    FAIL("valid_until must be after valid_from");
+  return 0;
+}
+
+void kefu_event_clear(kefu_event_t *ev) {
+  json_decref(ev->rec);
+  ev->rec = NULL;
+}

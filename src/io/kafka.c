@@ -1,0 +1,79 @@
+#include "io/kafka.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "ops/log.h"
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+  (void)rk;
+  kefu_log_level_t l = level <= 3 ? KEFU_LOG_ERROR : level <= 4 ? KEFU_LOG_WARN : KEFU_LOG_DEBUG;
+  KEFU_LOG(l, "kafka", "%s: %s", fac, buf);
+}
+
+int kefu_kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errstr,
+                   size_t errlen) {
+  if (rd_kafka_conf_set(conf, key, value, errstr, errlen) != RD_KAFKA_CONF_OK)
+    return -1;
+  return 0;
+}
+
+rd_kafka_conf_t *kefu_kafka_conf(const char *bootstrap, char **props, int nprops, char *errstr,
+                                 size_t errlen) {
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set_log_cb(conf, log_cb);
+  if (bootstrap && *bootstrap &&
+      kefu_kafka_set(conf, "bootstrap.servers", bootstrap, errstr, errlen))
+    goto fail;
+  for (int i = 0; i < nprops; i++) {
+    char key[256];
+    const char *eq = strchr(props[i], '=');
+    if (!eq || (size_t)(eq - props[i]) >= sizeof key) {
+      snprintf(errstr, errlen, "expected key=value, got '%s'", props[i]);
+      goto fail;
+    }
+    memcpy(key, props[i], (size_t)(eq - props[i]));
+    key[eq - props[i]] = '\0';
+    if (kefu_kafka_set(conf, key, eq + 1, errstr, errlen))
+      goto fail;
+  }
+  return conf;
+fail:
+  rd_kafka_conf_destroy(conf);
+  return NULL;
+}
+
+int kefu_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,
+                               size_t errlen) {
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+  rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+  int n = -1;
+
+  rd_kafka_topic_destroy(rkt);
+  if (err) {
+    snprintf(errstr, errlen, "metadata for %s: %s", topic, rd_kafka_err2str(err));
+    return -1;
+  }
+  if (md->topic_cnt == 1 && !md->topics[0].err)
+    n = md->topics[0].partition_cnt;
+  else
+    snprintf(errstr, errlen, "topic %s: %s", topic,
+             md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "not found");
+  rd_kafka_metadata_destroy(md);
+  return n;
+}
+
+void kefu_kafka_header(const rd_kafka_message_t *msg, const char *name, char *out, size_t outlen) {
+  rd_kafka_headers_t *hdrs = NULL;
+  const void *val = NULL;
+  size_t len = 0;
+
+  out[0] = '\0';
+  if (rd_kafka_message_headers(msg, &hdrs) || rd_kafka_header_get_last(hdrs, name, &val, &len))
+    return;
+  if (len >= outlen)
+    len = outlen - 1;
+  memcpy(out, val, len);
+  out[len] = '\0';
+}

@@ -1,0 +1,26 @@
+/* Small helpers shared by every Kafka client kefu makes. */
+#ifndef KEFU_IO_KAFKA_H
+#define KEFU_IO_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stddef.h>
+
+/** @brief A librdkafka configuration with @p bootstrap, quiet logging routed through
+ *  kefu's log, and the `key=value` pairs of @p props (may be NULL, @p nprops pairs as
+ *  "key=value" strings). NULL with @p errstr when a property is rejected. */
+rd_kafka_conf_t *kefu_kafka_conf(const char *bootstrap, char **props, int nprops, char *errstr,
+                                 size_t errlen);
+
+/** @brief Sets one property; returns -1 with @p errstr on failure. */
+int kefu_kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errstr,
+                   size_t errlen);
+
+/** @brief Partition count of @p topic, or -1 with @p errstr (waits up to @p timeout_ms). */
+int kefu_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr,
+                               size_t errlen);
+
+/** @brief The value of header @p name of @p msg as a NUL-terminated copy in @p out, or
+ *  "" when absent. */
+void kefu_kafka_header(const rd_kafka_message_t *msg, const char *name, char *out, size_t outlen);
+
+#endif

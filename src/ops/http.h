@@ -1,0 +1,50 @@
+/* The operations HTTP endpoint (SPEC §8), on libmicrohttpd's own thread:
+ *   /metrics  the metrics registry in Prometheus text format 0.0.4
+ *   /healthz  200 "ok" while the processor loop is alive (it calls kefu_http_heartbeat()
+ *             at least every heartbeat timeout, 30 s by default), else 503
+ *   /readyz   200 "ready" once the processor called kefu_http_set_ready(true, ...), else
+ *             503 with the reason given ("starting", "redis unavailable"...)
+ *   anything else 404; methods other than GET and HEAD 405.
+ *
+ * One server per process (like the metrics registry). The heartbeat and readiness
+ * setters may be called from any thread at any time, also when no server runs: they only
+ * store a timestamp or a flag.
+ */
+#ifndef KEFU_OPS_HTTP_H
+#define KEFU_OPS_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/** @brief Starts serving on @p listen ("host:port", "[v6addr]:port"; port 0 picks a
+ *  free port, see kefu_http_port()). An empty @p listen disables the endpoint: returns 0
+ *  and serves nothing. Readiness starts as false with reason "starting"; the heartbeat
+ *  clock starts now.
+ *  @returns 0, or -1 with @p errstr (bad address, port in use, already started). */
+int kefu_http_start(const char *listen, char *errstr, size_t errlen);
+
+/** @brief Stops the server and waits for its thread; a no-op when none runs. */
+void kefu_http_stop(void);
+
+/** @brief The TCP port the server is bound to, or 0 when none runs. */
+int kefu_http_port(void);
+
+/** @brief Records that the processor loop is alive. @locality any thread (an atomic
+ *  store: cheap enough to call once per poll). */
+void kefu_http_heartbeat(void);
+
+/** @brief /healthz fails once the last heartbeat is older than @p ms (default 30000;
+ *  tests shorten it). */
+void kefu_http_set_heartbeat_timeout(int ms);
+
+/** @brief Sets what /readyz answers: ready, or not ready because of @p reason (copied;
+ *  may be NULL; ignored when ready). @locality any thread. */
+void kefu_http_set_ready(bool ready, const char *reason);
+
+/** @brief Splits @p listen ("host:port" or "[v6addr]:port", port 0..65535) into
+ *  @p host (without brackets) and @p port. Also used by config.c to validate
+ *  http.listen. @returns 0, or -1 with @p errstr. */
+int kefu_http_parse_listen(const char *listen, char *host, size_t hostlen, int *port, char *errstr,
+                           size_t errlen);
+
+#endif

@@ -1,0 +1,27 @@
+#include "rules/rules.h"
+
+#include "common/enums.h"
+
+json_t *kefu_rules_buyer(kefu_shop_t *shop, const char *buyer_id) {
+  json_t *b = kefu_shop_get(shop, KEFU_ENT_BUYER, buyer_id);
+  if (!b) {
+    b = json_pack("{s:[], s:n, s:I, s:n}", "orders", "last_order", "last_order_ts", (json_int_t)0,
+                  "exclusive_agent");
+    json_object_set_new(shop->entities[KEFU_ENT_BUYER], buyer_id, b);
+  }
+  return b;
+}
+
+void kefu_rules_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev,
+                      kefu_emitter_t *out) {
+  switch (ev->topic) {
+  case KEFU_T_SHOP_CONFIG: kefu_rules_shop_config(env, shop, ev); break;
+  case KEFU_T_AGENT: kefu_rules_agent_event(shop, ev); break;
+  case KEFU_T_ORDER: kefu_rules_order_event(shop, ev); break;
+  case KEFU_T_CHAT:
+    if (ev->type == KEFU_CHAT_DELIVERABILITY_QUERY)
+      kefu_rules_deliverability_query(env, shop, ev, out);
+    break;
+  default: break;
+  }
+}

@@ -1,0 +1,40 @@
+/* The business rules: pure functions of (shop state, event) -> (state change, outputs).
+ * No I/O, no clock, no globals: the engine hands in everything they read. One file per
+ * rule family; this header is their common entry. */
+#ifndef KEFU_RULES_RULES_H
+#define KEFU_RULES_RULES_H
+
+#include "engine/emitter.h"
+#include "engine/event.h"
+#include "engine/shop.h"
+#include "rules/couriers.h"
+
+/* Rule parameters (configuration keys of SPEC §7 that rules read). */
+typedef struct kefu_rule_params {
+  double threshold;
+  int escalate_after;
+  int64_t session_idle_ms, invitation_expiry_ms, response_wait_ms;
+} kefu_rule_params_t;
+
+/* What a rule may read besides the shop: parameters and the global courier table. */
+typedef struct kefu_rules_env {
+  const kefu_rule_params_t *params;
+  const kefu_courier_table_t *couriers;
+  const json_t *config_defaults; /* a shop config with every field at its default */
+} kefu_rules_env_t;
+
+/** @brief Applies one validated, not yet applied event to its shop. */
+void kefu_rules_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev,
+                      kefu_emitter_t *out);
+
+/* Families (each in its own file). */
+void kefu_rules_shop_config(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev);
+void kefu_rules_agent_event(kefu_shop_t *shop, const kefu_event_t *ev);
+void kefu_rules_order_event(kefu_shop_t *shop, const kefu_event_t *ev);
+void kefu_rules_deliverability_query(const kefu_rules_env_t *env, kefu_shop_t *shop,
+                                     const kefu_event_t *ev, kefu_emitter_t *out);
+
+/** @brief The buyer entity, created empty when unknown (not marked dirty). */
+json_t *kefu_rules_buyer(kefu_shop_t *shop, const char *buyer_id);
+
+#endif

@@ -1,0 +1,55 @@
+/* Shop state in Redis (SPEC §5). Keys (ns = redis namespace, default "kefu"):
+ *   ns:{S}:cfg      string  the shop config (JSON, defaults filled); absent = defaults
+ *   ns:{S}:applied  hash    "<topic>/<partition>" -> last applied offset
+ *   ns:{S}:agents   hash    agent_id -> agent (JSON)
+ *   ns:{S}:buyers   hash    buyer_id -> buyer (JSON)
+ *   ns:{S}:orders   hash    order_id -> order (JSON)
+ *   ns:{S}:dedup    zset    event_id scored by ts; trimmed to 7 days
+ *   ns:{S}:timers   zset    timers scored by deadline
+ * The {S} hash tag puts a shop's keys in one Redis Cluster slot, so kefu_apply can
+ * update them atomically. */
+#ifndef KEFU_STORE_STATE_STORE_H
+#define KEFU_STORE_STATE_STORE_H
+
+#include <jansson.h>
+
+#include "engine/shop.h"
+#include "store/redis.h"
+
+/* What one batch needs of one shop. */
+typedef struct kefu_shop_load {
+  kefu_shop_t *shop; /* borrowed */
+  json_t *buyers;    /* id -> true; owned */
+  json_t *orders;    /* id -> true; owned */
+  json_t *event_ids; /* id -> true; owned */
+  int first_reply, nreplies;
+} kefu_shop_load_t;
+
+void kefu_shop_load_init(kefu_shop_load_t *l, kefu_shop_t *shop);
+void kefu_shop_load_clear(kefu_shop_load_t *l);
+
+/** @brief Queues the reads of phase 1 (config, offsets, agents, the named buyers and
+ *  orders, the event ids) in the pipeline; @p next_reply is the index its first reply
+ *  will have, advanced past its replies. */
+void kefu_store_load_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l, int *next_reply);
+
+/** @brief Reads the replies of kefu_store_load_append into the shop. Then
+ *  kefu_store_orders_missing() lists orders that loaded buyers name but that were not
+ *  read (phase 2, one more round trip for the batch). -1 with errstr on a bad reply. */
+int kefu_store_load_parse(kefu_shop_load_t *l, redisReply **replies, char *errstr, size_t errlen);
+
+/** @brief Queues HMGET of the orders the loaded buyers name and that are not loaded;
+ *  returns 1 when a command was queued, 0 when none was needed. */
+int kefu_store_orders_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l, int *next_reply);
+int kefu_store_orders_parse(kefu_shop_load_t *l, redisReply **replies, char *errstr, size_t errlen);
+
+/** @brief Queues one FCALL kefu_apply writing the shop's changes (dirty entities, config,
+ *  new event ids, applied offsets with their CAS). Event ids older than
+ *  @p dedup_horizon_ts are trimmed. */
+void kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_shop_t *shop,
+                             int64_t dedup_horizon_ts);
+
+/** @brief 0 when the kefu_apply reply is OK; -1 with errstr on a conflict or error. */
+int kefu_store_apply_check(const redisReply *reply, char *errstr, size_t errlen);
+
+#endif

@@ -1,0 +1,146 @@
+"""Test harness for kefu's integration and interoperability tests.
+
+Every test owns its servers: a redis-server on a free port in a temporary directory and
+`kefu broker` (librdkafka's mock cluster, real Kafka protocol over TCP on loopback), both
+stopped when the test ends. Nothing here fakes Kafka or Redis.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+KEFU = os.environ.get("KEFU_BIN", "build/kefu")
+SOURCE = os.environ.get("KEFU_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+SHARED = os.path.join(SOURCE, "..", "shared")
+TOPICS = {
+    "chat": "kefu.chat.events", "order": "kefu.order.events", "agent": "kefu.agent.events",
+    "config": "kefu.shop.config", "courier": "kefu.courier.status",
+    "decisions": "kefu.routing.decisions", "invitations": "kefu.logistics.invitations",
+    "violations": "kefu.response.violations", "responses": "kefu.response.events",
+    "cards": "kefu.service.cards", "insights": "kefu.inquiry.insights", "dlq": "kefu.dlq",
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    """Polls predicate until it is true; never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+class Redis:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="kefu-redis-")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.ping(), 10, "redis-server")
+        self.url = "redis://127.0.0.1:%d/0" % self.port
+
+    def cli(self, *args):
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "--raw", *args],
+                             capture_output=True)
+        return out.stdout.decode("utf-8", "backslashreplace")
+
+    def snapshot(self, pattern):
+        """Every key matching pattern with its serialized value (DUMP), for equality."""
+        keys = sorted(self.cli("KEYS", pattern).split())
+        return {k: subprocess.run(["redis-cli", "-p", str(self.port), "DUMP", k],
+                                  capture_output=True).stdout for k in keys}
+
+    def ping(self):
+        try:
+            return self.cli("PING").strip() == "PONG"
+        except OSError:
+            return False
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Broker:
+    def __init__(self, partitions=4):
+        self.proc = subprocess.Popen([KEFU, "broker", "--partitions", str(partitions)],
+                                     stdout=subprocess.PIPE, text=True)
+        self.bootstrap = self.proc.stdout.readline().strip()
+        if not self.bootstrap:
+            raise RuntimeError("kefu broker printed no bootstrap servers")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(20)
+
+
+class KefuTestCase(unittest.TestCase):
+    """Starts a broker and a redis-server per test."""
+
+    partitions = 4
+
+    def setUp(self):
+        self.redis = Redis()
+        self.broker = Broker(self.partitions)
+        self.addCleanup(self.redis.stop)
+        self.addCleanup(self.broker.stop)
+
+    # -- producing ------------------------------------------------------------------
+    def produce(self, topic, records):
+        """Writes JSON records with `kefu produce` (murmur2 partitioning, Avro)."""
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        out = subprocess.run([KEFU, "produce", "-b", self.broker.bootstrap, "-t", TOPICS[topic]],
+                             input=text, capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stderr)
+
+    def produce_raw(self, topic, key, value, partition=None):
+        """Writes raw bytes with python3-confluent-kafka (no kefu code)."""
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": self.broker.bootstrap,
+                      "partitioner": "murmur2_random"})
+        kwargs = {} if partition is None else {"partition": partition}
+        p.produce(TOPICS[topic], key=key, value=value, **kwargs)
+        self.assertEqual(p.flush(30), 0)
+
+    # -- running --------------------------------------------------------------------
+    def run_kefu(self, *settings, timeout=120, expect=0):
+        args = [KEFU, "run", "-b", self.broker.bootstrap, "--redis", self.redis.url,
+                "--exit-when-idle", "--set", "http.listen=", "--set", "idle_advance=false",
+                "--set", "task_idle_ms=200"]
+        for s in settings:
+            args += ["--set", s]
+        out = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        if out.returncode != expect:
+            sys.stderr.write(out.stderr)
+        self.assertEqual(out.returncode, expect)
+        return out.stderr
+
+    def consume(self, topic, meta=False):
+        args = [KEFU, "consume", "-b", self.broker.bootstrap, "-t", TOPICS[topic],
+                "--from-beginning", "--exit"]
+        if meta:
+            args.append("--meta")
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def main():
+    unittest.main(verbosity=2)
