@@ -1,6 +1,7 @@
 #include "engine/emitter.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 void kefu_emitter_init(kefu_emitter_t *e, const char *cause_event_id) {
   e->cause_event_id = cause_event_id;
@@ -22,4 +23,23 @@ void kefu_emit(kefu_emitter_t *e, kefu_topic_t topic, char letter, const char *i
   json_object_set_new(rec, id_field, json_string(id));
   json_object_set_new(rec, "cause_event_id", json_string(e->cause_event_id));
   json_array_append_new(e->records, json_pack("[i, o]", (int)topic, rec));
+}
+
+void kefu_schedule(kefu_emitter_t *e, kefu_shop_t *shop, int64_t deadline, const char *kind,
+                   const char *buyer_id, json_t *payload) {
+  kefu_timer_t *t = calloc(1, sizeof *t);
+  t->deadline = deadline;
+  kefu_timer_order(t->order, sizeof t->order, e->cause_ts, e->cause_rank, e->cause_offset,
+                   e->timers_made++);
+  snprintf(t->kind, sizeof t->kind, "%s", kind);
+  snprintf(t->shop_id, sizeof t->shop_id, "%s", shop->id);
+  snprintf(t->buyer_id, sizeof t->buyer_id, "%s", buyer_id ? buyer_id : "");
+  t->payload = payload ? payload : json_object();
+  char *member = kefu_timer_member(t);
+  json_object_set_new(shop->timers_added, member, json_integer(deadline));
+  free(member);
+  if (e->timers)
+    kefu_timer_queue_add(e->timers, t);
+  else
+    kefu_timer_free(t);
 }

@@ -67,6 +67,7 @@ typedef struct task {
   queue_t q[KEFU_KEYED_INPUTS];
   int64_t watermark;                      /* highest valid ts - lateness; INT64_MIN before any */
   int64_t next_offset[KEFU_KEYED_INPUTS]; /* position after the batch; -1 unknown */
+  json_t *timer_index; /* shop_id -> earliest timer deadline (cache of ns:{task-N}:timers) */
 } task_t;
 
 /* The engine's metrics, registered once (SPEC §8). */
@@ -222,6 +223,10 @@ static int poll_couriers(kefu_processor_t *p, bool to_end, char *errstr, size_t 
 
 /* ---------------------------------------------------------------- assignment */
 
+static void timer_index_key(const kefu_processor_t *p, int task, char *out, size_t outlen) {
+  snprintf(out, outlen, "%s:{task-%d}:timers", p->o->redis_namespace, task);
+}
+
 static void task_key(const kefu_processor_t *p, int task, char *out, size_t outlen) {
   snprintf(out, outlen, "%s:{task-%d}:pos", p->o->redis_namespace, task);
 }
@@ -230,6 +235,12 @@ static void task_key(const kefu_processor_t *p, int task, char *out, size_t outl
 static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KEYED_INPUTS]) {
   char key[128], errstr[256];
   redisReply **r;
+  if (!p->redis &&
+      !(p->redis = kefu_redis_connect(p->o->redis_url, p->o->redis_user, p->o->redis_password,
+                                      p->o->redis_timeout_ms, errstr, sizeof errstr))) {
+    KEFU_ERROR("engine", "task %d: %s", task, errstr);
+    return -1;
+  }
   kefu_cmd_t c;
   kefu_cmd_init(&c);
   kefu_cmd_str(&c, "HGETALL");
@@ -237,10 +248,19 @@ static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KE
   kefu_cmd_str(&c, key);
   kefu_redis_append(p->redis, &c);
   kefu_cmd_clear(&c);
+  kefu_cmd_init(&c);
+  kefu_cmd_str(&c, "ZRANGE");
+  timer_index_key(p, task, key, sizeof key);
+  kefu_cmd_str(&c, key);
+  kefu_cmd_str(&c, "0");
+  kefu_cmd_str(&c, "-1");
+  kefu_cmd_str(&c, "WITHSCORES");
+  kefu_redis_append(p->redis, &c);
+  kefu_cmd_clear(&c);
   for (int t = 0; t < KEFU_KEYED_INPUTS; t++)
     pos[t] = -1;
-  if (kefu_redis_flush(p->redis, &r, errstr, sizeof errstr) != 1 ||
-      r[0]->type != REDIS_REPLY_ARRAY) {
+  if (kefu_redis_flush(p->redis, &r, errstr, sizeof errstr) != 2 ||
+      r[0]->type != REDIS_REPLY_ARRAY || r[1]->type != REDIS_REPLY_ARRAY) {
     KEFU_ERROR("engine", "reading the position of task %d: %s", task, errstr);
     return -1;
   }
@@ -253,6 +273,11 @@ static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KE
       if (strcmp(f, kefu_topics[t].suffix) == 0)
         pos[t] = v;
   }
+  json_decref(p->tasks[task].timer_index);
+  p->tasks[task].timer_index = json_object();
+  for (size_t i = 0; i + 1 < r[1]->elements; i += 2)
+    json_object_set_new(p->tasks[task].timer_index, r[1]->element[i]->str,
+                        json_integer(strtoll(r[1]->element[i + 1]->str, NULL, 10)));
   return 0;
 }
 
@@ -298,6 +323,8 @@ static void on_revoke(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
     for (int k = 0; k < KEFU_KEYED_INPUTS; k++)
       queue_drop_all(&p->tasks[id].q[k]);
     p->tasks[id].assigned = false;
+    json_decref(p->tasks[id].timer_index);
+    p->tasks[id].timer_index = NULL;
     KEFU_INFO("engine", "revoked task %d", id);
   }
   rd_kafka_assign(p->consumer, NULL);
@@ -389,6 +416,9 @@ typedef struct batch_state {
   json_t *remembered; /* cause -> [[topic, record]...] read from Redis */
   json_t *computed;   /* cause -> [[topic, record]...] made now (to remember) */
   json_t *outputs;    /* [[topic, record, cause-header, input index]...] in order */
+  int *shop_task;     /* the task each shop belongs to */
+  kefu_timer_queue_t timers[MAX_TASKS]; /* per task: timers that may fire in this batch */
+  int64_t max_ts[MAX_TASKS];            /* per task: the batch's highest valid ts */
 } batch_state_t;
 
 static void cause_of(const input_t *in, char *out, size_t outlen) {
@@ -396,13 +426,15 @@ static void cause_of(const input_t *in, char *out, size_t outlen) {
            (long long)in->msg->offset);
 }
 
-static size_t shop_slot(kefu_processor_t *p, batch_state_t *bs, const char *shop_id) {
+static size_t shop_slot(kefu_processor_t *p, batch_state_t *bs, const char *shop_id, int task) {
   json_t *idx = json_object_get(bs->shop_index, shop_id);
   if (idx)
     return (size_t)json_integer_value(idx);
   size_t i = bs->nshops++;
   bs->shops = realloc(bs->shops, bs->nshops * sizeof *bs->shops);
   bs->loads = realloc(bs->loads, bs->nshops * sizeof *bs->loads);
+  bs->shop_task = realloc(bs->shop_task, bs->nshops * sizeof *bs->shop_task);
+  bs->shop_task[i] = task;
   bs->shops[i] = kefu_shop_new(shop_id, p->config_defaults);
   kefu_shop_load_init(&bs->loads[i], bs->shops[i]);
   json_object_set_new(bs->shop_index, shop_id, json_integer((json_int_t)i));
@@ -416,6 +448,9 @@ static void batch_state_clear(batch_state_t *bs) {
   }
   free(bs->shops);
   free(bs->loads);
+  free(bs->shop_task);
+  for (int t = 0; t < MAX_TASKS; t++)
+    kefu_timer_queue_clear(&bs->timers[t]);
   json_decref(bs->shop_index);
   json_decref(bs->remembered);
   json_decref(bs->computed);
@@ -426,6 +461,31 @@ static void batch_state_clear(batch_state_t *bs) {
 static void want(json_t *set, const char *id) {
   if (id)
     json_object_set_new(set, id, json_true());
+}
+
+/* Shops whose timers may fire in this batch: the task's index says their earliest
+ * deadline is below the batch's highest ts (a bound on both the watermark and the
+ * same-buyer rule of SPEC §1.3). Their due timers are read with their state. */
+static void mark_due_timers(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) {
+  const char *shop;
+  json_t *min;
+  for (int t = 0; t < MAX_TASKS; t++)
+    bs->max_ts[t] = INT64_MIN;
+  for (size_t i = 0; i < b->n; i++) {
+    const input_t *in = b->items[i];
+    if (in->valid && in->ev.ts > bs->max_ts[in->msg->partition])
+      bs->max_ts[in->msg->partition] = in->ev.ts;
+  }
+  for (int t = 0; t < MAX_TASKS; t++) {
+    if (bs->max_ts[t] == INT64_MIN || !p->tasks[t].timer_index)
+      continue;
+    json_object_foreach(p->tasks[t].timer_index, shop, min) {
+      if (json_integer_value(min) >= bs->max_ts[t])
+        continue;
+      size_t slot = shop_slot(p, bs, shop, t);
+      bs->loads[slot].timers_before = bs->max_ts[t];
+    }
+  }
 }
 
 /* Phase 1 and 2 reads for every shop of the batch, plus the remembered outputs. */
@@ -445,12 +505,13 @@ static int load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
     json_array_append_new(causes_by_task[task], json_string(cause));
     if (!in->valid)
       continue;
-    size_t slot = shop_slot(p, bs, in->ev.shop_id); /* may move bs->loads */
+    size_t slot = shop_slot(p, bs, in->ev.shop_id, task); /* may move bs->loads */
     kefu_shop_load_t *l = &bs->loads[slot];
     want(l->buyers, in->ev.buyer_id);
     want(l->orders, in->ev.order_id);
     want(l->event_ids, in->ev.event_id);
   }
+  mark_due_timers(p, b, bs);
   for (size_t i = 0; i < bs->nshops; i++)
     kefu_store_load_append(p->redis, p->o->redis_namespace, &bs->loads[i], &next);
   for (int t = 0; t < MAX_TASKS; t++) {
@@ -487,15 +548,24 @@ static int load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
                             json_loadb(rep->element[j]->str, rep->element[j]->len, 0, NULL));
     }
   }
-  next = 0;
-  for (size_t i = 0; i < bs->nshops; i++)
-    kefu_store_orders_append(p->redis, p->o->redis_namespace, &bs->loads[i], &next);
-  if (next > 0) {
+  /* What phase 1 pointed at: buyers of due timers, orders of loaded buyers. */
+  for (int round = 0; round < 3; round++) {
+    next = 0;
+    for (size_t i = 0; i < bs->nshops; i++)
+      kefu_store_more_append(p->redis, p->o->redis_namespace, &bs->loads[i], &next);
+    if (next == 0)
+      break;
     if (kefu_redis_flush(p->redis, &r, errstr, errlen) != next)
       goto done;
     for (size_t i = 0; i < bs->nshops; i++)
-      if (kefu_store_orders_parse(&bs->loads[i], r, errstr, errlen))
+      if (kefu_store_more_parse(&bs->loads[i], r, errstr, errlen))
         goto done;
+  }
+  for (size_t i = 0; i < bs->nshops; i++) { /* the task's queue takes the loaded timers */
+    kefu_timer_queue_t *q = &bs->loads[i].timers;
+    for (size_t k = 0; k < q->n; k++)
+      kefu_timer_queue_add(&bs->timers[bs->shop_task[i]], q->items[k]);
+    q->n = 0;
   }
   rc = 0;
 done:
@@ -508,7 +578,7 @@ done:
  * re-processed input) or its event id was seen in the last 7 days (a duplicate). */
 static void apply_input(kefu_processor_t *p, batch_state_t *bs, input_t *in, const char *cause,
                         kefu_emitter_t *em) {
-  size_t slot = shop_slot(p, bs, in->ev.shop_id); /* may move bs->shops */
+  size_t slot = shop_slot(p, bs, in->ev.shop_id, (int)in->msg->partition); /* may move */
   kefu_shop_t *shop = bs->shops[slot];
   char field[300], offset[32];
   snprintf(field, sizeof field, "%s/%d", kefu_topics[in->topic].suffix, (int)in->msg->partition);
@@ -535,20 +605,54 @@ static void add_outputs(batch_state_t *bs, json_t *records, const char *cause, s
                                                    json_array_get(r, 1), cause, (json_int_t)index));
 }
 
+static void fire_one(kefu_processor_t *p, batch_state_t *bs, kefu_timer_t *t, int task,
+                     kefu_emitter_t *em) {
+  kefu_shop_t *shop = bs->shops[shop_slot(p, bs, t->shop_id, task)];
+  char *member = kefu_timer_member(t);
+  /* A timer made in this batch was never written: it is simply not written. */
+  if (json_object_get(shop->timers_added, member))
+    json_object_del(shop->timers_added, member);
+  else
+    json_array_append_new(shop->timers_removed, json_string(member));
+  free(member);
+  kefu_rules_fire(&p->env, shop, t, em);
+  kefu_timer_free(t);
+}
+
+/* SPEC §1.3: before an event is applied, the timers it makes due fire, in (deadline,
+ * creation) order; a chat event first fires its own buyer's timers earlier than its ts. */
+static void fire_due(kefu_processor_t *p, batch_state_t *bs, const input_t *in,
+                     kefu_emitter_t *em) {
+  int id = (int)in->msg->partition;
+  task_t *task = &p->tasks[id];
+  kefu_timer_queue_t *q = &bs->timers[id];
+  kefu_timer_t *t;
+  int64_t wm = in->ev.ts - p->o->lateness_ms;
+  if (wm > task->watermark)
+    task->watermark = wm;
+  while ((t = kefu_timer_queue_pop_due(q, task->watermark, NULL, NULL)))
+    fire_one(p, bs, t, id, em);
+  if (in->topic == KEFU_T_CHAT && in->ev.buyer_id)
+    while ((t = kefu_timer_queue_pop_due(q, in->ev.ts, in->ev.shop_id, in->ev.buyer_id)))
+      fire_one(p, bs, t, id, em);
+}
+
 static void run_rules(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) {
   char cause[300];
   for (size_t i = 0; i < b->n; i++) {
     input_t *in = b->items[i];
-    task_t *task = &p->tasks[in->msg->partition];
     cause_of(in, cause, sizeof cause);
     if (!in->valid) {
       kefu_metric_add(p->m.dlq, 1);
       continue;
     }
-    if (in->ev.ts - p->o->lateness_ms > task->watermark)
-      task->watermark = in->ev.ts - p->o->lateness_ms;
     kefu_emitter_t em;
     kefu_emitter_init(&em, in->ev.event_id);
+    em.cause_ts = in->ev.ts;
+    em.cause_rank = kefu_topics[in->topic].rank;
+    em.cause_offset = in->msg->offset;
+    em.timers = &bs->timers[in->msg->partition];
+    fire_due(p, bs, in, &em);
     apply_input(p, bs, in, cause, &em);
     json_t *remembered = json_object_get(bs->remembered, cause);
     if (remembered) {
@@ -561,6 +665,38 @@ static void run_rules(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) 
   }
 }
 
+/* Before a shop's new timers are written, its entry in the task's timer index is
+ * lowered to their earliest deadline (ZADD LT), so the index never misses a timer even
+ * if we die between the two; the exact value is written after the apply. */
+static int index_new_timers(kefu_processor_t *p, batch_state_t *bs) {
+  char key[128], num[32];
+  const char *member;
+  json_t *deadline;
+  int n = 0;
+  for (size_t i = 0; i < bs->nshops; i++) {
+    int64_t min = INT64_MAX;
+    json_object_foreach(bs->shops[i]->timers_added, member, deadline) {
+      if (json_integer_value(deadline) < min)
+        min = json_integer_value(deadline);
+    }
+    if (min == INT64_MAX)
+      continue;
+    kefu_cmd_t c;
+    kefu_cmd_init(&c);
+    kefu_cmd_str(&c, "ZADD");
+    timer_index_key(p, bs->shop_task[i], key, sizeof key);
+    kefu_cmd_str(&c, key);
+    kefu_cmd_str(&c, "LT");
+    snprintf(num, sizeof num, "%lld", (long long)min);
+    kefu_cmd_str(&c, num);
+    kefu_cmd_str(&c, bs->shops[i]->id);
+    kefu_redis_append(p->redis, &c);
+    kefu_cmd_clear(&c);
+    n++;
+  }
+  return n;
+}
+
 /* Remembered outputs first, then one atomic kefu_apply per shop (see the top comment). */
 static int store_state(kefu_processor_t *p, batch_state_t *bs, int64_t max_ts, char *errstr,
                        size_t errlen) {
@@ -568,7 +704,7 @@ static int store_state(kefu_processor_t *p, batch_state_t *bs, int64_t max_ts, c
   const char *cause;
   json_t *records;
   char key[128];
-  int n = 0, first_apply;
+  int n = index_new_timers(p, bs), first_apply;
 
   json_object_foreach(bs->computed, cause, records) {
     int task = atoi(strchr(cause, '/') + 1);
@@ -596,7 +732,8 @@ static int store_state(kefu_processor_t *p, batch_state_t *bs, int64_t max_ts, c
   if (kefu_redis_flush(p->redis, &r, errstr, errlen) != n)
     return -1;
   for (int i = 0; i < n; i++) {
-    if (i >= first_apply && kefu_store_apply_check(r[i], errstr, errlen))
+    if (i >= first_apply &&
+        kefu_store_apply_check(r[i], bs->shops[i - first_apply], errstr, errlen))
       return -1;
     if (i < first_apply && r[i]->type == REDIS_REPLY_ERROR) {
       snprintf(errstr, errlen, "redis: %s", r[i]->str);
@@ -750,6 +887,40 @@ done:
   return rc;
 }
 
+/* The exact earliest deadline of every shop whose timers changed, as kefu_apply read it
+ * (also kept in memory: the index is this instance's cache of what it owns). */
+static int store_timer_index(kefu_processor_t *p, const batch_state_t *bs) {
+  char key[128];
+  int n = 0;
+  for (size_t i = 0; i < bs->nshops; i++) {
+    kefu_shop_t *shop = bs->shops[i];
+    task_t *task = &p->tasks[bs->shop_task[i]];
+    if (!json_object_size(shop->timers_added) && !json_array_size(shop->timers_removed))
+      continue;
+    if (!task->timer_index)
+      task->timer_index = json_object();
+    kefu_cmd_t c;
+    kefu_cmd_init(&c);
+    timer_index_key(p, bs->shop_task[i], key, sizeof key);
+    if (shop->timers_min == INT64_MAX) {
+      kefu_cmd_str(&c, "ZREM");
+      kefu_cmd_str(&c, key);
+      kefu_cmd_str(&c, shop->id);
+      json_object_del(task->timer_index, shop->id);
+    } else {
+      kefu_cmd_str(&c, "ZADD");
+      kefu_cmd_str(&c, key);
+      kefu_cmd_fmt(&c, "%lld", (long long)shop->timers_min);
+      kefu_cmd_str(&c, shop->id);
+      json_object_set_new(task->timer_index, shop->id, json_integer(shop->timers_min));
+    }
+    kefu_redis_append(p->redis, &c);
+    kefu_cmd_clear(&c);
+    n++;
+  }
+  return n;
+}
+
 /* After the commit: positions and watermarks to Redis, remembered outputs dropped. Not
  * fatal when it fails: Kafka's offsets and the shops' applied offsets still hold. */
 static void store_positions(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs) {
@@ -783,6 +954,7 @@ static void store_positions(kefu_processor_t *p, const batch_t *b, const batch_s
     kefu_cmd_clear(&c);
     n++;
   }
+  n += store_timer_index(p, bs);
   for (size_t i = 0; i < b->n; i++) {
     cause_of(b->items[i], cause, sizeof cause);
     if (!json_object_get(bs->computed, cause) && !json_object_get(bs->remembered, cause))

@@ -17,6 +17,8 @@ kefu_shop_t *kefu_shop_new(const char *id, const json_t *defaults) {
   s->applied_loaded = json_object();
   s->dedup = json_object();
   s->dedup_new = json_object();
+  s->timers_added = json_object();
+  s->timers_removed = json_array();
   return s;
 }
 
@@ -32,6 +34,8 @@ void kefu_shop_destroy(kefu_shop_t *s) {
   json_decref(s->applied_loaded);
   json_decref(s->dedup);
   json_decref(s->dedup_new);
+  json_decref(s->timers_added);
+  json_decref(s->timers_removed);
   free(s);
 }
 

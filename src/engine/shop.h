@@ -29,6 +29,9 @@ typedef struct kefu_shop {
   json_t *dedup;                     /* event_id -> ts of ids seen in the last 7 days
                                         (only those this batch asked about); owned */
   json_t *dedup_new;                 /* event_id -> ts added by this batch; owned */
+  json_t *timers_added;              /* zset member -> deadline, made by this batch; owned */
+  json_t *timers_removed;            /* zset members fired by this batch; owned */
+  int64_t timers_min;                /* earliest deadline left after the batch's apply */
 } kefu_shop_t;
 
 /** @brief A shop with no state loaded: @p defaults (borrowed, copied) as its config. */

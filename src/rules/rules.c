@@ -1,6 +1,7 @@
 #include "rules/rules.h"
 
 #include "common/enums.h"
+#include "ops/log.h"
 
 json_t *kefu_rules_buyer(kefu_shop_t *shop, const char *buyer_id) {
   json_t *b = kefu_shop_get(shop, KEFU_ENT_BUYER, buyer_id);
@@ -24,4 +25,14 @@ void kefu_rules_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu
     break;
   default: break;
   }
+}
+
+void kefu_rules_fire(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_timer_t *t,
+                     kefu_emitter_t *out) {
+  (void)env;
+  (void)out;
+  /* Timer kinds come with the rule families that set them (sessions, waits, queues,
+   * invitations, day close). A kind this build does not know is dropped, loudly: it can
+   * only come from a newer kefu writing to the same Redis. */
+  KEFU_WARN("rules", "shop %s: dropping a timer of unknown kind '%s'", shop->id, t->kind);
 }

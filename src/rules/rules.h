@@ -27,6 +27,11 @@ typedef struct kefu_rules_env {
 void kefu_rules_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev,
                       kefu_emitter_t *out);
 
+/** @brief Fires one due timer of @p shop (SPEC §1.3); its records have the timer's
+ *  deadline as ts and the input that made it due as cause. */
+void kefu_rules_fire(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_timer_t *t,
+                     kefu_emitter_t *out);
+
 /* Families (each in its own file). */
 void kefu_rules_shop_config(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev);
 void kefu_rules_agent_event(kefu_shop_t *shop, const kefu_event_t *ev);

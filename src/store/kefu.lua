@@ -14,6 +14,8 @@ ARGV: n, then n triples (field, expected value or "", new value),
       then 4-tuples (op, key index, a, b):
         hset k field value | hdel k field - | set k value - | del k - -
         zadd k score member | zrem k member - | ztrim k max_score -
+Reply: {'OK', earliest timer deadline or ''} — the caller keeps its task's timer index
+(shop -> earliest deadline) from it — or {'CONFLICT', field, stored offset}.
 ]]
 
 local function apply(keys, args)
@@ -52,7 +54,8 @@ local function apply(keys, args)
     end
     i = i + 4
   end
-  return {'OK'}
+  local first = redis.call('ZRANGE', keys[7], 0, 0, 'WITHSCORES')
+  return {'OK', first[2] or ''}
 end
 
 redis.register_function('kefu_apply', apply)

@@ -1,5 +1,6 @@
 #include "store/state_store.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +15,14 @@ void kefu_shop_load_init(kefu_shop_load_t *l, kefu_shop_t *shop) {
   l->buyers = json_object();
   l->orders = json_object();
   l->event_ids = json_object();
+  l->timers_before = INT64_MIN;
 }
 
 void kefu_shop_load_clear(kefu_shop_load_t *l) {
   json_decref(l->buyers);
   json_decref(l->orders);
   json_decref(l->event_ids);
+  kefu_timer_queue_clear(&l->timers);
   memset(l, 0, sizeof *l);
 }
 
@@ -66,6 +69,18 @@ void kefu_store_load_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l
     append_multi(r, "ZMSCORE", ns, shop, "dedup", l->event_ids);
     l->nreplies++;
   }
+  if (l->timers_before != INT64_MIN) {
+    kefu_cmd_t c;
+    kefu_cmd_init(&c);
+    kefu_cmd_str(&c, "ZRANGEBYSCORE");
+    key_arg(&c, ns, shop, "timers");
+    kefu_cmd_str(&c, "-inf");
+    kefu_cmd_fmt(&c, "(%lld", (long long)l->timers_before);
+    kefu_cmd_str(&c, "WITHSCORES");
+    kefu_redis_append(r, &c);
+    kefu_cmd_clear(&c);
+    l->nreplies++;
+  }
   *next_reply += l->nreplies;
 }
 
@@ -89,8 +104,8 @@ static int parse_entities(json_t *into, const json_t *ids, const redisReply *r, 
   }
   json_object_foreach((json_t *)ids, id, v) {
     json_t *e = parse_json(r->element[i++]);
-    if (e)
-      json_object_set_new(into, id, e);
+    /* json null marks an id asked for and absent, so later rounds do not ask again */
+    json_object_set_new(into, id, e ? e : json_null());
   }
   return 0;
 }
@@ -127,6 +142,21 @@ static int parse_dedup(kefu_shop_load_t *l, const redisReply *r, char *errstr, s
   return 0;
 }
 
+static int parse_timers(kefu_shop_load_t *l, const redisReply *r, char *errstr, size_t errlen) {
+  if (r->type != REDIS_REPLY_ARRAY) {
+    snprintf(errstr, errlen, "redis: unexpected ZRANGEBYSCORE reply");
+    return -1;
+  }
+  for (size_t i = 0; i + 1 < r->elements; i += 2) {
+    const redisReply *m = r->element[i];
+    kefu_timer_t *t =
+        kefu_timer_parse(m->str, m->len, strtoll(r->element[i + 1]->str, NULL, 10), l->shop->id);
+    if (t)
+      kefu_timer_queue_add(&l->timers, t);
+  }
+  return 0;
+}
+
 int kefu_store_load_parse(kefu_shop_load_t *l, redisReply **replies, char *errstr, size_t errlen) {
   redisReply **r = replies + l->first_reply;
   kefu_shop_t *s = l->shop;
@@ -148,39 +178,51 @@ int kefu_store_load_parse(kefu_shop_load_t *l, redisReply **replies, char *errst
        parse_entities(s->entities[KEFU_ENT_BUYER], l->buyers, r[next++], errstr, errlen)) ||
       (json_object_size(l->orders) &&
        parse_entities(s->entities[KEFU_ENT_ORDER], l->orders, r[next++], errstr, errlen)) ||
-      (json_object_size(l->event_ids) && parse_dedup(l, r[next++], errstr, errlen)))
+      (json_object_size(l->event_ids) && parse_dedup(l, r[next++], errstr, errlen)) ||
+      (l->timers_before != INT64_MIN && parse_timers(l, r[next++], errstr, errlen)))
     return -1;
   json_object_update(s->applied_loaded, s->applied);
   return 0;
 }
 
-int kefu_store_orders_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l,
-                             int *next_reply) {
-  const char *bid;
-  json_t *b, *oid;
-  size_t i;
-  json_object_clear(l->orders);
-  json_object_foreach(l->shop->entities[KEFU_ENT_BUYER], bid, b) {
-    json_array_foreach(json_object_get(b, "orders"), i, oid) {
-      const char *id = json_string_value(oid);
-      if (id && !json_object_get(l->shop->entities[KEFU_ENT_ORDER], id))
-        json_object_set_new(l->orders, id, json_true());
-    }
-  }
-  if (json_object_size(l->orders) == 0)
-    return 0;
-  l->first_reply = *next_reply;
-  append_multi(r, "HMGET", ns, l->shop->id, "orders", l->orders);
-  (*next_reply)++;
-  return 1;
+static void add_missing(json_t *set, const json_t *known, const char *id) {
+  if (id && *id && !json_object_get(known, id))
+    json_object_set_new(set, id, json_true());
 }
 
-int kefu_store_orders_parse(kefu_shop_load_t *l, redisReply **replies, char *errstr,
-                            size_t errlen) {
-  if (json_object_size(l->orders) == 0)
-    return 0;
-  return parse_entities(l->shop->entities[KEFU_ENT_ORDER], l->orders, replies[l->first_reply],
-                        errstr, errlen);
+int kefu_store_more_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l, int *next_reply) {
+  kefu_shop_t *s = l->shop;
+  const char *id;
+  json_t *b, *oid;
+  size_t i;
+  json_object_clear(l->buyers);
+  json_object_clear(l->orders);
+  for (i = 0; i < l->timers.n; i++)
+    add_missing(l->buyers, s->entities[KEFU_ENT_BUYER], l->timers.items[i]->buyer_id);
+  json_object_foreach(s->entities[KEFU_ENT_BUYER], id, b) {
+    json_array_foreach(json_object_get(b, "orders"), i, oid)
+        add_missing(l->orders, s->entities[KEFU_ENT_ORDER], json_string_value(oid));
+  }
+  l->more_first_reply = *next_reply;
+  l->more_buyers = json_object_size(l->buyers) > 0;
+  l->more_orders = json_object_size(l->orders) > 0;
+  if (l->more_buyers)
+    append_multi(r, "HMGET", ns, s->id, "buyers", l->buyers);
+  if (l->more_orders)
+    append_multi(r, "HMGET", ns, s->id, "orders", l->orders);
+  *next_reply += l->more_buyers + l->more_orders;
+  return l->more_buyers + l->more_orders;
+}
+
+int kefu_store_more_parse(kefu_shop_load_t *l, redisReply **replies, char *errstr, size_t errlen) {
+  int next = l->more_first_reply;
+  if (l->more_buyers &&
+      parse_entities(l->shop->entities[KEFU_ENT_BUYER], l->buyers, replies[next++], errstr, errlen))
+    return -1;
+  if (l->more_orders &&
+      parse_entities(l->shop->entities[KEFU_ENT_ORDER], l->orders, replies[next], errstr, errlen))
+    return -1;
+  return 0;
 }
 
 static void op(kefu_cmd_t *c, const char *name, int key, const char *a, size_t alen, const char *b,
@@ -247,6 +289,12 @@ void kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_shop_t *s,
     snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
     op_str(&c, "zadd", 6, num, field);
   }
+  json_object_foreach(s->timers_added, field, v) {
+    snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
+    op_str(&c, "zadd", 7, num, field);
+  }
+  size_t i;
+  json_array_foreach(s->timers_removed, i, v) op_str(&c, "zrem", 7, json_string_value(v), "-");
   if (json_object_size(s->dedup_new)) {
     snprintf(num, sizeof num, "(%lld", (long long)dedup_horizon_ts);
     op_str(&c, "ztrim", 6, num, "-");
@@ -255,10 +303,15 @@ void kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_shop_t *s,
   kefu_cmd_clear(&c);
 }
 
-int kefu_store_apply_check(const redisReply *reply, char *errstr, size_t errlen) {
-  if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
-      reply->element[0]->type == REDIS_REPLY_STRING && strcmp(reply->element[0]->str, "OK") == 0)
+int kefu_store_apply_check(const redisReply *reply, kefu_shop_t *shop, char *errstr,
+                           size_t errlen) {
+  if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+      reply->element[0]->type == REDIS_REPLY_STRING && strcmp(reply->element[0]->str, "OK") == 0) {
+    const redisReply *min = reply->element[1];
+    shop->timers_min =
+        min->type == REDIS_REPLY_STRING && min->len ? strtoll(min->str, NULL, 10) : INT64_MAX;
     return 0;
+  }
   if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3)
     snprintf(errstr, errlen, "state conflict on %s (stored offset %s): another instance applied it",
              reply->element[1]->str, reply->element[2]->str);

@@ -14,15 +14,18 @@
 #include <jansson.h>
 
 #include "engine/shop.h"
+#include "engine/timers.h"
 #include "store/redis.h"
 
 /* What one batch needs of one shop. */
 typedef struct kefu_shop_load {
-  kefu_shop_t *shop; /* borrowed */
-  json_t *buyers;    /* id -> true; owned */
-  json_t *orders;    /* id -> true; owned */
-  json_t *event_ids; /* id -> true; owned */
-  int first_reply, nreplies;
+  kefu_shop_t *shop;         /* borrowed */
+  json_t *buyers;            /* id -> true; owned */
+  json_t *orders;            /* id -> true; owned */
+  json_t *event_ids;         /* id -> true; owned */
+  int64_t timers_before;     /* load timers with deadline < this; INT64_MIN: none */
+  kefu_timer_queue_t timers; /* the timers read; the engine moves them to its queue */
+  int first_reply, nreplies, more_first_reply, more_buyers, more_orders;
 } kefu_shop_load_t;
 
 void kefu_shop_load_init(kefu_shop_load_t *l, kefu_shop_t *shop);
@@ -38,10 +41,11 @@ void kefu_store_load_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l
  *  read (phase 2, one more round trip for the batch). -1 with errstr on a bad reply. */
 int kefu_store_load_parse(kefu_shop_load_t *l, redisReply **replies, char *errstr, size_t errlen);
 
-/** @brief Queues HMGET of the orders the loaded buyers name and that are not loaded;
- *  returns 1 when a command was queued, 0 when none was needed. */
-int kefu_store_orders_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l, int *next_reply);
-int kefu_store_orders_parse(kefu_shop_load_t *l, redisReply **replies, char *errstr, size_t errlen);
+/** @brief Queues the reads of what earlier rounds pointed at but did not read: buyers
+ *  of loaded timers and orders of loaded buyers. Returns the number of commands queued
+ *  (0: everything needed is loaded); repeat until it returns 0 (at most three rounds). */
+int kefu_store_more_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l, int *next_reply);
+int kefu_store_more_parse(kefu_shop_load_t *l, redisReply **replies, char *errstr, size_t errlen);
 
 /** @brief Queues one FCALL kefu_apply writing the shop's changes (dirty entities, config,
  *  new event ids, applied offsets with their CAS). Event ids older than
@@ -49,7 +53,8 @@ int kefu_store_orders_parse(kefu_shop_load_t *l, redisReply **replies, char *err
 void kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_shop_t *shop,
                              int64_t dedup_horizon_ts);
 
-/** @brief 0 when the kefu_apply reply is OK; -1 with errstr on a conflict or error. */
-int kefu_store_apply_check(const redisReply *reply, char *errstr, size_t errlen);
+/** @brief 0 when the kefu_apply reply is OK (then shop->timers_min is the earliest timer
+ *  left, INT64_MAX for none); -1 with errstr on a conflict or error. */
+int kefu_store_apply_check(const redisReply *reply, kefu_shop_t *shop, char *errstr, size_t errlen);
 
 #endif
