@@ -134,6 +134,8 @@ static void fill_opts(const kefu_config_t *cfg, kefu_processor_opts_t *o, char *
       .redis_timeout_ms = (int)kefu_config_int(cfg, "redis.timeout_ms"),
       .redis_retry_max_ms = (int)kefu_config_int(cfg, "redis.retry_max_ms"),
       .lateness_ms = kefu_config_int(cfg, "lateness"),
+      .idle_advance = kefu_config_bool(cfg, "idle_advance"),
+      .idle_advance_ms = kefu_config_int(cfg, "idle_advance_ms"),
       .params = {.threshold = kefu_config_double(cfg, "threshold"),
                  .escalate_after = (int)kefu_config_int(cfg, "escalate_after"),
                  .session_idle_ms = kefu_config_int(cfg, "session_idle_ms"),

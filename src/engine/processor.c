@@ -46,7 +46,10 @@
 
 /* One polled input record, decoded and validated (or not: then it goes to the DLQ). */
 typedef struct input {
-  rd_kafka_message_t *msg; /* owned */
+  rd_kafka_message_t *msg; /* owned; NULL for an idle tick */
+  int task;                /* the partition number */
+  int64_t offset;
+  bool idle; /* SPEC §1.3 idle advance: fires timers, no record behind it */
   kefu_topic_t topic;
   bool valid;
   kefu_event_t ev;
@@ -67,7 +70,10 @@ typedef struct task {
   queue_t q[KEFU_KEYED_INPUTS];
   int64_t watermark;                      /* highest valid ts - lateness; INT64_MIN before any */
   int64_t next_offset[KEFU_KEYED_INPUTS]; /* position after the batch; -1 unknown */
-  json_t *timer_index; /* shop_id -> earliest timer deadline (cache of ns:{task-N}:timers) */
+  json_t *timer_index;   /* shop_id -> earliest timer deadline (cache of ns:{task-N}:timers) */
+  int64_t last_input_ms; /* wall clock of the last record read (idle advance) */
+  json_t *pending_idle;  /* idle-tick cause -> outputs found in Redis at assignment, to
+                            emit again: their transaction may not have committed */
 } task_t;
 
 /* The engine's metrics, registered once (SPEC §8). */
@@ -132,7 +138,8 @@ static void input_free(input_t *in) {
     return;
   if (in->valid)
     kefu_event_clear(&in->ev);
-  rd_kafka_message_destroy(in->msg);
+  if (in->msg)
+    rd_kafka_message_destroy(in->msg);
   free(in);
 }
 
@@ -257,10 +264,17 @@ static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KE
   kefu_cmd_str(&c, "WITHSCORES");
   kefu_redis_append(p->redis, &c);
   kefu_cmd_clear(&c);
+  kefu_cmd_init(&c);
+  kefu_cmd_str(&c, "HGETALL");
+  snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, task);
+  kefu_cmd_str(&c, key);
+  kefu_redis_append(p->redis, &c);
+  kefu_cmd_clear(&c);
   for (int t = 0; t < KEFU_KEYED_INPUTS; t++)
     pos[t] = -1;
-  if (kefu_redis_flush(p->redis, &r, errstr, sizeof errstr) != 2 ||
-      r[0]->type != REDIS_REPLY_ARRAY || r[1]->type != REDIS_REPLY_ARRAY) {
+  if (kefu_redis_flush(p->redis, &r, errstr, sizeof errstr) != 3 ||
+      r[0]->type != REDIS_REPLY_ARRAY || r[1]->type != REDIS_REPLY_ARRAY ||
+      r[2]->type != REDIS_REPLY_ARRAY) {
     KEFU_ERROR("engine", "reading the position of task %d: %s", task, errstr);
     return -1;
   }
@@ -278,6 +292,17 @@ static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KE
   for (size_t i = 0; i + 1 < r[1]->elements; i += 2)
     json_object_set_new(p->tasks[task].timer_index, r[1]->element[i]->str,
                         json_integer(strtoll(r[1]->element[i + 1]->str, NULL, 10)));
+  for (size_t i = 0; i + 1 < r[2]->elements; i += 2) {
+    const redisReply *f = r[2]->element[i], *v = r[2]->element[i + 1];
+    json_t *records = json_loadb(v->str, v->len, 0, NULL);
+    if (strncmp(f->str, "idle-", 5) != 0 || !records) {
+      json_decref(records);
+      continue;
+    }
+    if (!p->tasks[task].pending_idle)
+      p->tasks[task].pending_idle = json_object();
+    json_object_set_new(p->tasks[task].pending_idle, f->str, records);
+  }
   return 0;
 }
 
@@ -298,6 +323,7 @@ static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
       task->assigned = true;
       task->id = id;
       task->watermark = INT64_MIN;
+      task->last_input_ms = wall_ms(); /* a backlog is read before any idle advance */
       for (int k = 0; k < KEFU_KEYED_INPUTS; k++) {
         task->q[k].at_end = false;
         task->q[k].empty_since = wall_ms();
@@ -358,10 +384,13 @@ static void enqueue(kefu_processor_t *p, rd_kafka_message_t *m) {
   }
   input_t *in = calloc(1, sizeof *in);
   in->msg = m;
+  in->task = m->partition;
+  in->offset = m->offset;
   in->topic = t;
   decode_input(p, in);
   q->at_end = false;
   queue_push(q, in);
+  p->tasks[id].last_input_ms = wall_ms();
   kefu_metric_add(p->m.in[t], 1);
 }
 
@@ -370,7 +399,7 @@ static bool before(const input_t *a, const input_t *b) {
     return a->sort_ts < b->sort_ts;
   if (kefu_topics[a->topic].rank != kefu_topics[b->topic].rank)
     return kefu_topics[a->topic].rank < kefu_topics[b->topic].rank;
-  return a->msg->offset < b->msg->offset;
+  return a->offset < b->offset;
 }
 
 static void batch_add(batch_t *b, input_t *in) {
@@ -422,8 +451,11 @@ typedef struct batch_state {
 } batch_state_t;
 
 static void cause_of(const input_t *in, char *out, size_t outlen) {
-  snprintf(out, outlen, "%s/%d/%lld", kefu_topic_name(in->topic), (int)in->msg->partition,
-           (long long)in->msg->offset);
+  if (in->idle)
+    snprintf(out, outlen, "%s", in->error); /* idle-<partition>-<watermark> */
+  else
+    snprintf(out, outlen, "%s/%d/%lld", kefu_topic_name(in->topic), in->task,
+             (long long)in->offset);
 }
 
 static size_t shop_slot(kefu_processor_t *p, batch_state_t *bs, const char *shop_id, int task) {
@@ -473,8 +505,9 @@ static void mark_due_timers(kefu_processor_t *p, const batch_t *b, batch_state_t
     bs->max_ts[t] = INT64_MIN;
   for (size_t i = 0; i < b->n; i++) {
     const input_t *in = b->items[i];
-    if (in->valid && in->ev.ts > bs->max_ts[in->msg->partition])
-      bs->max_ts[in->msg->partition] = in->ev.ts;
+    int64_t ts = in->idle ? in->sort_ts : in->valid ? in->ev.ts : INT64_MIN;
+    if (ts > bs->max_ts[in->task])
+      bs->max_ts[in->task] = ts;
   }
   for (int t = 0; t < MAX_TASKS; t++) {
     if (bs->max_ts[t] == INT64_MIN || !p->tasks[t].timer_index)
@@ -498,12 +531,12 @@ static int load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
 
   for (size_t i = 0; i < b->n; i++) {
     input_t *in = b->items[i];
-    int task = in->msg->partition;
+    int task = in->task;
     if (!causes_by_task[task])
       causes_by_task[task] = json_array();
     cause_of(in, cause, sizeof cause);
     json_array_append_new(causes_by_task[task], json_string(cause));
-    if (!in->valid)
+    if (!in->valid || in->idle)
       continue;
     size_t slot = shop_slot(p, bs, in->ev.shop_id, task); /* may move bs->loads */
     kefu_shop_load_t *l = &bs->loads[slot];
@@ -578,14 +611,14 @@ done:
  * re-processed input) or its event id was seen in the last 7 days (a duplicate). */
 static void apply_input(kefu_processor_t *p, batch_state_t *bs, input_t *in, const char *cause,
                         kefu_emitter_t *em) {
-  size_t slot = shop_slot(p, bs, in->ev.shop_id, (int)in->msg->partition); /* may move */
+  size_t slot = shop_slot(p, bs, in->ev.shop_id, in->task); /* may move */
   kefu_shop_t *shop = bs->shops[slot];
   char field[300], offset[32];
-  snprintf(field, sizeof field, "%s/%d", kefu_topics[in->topic].suffix, (int)in->msg->partition);
+  snprintf(field, sizeof field, "%s/%d", kefu_topics[in->topic].suffix, in->task);
   const char *applied = json_string_value(json_object_get(shop->applied, field));
-  if (applied && strtoll(applied, NULL, 10) >= in->msg->offset)
+  if (applied && strtoll(applied, NULL, 10) >= in->offset)
     return;
-  snprintf(offset, sizeof offset, "%lld", (long long)in->msg->offset);
+  snprintf(offset, sizeof offset, "%lld", (long long)in->offset);
   json_object_set_new(shop->applied, field, json_string(offset));
   if (json_object_get(shop->dedup, in->ev.event_id) ||
       json_object_get(shop->dedup_new, in->ev.event_id)) {
@@ -623,7 +656,7 @@ static void fire_one(kefu_processor_t *p, batch_state_t *bs, kefu_timer_t *t, in
  * creation) order; a chat event first fires its own buyer's timers earlier than its ts. */
 static void fire_due(kefu_processor_t *p, batch_state_t *bs, const input_t *in,
                      kefu_emitter_t *em) {
-  int id = (int)in->msg->partition;
+  int id = in->task;
   task_t *task = &p->tasks[id];
   kefu_timer_queue_t *q = &bs->timers[id];
   kefu_timer_t *t;
@@ -637,11 +670,46 @@ static void fire_due(kefu_processor_t *p, batch_state_t *bs, const input_t *in,
       fire_one(p, bs, t, id, em);
 }
 
+static void keep_outputs(batch_state_t *bs, kefu_emitter_t *em, const char *cause, size_t i) {
+  json_t *remembered = json_object_get(bs->remembered, cause);
+  if (remembered) {
+    add_outputs(bs, remembered, cause, i);
+  } else if (json_array_size(em->records)) {
+    add_outputs(bs, em->records, cause, i);
+    json_object_set(bs->computed, cause, em->records);
+  }
+}
+
+/* SPEC §1.3 idle advance: the task's watermark moves to the tick's, and every timer it
+ * makes due fires with the tick as cause. */
+static void run_idle_tick(kefu_processor_t *p, batch_state_t *bs, const input_t *in,
+                          const char *cause, size_t i) {
+  task_t *task = &p->tasks[in->task];
+  kefu_timer_queue_t *q = &bs->timers[in->task];
+  kefu_timer_t *t;
+  kefu_emitter_t em;
+  kefu_emitter_init(&em, in->error);
+  em.cause_ts = in->sort_ts;
+  em.cause_rank = 9; /* after every topic of that ts */
+  em.cause_offset = 0;
+  em.timers = q;
+  if (in->sort_ts > task->watermark)
+    task->watermark = in->sort_ts;
+  while ((t = kefu_timer_queue_pop_due(q, task->watermark, NULL, NULL)))
+    fire_one(p, bs, t, in->task, &em);
+  keep_outputs(bs, &em, cause, i);
+  kefu_emitter_clear(&em);
+}
+
 static void run_rules(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) {
   char cause[300];
   for (size_t i = 0; i < b->n; i++) {
     input_t *in = b->items[i];
     cause_of(in, cause, sizeof cause);
+    if (in->idle) {
+      run_idle_tick(p, bs, in, cause, i);
+      continue;
+    }
     if (!in->valid) {
       kefu_metric_add(p->m.dlq, 1);
       continue;
@@ -650,17 +718,11 @@ static void run_rules(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) 
     kefu_emitter_init(&em, in->ev.event_id);
     em.cause_ts = in->ev.ts;
     em.cause_rank = kefu_topics[in->topic].rank;
-    em.cause_offset = in->msg->offset;
-    em.timers = &bs->timers[in->msg->partition];
+    em.cause_offset = in->offset;
+    em.timers = &bs->timers[in->task];
     fire_due(p, bs, in, &em);
     apply_input(p, bs, in, cause, &em);
-    json_t *remembered = json_object_get(bs->remembered, cause);
-    if (remembered) {
-      add_outputs(bs, remembered, cause, i);
-    } else if (json_array_size(em.records)) {
-      add_outputs(bs, em.records, cause, i);
-      json_object_set(bs->computed, cause, em.records);
-    }
+    keep_outputs(bs, &em, cause, i);
     kefu_emitter_clear(&em);
   }
 }
@@ -799,13 +861,42 @@ static int produce_output(kefu_processor_t *p, const json_t *out, char *errstr, 
                  json_integer_value(json_object_get(rec, "ts")), hdrs, errstr, errlen);
 }
 
+/* Outputs of idle ticks that an earlier owner of the task remembered but may not have
+ * committed (there is no input to process again for them): emitted again, the same
+ * bytes, with the first batch of the task. */
+static int produce_pending_idle(kefu_processor_t *p, const batch_t *b, char *errstr,
+                                size_t errlen) {
+  bool done[MAX_TASKS] = {0};
+  for (size_t i = 0; i < b->n; i++) {
+    task_t *task = &p->tasks[b->items[i]->task];
+    const char *cause;
+    json_t *records, *r;
+    size_t k;
+    if (done[b->items[i]->task] || !task->pending_idle)
+      continue;
+    done[b->items[i]->task] = true;
+    json_object_foreach(task->pending_idle, cause, records) {
+      json_array_foreach(records, k, r) {
+        json_t *out = json_pack("[O, O, s]", json_array_get(r, 0), json_array_get(r, 1), cause);
+        int rc = produce_output(p, out, errstr, errlen);
+        json_decref(out);
+        if (rc)
+          return -1;
+      }
+    }
+  }
+  return 0;
+}
+
 static int produce_all(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs, char *errstr,
                        size_t errlen) {
   char cause[300];
   size_t o = 0, nout = json_array_size(bs->outputs);
+  if (produce_pending_idle(p, b, errstr, errlen))
+    return -1;
   for (size_t i = 0; i < b->n; i++) {
     const input_t *in = b->items[i];
-    if (!in->valid) {
+    if (!in->valid && !in->idle) {
       cause_of(in, cause, sizeof cause);
       if (produce_dlq(p, in, cause, errstr, errlen))
         return -1;
@@ -824,6 +915,8 @@ static rd_kafka_topic_partition_list_t *batch_offsets(const batch_t *b) {
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
   for (size_t i = 0; i < b->n; i++) {
     const rd_kafka_message_t *m = b->items[i]->msg;
+    if (!m)
+      continue; /* an idle tick */
     rd_kafka_topic_partition_t *tp =
         rd_kafka_topic_partition_list_find(l, rd_kafka_topic_name(m->rkt), m->partition);
     if (!tp)
@@ -853,14 +946,15 @@ static int kafka_commit(kefu_processor_t *p, const batch_t *b, const batch_state
   }
   if (p->o->exactly_once) {
     rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(p->consumer);
-    error = rd_kafka_send_offsets_to_transaction(p->producer, offsets, cgmd, 30000);
+    if (offsets->cnt) /* an idle tick alone moves no offset */
+      error = rd_kafka_send_offsets_to_transaction(p->producer, offsets, cgmd, 30000);
     rd_kafka_consumer_group_metadata_destroy(cgmd);
     if (error || (error = rd_kafka_commit_transaction(p->producer, 60000)))
       goto txn_error;
     kefu_metric_add(p->m.commits, 1);
   } else {
     rd_kafka_resp_err_t err = rd_kafka_flush(p->producer, 60000);
-    if (!err)
+    if (!err && offsets->cnt)
       err = rd_kafka_commit(p->consumer, offsets, 0);
     if (err) {
       snprintf(errstr, errlen, "at_least_once commit: %s", rd_kafka_err2str(err));
@@ -921,6 +1015,32 @@ static int store_timer_index(kefu_processor_t *p, const batch_state_t *bs) {
   return n;
 }
 
+static int drop_pending_idle(kefu_processor_t *p, const batch_t *b) {
+  char key[128];
+  const char *cause;
+  json_t *v;
+  int n = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    task_t *task = &p->tasks[b->items[i]->task];
+    if (!task->pending_idle)
+      continue;
+    json_object_foreach(task->pending_idle, cause, v) {
+      kefu_cmd_t c;
+      kefu_cmd_init(&c);
+      kefu_cmd_str(&c, "HDEL");
+      snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, b->items[i]->task);
+      kefu_cmd_str(&c, key);
+      kefu_cmd_str(&c, cause);
+      kefu_redis_append(p->redis, &c);
+      kefu_cmd_clear(&c);
+      n++;
+    }
+    json_decref(task->pending_idle);
+    task->pending_idle = NULL;
+  }
+  return n;
+}
+
 /* After the commit: positions and watermarks to Redis, remembered outputs dropped. Not
  * fatal when it fails: Kafka's offsets and the shops' applied offsets still hold. */
 static void store_positions(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs) {
@@ -935,6 +1055,8 @@ static void store_positions(kefu_processor_t *p, const batch_t *b, const batch_s
     touched[offsets->elems[i].partition] = true;
     p->tasks[offsets->elems[i].partition].next_offset[t] = offsets->elems[i].offset;
   }
+  for (size_t i = 0; i < b->n; i++) /* idle ticks move the watermark */
+    touched[b->items[i]->task] = true;
   for (int t = 0; t < MAX_TASKS; t++) {
     if (!touched[t])
       continue;
@@ -955,6 +1077,7 @@ static void store_positions(kefu_processor_t *p, const batch_t *b, const batch_s
     n++;
   }
   n += store_timer_index(p, bs);
+  n += drop_pending_idle(p, b);
   for (size_t i = 0; i < b->n; i++) {
     cause_of(b->items[i], cause, sizeof cause);
     if (!json_object_get(bs->computed, cause) && !json_object_get(bs->remembered, cause))
@@ -962,8 +1085,7 @@ static void store_positions(kefu_processor_t *p, const batch_t *b, const batch_s
     kefu_cmd_t c;
     kefu_cmd_init(&c);
     kefu_cmd_str(&c, "HDEL");
-    snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace,
-             (int)b->items[i]->msg->partition);
+    snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, b->items[i]->task);
     kefu_cmd_str(&c, key);
     kefu_cmd_str(&c, cause);
     kefu_redis_append(p->redis, &c);
@@ -1049,6 +1171,31 @@ static bool all_at_end(const kefu_processor_t *p) {
   return any;
 }
 
+/* SPEC §1.3 idle advance (live mode only): a task that has read nothing for
+ * idle_advance_ms gets its watermark raised to wall clock - idle_advance_ms, so a quiet
+ * night still fires timers. Only when a timer would fire, so a quiet task costs nothing. */
+static void maybe_idle_tick(kefu_processor_t *p, task_t *task, batch_t *b) {
+  int64_t now = wall_ms(), target = now - p->o->idle_advance_ms;
+  const char *shop;
+  json_t *min;
+  bool due = false;
+  if (!p->o->idle_advance || now - task->last_input_ms < p->o->idle_advance_ms ||
+      target <= task->watermark)
+    return;
+  for (int k = 0; k < KEFU_KEYED_INPUTS; k++)
+    if (queue_head(&task->q[k]))
+      return;
+  json_object_foreach(task->timer_index, shop, min) due |= json_integer_value(min) < target;
+  if (!due)
+    return;
+  input_t *in = calloc(1, sizeof *in);
+  in->idle = true;
+  in->task = task->id;
+  in->sort_ts = target;
+  snprintf(in->error, sizeof in->error, "idle-%d-%lld", task->id, (long long)target);
+  batch_add(b, in);
+}
+
 int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
   batch_t b = {0};
   int idle_polls = 0, rc = 0;
@@ -1068,8 +1215,10 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
     } while (queued < max && wall_ms() < deadline && !*stop);
     b.n = 0;
     for (int t = 0; t < MAX_TASKS && b.n < max; t++)
-      if (p->tasks[t].assigned)
+      if (p->tasks[t].assigned) {
         take_ready(p, &p->tasks[t], &b, max);
+        maybe_idle_tick(p, &p->tasks[t], &b);
+      }
     kefu_http_heartbeat();
     if (b.n == 0) {
       if (p->o->exit_when_idle_polls && all_at_end(p) && ++idle_polls >= p->o->exit_when_idle_polls)

@@ -16,6 +16,8 @@ typedef struct kefu_processor_opts {
   bool exactly_once;
   int task_idle_ms, batch_max_records, batch_max_ms, redis_timeout_ms, redis_retry_max_ms;
   int64_t lateness_ms;
+  bool idle_advance; /* SPEC §1.3: live mode only; replays keep it off */
+  int64_t idle_advance_ms;
   kefu_rule_params_t params;
   char **kafka_props; /* "key=value" pass-through to every Kafka client */
   int nkafka_props;
