@@ -49,7 +49,8 @@ typedef struct input {
   rd_kafka_message_t *msg; /* owned; NULL for an idle tick */
   int task;                /* the partition number */
   int64_t offset;
-  bool idle; /* SPEC §1.3 idle advance: fires timers, no record behind it */
+  bool idle;         /* SPEC §1.3 idle advance: fires timers, no record behind it */
+  int64_t polled_ms; /* wall clock when read, for the event-to-output latency */
   kefu_topic_t topic;
   bool valid;
   kefu_event_t ev;
@@ -81,7 +82,9 @@ typedef struct engine_metrics {
   kefu_metric_t *in[KEFU_T__COUNT], *out[KEFU_T__COUNT], *lag[MAX_TASKS][KEFU_KEYED_INPUTS];
   kefu_metric_t *watermark[MAX_TASKS];
   kefu_metric_t *dlq, *duplicates, *encode_errors, *commits, *aborts, *rebalances;
-  kefu_histogram_t *batch_seconds, *redis_seconds;
+  kefu_histogram_t *batch_seconds, *redis_seconds, *event_to_output;
+  kefu_metric_t *timer_shops[MAX_TASKS];
+  int64_t last_gauges_ms;
 } engine_metrics_t;
 
 struct kefu_processor {
@@ -110,6 +113,14 @@ static int64_t wall_ms(void) {
   struct timeval tv;
   gettimeofday(&tv, NULL);
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Every pipeline the engine sends goes through here, so its latency is measured. */
+static int redis_flush(kefu_processor_t *p, redisReply ***replies, char *errstr, size_t errlen) {
+  int64_t start = wall_ms();
+  int n = kefu_redis_flush(p->redis, replies, errstr, errlen);
+  kefu_histogram_observe(p->m.redis_seconds, (double)(wall_ms() - start) / 1000.0);
+  return n;
 }
 
 /* ---------------------------------------------------------------- queues */
@@ -272,9 +283,8 @@ static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KE
   kefu_cmd_clear(&c);
   for (int t = 0; t < KEFU_KEYED_INPUTS; t++)
     pos[t] = -1;
-  if (kefu_redis_flush(p->redis, &r, errstr, sizeof errstr) != 3 ||
-      r[0]->type != REDIS_REPLY_ARRAY || r[1]->type != REDIS_REPLY_ARRAY ||
-      r[2]->type != REDIS_REPLY_ARRAY) {
+  if (redis_flush(p, &r, errstr, sizeof errstr) != 3 || r[0]->type != REDIS_REPLY_ARRAY ||
+      r[1]->type != REDIS_REPLY_ARRAY || r[2]->type != REDIS_REPLY_ARRAY) {
     KEFU_ERROR("engine", "reading the position of task %d: %s", task, errstr);
     return -1;
   }
@@ -386,6 +396,7 @@ static void enqueue(kefu_processor_t *p, rd_kafka_message_t *m) {
   in->msg = m;
   in->task = m->partition;
   in->offset = m->offset;
+  in->polled_ms = wall_ms();
   in->topic = t;
   decode_input(p, in);
   q->at_end = false;
@@ -563,7 +574,7 @@ static int load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
     task_reply[t] = next++;
   }
   int rc = -1;
-  if (kefu_redis_flush(p->redis, &r, errstr, errlen) != next)
+  if (redis_flush(p, &r, errstr, errlen) != next)
     goto done;
   for (size_t i = 0; i < bs->nshops; i++)
     if (kefu_store_load_parse(&bs->loads[i], r, errstr, errlen))
@@ -588,7 +599,7 @@ static int load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
       kefu_store_more_append(p->redis, p->o->redis_namespace, &bs->loads[i], &next);
     if (next == 0)
       break;
-    if (kefu_redis_flush(p->redis, &r, errstr, errlen) != next)
+    if (redis_flush(p, &r, errstr, errlen) != next)
       goto done;
     for (size_t i = 0; i < bs->nshops; i++)
       if (kefu_store_more_parse(&bs->loads[i], r, errstr, errlen))
@@ -791,7 +802,7 @@ static int store_state(kefu_processor_t *p, batch_state_t *bs, int64_t max_ts, c
   }
   if (n == 0)
     return 0;
-  if (kefu_redis_flush(p->redis, &r, errstr, errlen) != n)
+  if (redis_flush(p, &r, errstr, errlen) != n)
     return -1;
   for (int i = 0; i < n; i++) {
     if (i >= first_apply &&
@@ -1092,7 +1103,7 @@ static void store_positions(kefu_processor_t *p, const batch_t *b, const batch_s
     kefu_cmd_clear(&c);
     n++;
   }
-  if (n && kefu_redis_flush(p->redis, &r, errstr, sizeof errstr) != n)
+  if (n && redis_flush(p, &r, errstr, sizeof errstr) != n)
     KEFU_WARN("engine", "writing positions: %s", errstr);
   rd_kafka_topic_partition_list_destroy(offsets);
 }
@@ -1154,6 +1165,10 @@ static int process_batch(kefu_processor_t *p, batch_t *b, volatile sig_atomic_t 
     return -1;
   }
   kefu_http_set_ready(true, NULL);
+  int64_t now = wall_ms();
+  for (size_t i = 0; i < b->n; i++)
+    if (b->items[i]->msg)
+      kefu_histogram_observe(p->m.event_to_output, (double)(now - b->items[i]->polled_ms) / 1000.0);
   kefu_histogram_observe(p->m.batch_seconds, (double)(wall_ms() - start) / 1000.0);
   return 0;
 }
@@ -1169,6 +1184,51 @@ static bool all_at_end(const kefu_processor_t *p) {
         return false;
   }
   return any;
+}
+
+static kefu_metric_t *gauge(const char *name, const char *help, const char *fmt, int a,
+                            const char *b) {
+  char labels[256];
+  snprintf(labels, sizeof labels, fmt, a, b);
+  return kefu_metrics_gauge(name, help, labels);
+}
+
+/* Once a second: consumer lag per partition (high watermark - position, from
+ * librdkafka's cached offsets: no request), each task's watermark, and how many shops
+ * of each task have timers. */
+static void update_gauges(kefu_processor_t *p) {
+  int64_t now = wall_ms();
+  if (now - p->m.last_gauges_ms < 1000)
+    return;
+  p->m.last_gauges_ms = now;
+  for (int id = 0; id < p->partitions && id < MAX_TASKS; id++) {
+    task_t *task = &p->tasks[id];
+    if (!task->assigned)
+      continue;
+    for (int k = 0; k < KEFU_KEYED_INPUTS; k++) {
+      const char *topic = kefu_topic_name((kefu_topic_t)k);
+      int64_t lo, hi;
+      rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+      rd_kafka_topic_partition_list_add(l, topic, id);
+      if (!p->m.lag[id][k])
+        p->m.lag[id][k] = gauge("kefu_consumer_lag", "Records not yet read, per input partition",
+                                "partition=\"%d\",topic=\"%s\"", id, topic);
+      if (!rd_kafka_get_watermark_offsets(p->consumer, topic, id, &lo, &hi) &&
+          !rd_kafka_position(p->consumer, l) && l->elems[0].offset >= 0)
+        kefu_metric_set(p->m.lag[id][k], (double)(hi - l->elems[0].offset));
+      rd_kafka_topic_partition_list_destroy(l);
+    }
+    if (!p->m.watermark[id])
+      p->m.watermark[id] = gauge("kefu_watermark_ms", "Event-time watermark per task (epoch ms)",
+                                 "task=\"%d\"%s", id, "");
+    if (!p->m.timer_shops[id])
+      p->m.timer_shops[id] =
+          gauge("kefu_timer_shops", "Shops with pending timers per task", "task=\"%d\"%s", id, "");
+    if (task->watermark != INT64_MIN)
+      kefu_metric_set(p->m.watermark[id], (double)task->watermark);
+    kefu_metric_set(p->m.timer_shops[id],
+                    task->timer_index ? (double)json_object_size(task->timer_index) : 0);
+  }
 }
 
 /* SPEC §1.3 idle advance (live mode only): a task that has read nothing for
@@ -1220,6 +1280,7 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
         maybe_idle_tick(p, &p->tasks[t], &b);
       }
     kefu_http_heartbeat();
+    update_gauges(p);
     if (b.n == 0) {
       if (p->o->exit_when_idle_polls && all_at_end(p) && ++idle_polls >= p->o->exit_when_idle_polls)
         break;
@@ -1404,6 +1465,10 @@ static void register_metrics(engine_metrics_t *m) {
   m->batch_seconds =
       kefu_metrics_histogram("kefu_batch_seconds", "Time to process one batch", NULL,
                              kefu_metrics_buckets_short, kefu_metrics_buckets_short_n);
+  m->event_to_output =
+      kefu_metrics_histogram("kefu_event_to_output_seconds",
+                             "From reading a record to the commit of what it produced (wall clock)",
+                             NULL, kefu_metrics_buckets_long, kefu_metrics_buckets_long_n);
   m->redis_seconds =
       kefu_metrics_histogram("kefu_redis_seconds", "Redis round-trip time", NULL,
                              kefu_metrics_buckets_short, kefu_metrics_buckets_short_n);
