@@ -85,6 +85,9 @@ typedef struct engine_metrics {
   kefu_histogram_t *batch_seconds, *redis_seconds, *event_to_output;
   kefu_metric_t *timer_shops[MAX_TASKS];
   int64_t last_gauges_ms;
+  /* For the closing log line (and the bench that reads it). */
+  uint64_t records, batches;
+  int64_t first_batch_ms, last_commit_ms;
 } engine_metrics_t;
 
 struct kefu_processor {
@@ -1166,6 +1169,11 @@ static int process_batch(kefu_processor_t *p, batch_t *b, volatile sig_atomic_t 
   }
   kefu_http_set_ready(true, NULL);
   int64_t now = wall_ms();
+  if (!p->m.first_batch_ms)
+    p->m.first_batch_ms = start;
+  p->m.last_commit_ms = now;
+  p->m.records += b->n;
+  p->m.batches++;
   for (size_t i = 0; i < b->n; i++)
     if (b->items[i]->msg)
       kefu_histogram_observe(p->m.event_to_output, (double)(now - b->items[i]->polled_ms) / 1000.0);
@@ -1294,6 +1302,12 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
       break;
   }
   free(b.items);
+  double secs = (double)(p->m.last_commit_ms - p->m.first_batch_ms) / 1000.0;
+  KEFU_INFO("engine", "processed %llu records in %llu batches over %.3f s (%.0f records/s), "
+            "%llu Redis commands",
+            (unsigned long long)p->m.records, (unsigned long long)p->m.batches, secs,
+            secs > 0 ? (double)p->m.records / secs : 0.0,
+            p->redis ? (unsigned long long)kefu_redis_commands_sent(p->redis) : 0ULL);
   KEFU_INFO("engine", "stopping: leaving the consumer group");
   rd_kafka_consumer_close(p->consumer);
   return rc;
