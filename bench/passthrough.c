@@ -10,8 +10,8 @@
 #include <string.h>
 #include <sys/time.h>
 
-static const char *const inputs[] = {"kefu.chat.events", "kefu.order.events",
-                                     "kefu.agent.events", "kefu.shop.config"};
+static const char *const inputs[] = {"kefu.chat.events", "kefu.order.events", "kefu.agent.events",
+                                     "kefu.shop.config"};
 
 static double now_s(void) {
   struct timeval tv;

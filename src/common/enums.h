@@ -5,13 +5,15 @@
 
 #define KEFU_CHAT_TYPES(X)                                                                         \
   X(CHAT_OPEN)                                                                                     \
-  X(BUYER_MSG) X(AGENT_MSG) X(BOT_MSG) X(TRANSFER_CLICK) X(MERCHANT_INVITE_LOGISTICS)              \
-      X(LOGISTICS_CONSENT) X(LOGISTICS_MSG) X(SESSION_CLOSE) X(DELIVERABILITY_QUERY)
+  X(BUYER_MSG)                                                                                     \
+  X(AGENT_MSG) X(BOT_MSG) X(TRANSFER_CLICK) X(MERCHANT_INVITE_LOGISTICS) X(LOGISTICS_CONSENT)      \
+      X(LOGISTICS_MSG) X(SESSION_CLOSE) X(DELIVERABILITY_QUERY)
 
 #define KEFU_ORDER_TYPES(X)                                                                        \
   X(CREATED)                                                                                       \
-  X(PAID) X(SHIPPED) X(PARTIALLY_SHIPPED) X(LOGISTICS_UPDATE) X(SIGNED) X(COMPLETED)               \
-      X(AFTER_SALE_OPENED) X(AFTER_SALE_CLOSED) X(ADDRESS_CHANGED) X(CLOSED)
+  X(PAID)                                                                                          \
+  X(SHIPPED) X(PARTIALLY_SHIPPED) X(LOGISTICS_UPDATE) X(SIGNED) X(COMPLETED) X(AFTER_SALE_OPENED)  \
+      X(AFTER_SALE_CLOSED) X(ADDRESS_CHANGED) X(CLOSED)
 
 #define KEFU_AGENT_TYPES(X) X(PRESENCE) X(PROFILE) X(EXCLUSIVE_BIND) X(EXCLUSIVE_UNBIND)
 

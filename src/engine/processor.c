@@ -1303,7 +1303,8 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
   }
   free(b.items);
   double secs = (double)(p->m.last_commit_ms - p->m.first_batch_ms) / 1000.0;
-  KEFU_INFO("engine", "processed %llu records in %llu batches over %.3f s (%.0f records/s), "
+  KEFU_INFO("engine",
+            "processed %llu records in %llu batches over %.3f s (%.0f records/s), "
             "%llu Redis commands",
             (unsigned long long)p->m.records, (unsigned long long)p->m.batches, secs,
             secs > 0 ? (double)p->m.records / secs : 0.0,
