@@ -3,34 +3,78 @@
 #ifndef KEFU_COMMON_ENUMS_H
 #define KEFU_COMMON_ENUMS_H
 
-#define KEFU_CHAT_TYPES(X)                                                                         \
-  X(CHAT_OPEN)                                                                                     \
-  X(BUYER_MSG)                                                                                     \
-  X(AGENT_MSG) X(BOT_MSG) X(TRANSFER_CLICK) X(MERCHANT_INVITE_LOGISTICS) X(LOGISTICS_CONSENT)      \
-      X(LOGISTICS_MSG) X(SESSION_CLOSE) X(DELIVERABILITY_QUERY)
+// clang-format off
+#define KEFU_CHAT_TYPES(X) \
+  X(CHAT_OPEN) \
+  X(BUYER_MSG) \
+  X(AGENT_MSG) \
+  X(BOT_MSG) \
+  X(TRANSFER_CLICK) \
+  X(MERCHANT_INVITE_LOGISTICS) \
+  X(LOGISTICS_CONSENT) \
+  X(LOGISTICS_MSG) \
+  X(SESSION_CLOSE) \
+  X(DELIVERABILITY_QUERY)
 
-#define KEFU_ORDER_TYPES(X)                                                                        \
-  X(CREATED)                                                                                       \
-  X(PAID)                                                                                          \
-  X(SHIPPED) X(PARTIALLY_SHIPPED) X(LOGISTICS_UPDATE) X(SIGNED) X(COMPLETED) X(AFTER_SALE_OPENED)  \
-      X(AFTER_SALE_CLOSED) X(ADDRESS_CHANGED) X(CLOSED)
+#define KEFU_ORDER_TYPES(X) \
+  X(CREATED) \
+  X(PAID) \
+  X(SHIPPED) \
+  X(PARTIALLY_SHIPPED) \
+  X(LOGISTICS_UPDATE) \
+  X(SIGNED) \
+  X(COMPLETED) \
+  X(AFTER_SALE_OPENED) \
+  X(AFTER_SALE_CLOSED) \
+  X(ADDRESS_CHANGED) \
+  X(CLOSED)
 
-#define KEFU_AGENT_TYPES(X) X(PRESENCE) X(PROFILE) X(EXCLUSIVE_BIND) X(EXCLUSIVE_UNBIND)
+#define KEFU_AGENT_TYPES(X) \
+  X(PRESENCE) \
+  X(PROFILE) \
+  X(EXCLUSIVE_BIND) \
+  X(EXCLUSIVE_UNBIND)
 
-#define KEFU_PRESENCES(X) X(OFFLINE) X(ONLINE) X(SUSPENDED)
+#define KEFU_PRESENCES(X) \
+  X(OFFLINE) \
+  X(ONLINE) \
+  X(SUSPENDED)
 
-#define KEFU_LEAVE_TARGETS(X) X(MAIN_ACCOUNT) X(PROXY_ACCOUNT) X(MESSAGE_POOL)
+#define KEFU_LEAVE_TARGETS(X) \
+  X(MAIN_ACCOUNT) \
+  X(PROXY_ACCOUNT) \
+  X(MESSAGE_POOL)
 
-#define KEFU_STRATEGIES(X) X(EFFICIENCY) X(CONVERSION)
+#define KEFU_STRATEGIES(X) \
+  X(EFFICIENCY) \
+  X(CONVERSION)
 
-#define KEFU_ACCOUNT_KINDS(X) X(SUB) X(MAIN) X(PROXY)
+#define KEFU_ACCOUNT_KINDS(X) \
+  X(SUB) \
+  X(MAIN) \
+  X(PROXY)
 
-#define KEFU_ORDER_STATES(X)                                                                       \
-  X(NO_ACTIVE_ORDER) X(UNPAID) X(PAID_NOT_SHIPPED) X(SHIPPED) X(COMPLETED) X(AFTER_SALE)
+#define KEFU_ORDER_STATES(X) \
+  X(NO_ACTIVE_ORDER) \
+  X(UNPAID) \
+  X(PAID_NOT_SHIPPED) \
+  X(SHIPPED) \
+  X(COMPLETED) \
+  X(AFTER_SALE)
 
 /* The nine couriers DELIV-3 answers for; others are UNSUPPORTED. */
-#define KEFU_SUPPORTED_COURIERS(X)                                                                 \
-  X(YUNDA) X(ZTO) X(YTO) X(STO) X(JT) X(SUNING) X(CHINA_POST) X(UC) X(DEPPON)
+#define KEFU_SUPPORTED_COURIERS(X) \
+  X(YUNDA) \
+  X(ZTO) \
+  X(YTO) \
+  X(STO) \
+  X(JT) \
+  X(SUNING) \
+  X(CHINA_POST) \
+  X(UC) \
+  X(DEPPON)
+
+// clang-format on
 
 #define KEFU_ENUM_STR(name) #name,
 
