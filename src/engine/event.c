@@ -74,9 +74,12 @@ static int check_id_value(const char *name, const json_t *v, char *errstr, size_
   FAIL("invalid %s: not a string", name);
 }
 
-static int check_ids(const json_t *rec, char *errstr, size_t errlen) {
+static int check_ids(const kefu_event_t *ev, char *errstr, size_t errlen) {
   for (int i = 0; id_fields[i]; i++) {
-    json_t *v = json_object_get(rec, id_fields[i]);
+    /* A config's groups are objects, checked one by one in check_by_topic. */
+    if (ev->topic == KEFU_T_SHOP_CONFIG && strcmp(id_fields[i], "groups") == 0)
+      continue;
+    json_t *v = json_object_get(ev->rec, id_fields[i]);
     if (v && check_id_value(id_fields[i], v, errstr, errlen))
       return -1;
   }
@@ -195,7 +198,7 @@ int kefu_event_from_json(kefu_event_t *ev, kefu_topic_t t, json_t *rec, const ch
   if (!json_is_object(rec))
     FAIL("not a record");
   if (check_common(ev, key, keylen, now_ms, errstr, errlen) || parse_type(ev, errstr, errlen) ||
-      check_ids(rec, errstr, errlen))
+      check_ids(ev, errstr, errlen))
     return -1;
   ev->buyer_id = json_string_value(json_object_get(rec, "buyer_id"));
   ev->agent_id = json_string_value(json_object_get(rec, "agent_id"));
