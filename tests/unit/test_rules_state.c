@@ -1,0 +1,259 @@
+/* Pure rule tests (no Kafka, no Redis): the state updates later rules read (§2.2-§2.4,
+ * ROUTE-6's order status and after-sale overlay) and the deliverability query DELIV-1..3. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rules/rules.h"
+
+static const int64_t T0 = INT64_C(1773068400000);
+
+typedef struct fixture {
+  kefu_rule_params_t params;
+  kefu_courier_table_t couriers;
+  json_t *defaults;
+  kefu_rules_env_t env;
+  kefu_shop_t *shop;
+} fixture_t;
+
+static int setup(void **state) {
+  static fixture_t f;
+  memset(&f, 0, sizeof f);
+  kefu_courier_table_init(&f.couriers);
+  f.defaults = json_pack("{s:[], s:[], s:b}", "couriers", "groups", "bot_priority", 0);
+  f.env = (kefu_rules_env_t){&f.params, &f.couriers, f.defaults};
+  f.shop = kefu_shop_new("s1", f.defaults);
+  *state = &f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture_t *f = *state;
+  kefu_shop_destroy(f->shop);
+  kefu_courier_table_clear(&f->couriers);
+  json_decref(f->defaults);
+  return 0;
+}
+
+/* Builds a validated event from JSON text (the record as the codec would decode it). */
+static kefu_event_t event(kefu_topic_t topic, const char *json) {
+  json_t *rec = json_loads(json, 0, NULL);
+  kefu_event_t ev;
+  char err[256];
+  const char *shop = json_string_value(json_object_get(rec, "shop_id"));
+  if (kefu_event_from_json(&ev, topic, rec, shop, strlen(shop), T0 + 86400000, err, sizeof err))
+    fail_msg("invalid test event: %s", err);
+  json_decref(rec);
+  return ev;
+}
+
+static void apply(fixture_t *f, kefu_topic_t topic, const char *json, kefu_emitter_t *out) {
+  kefu_event_t ev = event(topic, json);
+  kefu_rules_apply(&f->env, f->shop, &ev, out);
+  kefu_event_clear(&ev);
+}
+
+static void test_order_status_and_after_sale_overlay(void **state) {
+  fixture_t *f = *state;
+  kefu_emitter_t em;
+  kefu_emitter_init(&em, "x");
+  apply(f, KEFU_T_ORDER,
+        "{\"event_id\":\"o1\",\"shop_id\":\"s1\",\"ts\":1773068400000,\"type\":\"PAID\",\"buyer_"
+        "id\":\"b1\",\"order_id\":\"ord1\",\"region_code\":\"440305\",\"packages\":[]}",
+        &em);
+  apply(f, KEFU_T_ORDER,
+        "{\"event_id\":\"o2\",\"shop_id\":\"s1\",\"ts\":1773068400001,\"type\":\"SHIPPED\",\"buyer_"
+        "id\":\"b1\",\"order_id\":\"ord1\",\"packages\":[{\"tracking_no\":\"t1\",\"courier\":"
+        "\"ZTO\"}]}",
+        &em);
+  /* LOGISTICS_UPDATE changes neither status nor after-sale; an empty packages list
+   * leaves the packages unchanged */
+  apply(f, KEFU_T_ORDER,
+        "{\"event_id\":\"o3\",\"shop_id\":\"s1\",\"ts\":1773068400002,\"type\":\"LOGISTICS_"
+        "UPDATE\",\"buyer_id\":\"b1\",\"order_id\":\"ord1\",\"packages\":[]}",
+        &em);
+  apply(f, KEFU_T_ORDER,
+        "{\"event_id\":\"o4\",\"shop_id\":\"s1\",\"ts\":1773068400003,\"type\":\"AFTER_SALE_"
+        "OPENED\",\"buyer_id\":\"b1\",\"order_id\":\"ord1\",\"after_sale_reason\":\"DAMAGED\"}",
+        &em);
+  json_t *o = kefu_shop_get(f->shop, KEFU_ENT_ORDER, "ord1");
+  assert_string_equal(kefu_json_str(o, "status"), "SHIPPED");
+  assert_string_equal(kefu_json_str(o, "after_sale"), "DAMAGED");
+  assert_int_equal(json_array_size(json_object_get(o, "packages")), 1);
+  assert_string_equal(kefu_json_str(o, "region_code"), "440305");
+  assert_int_equal(kefu_json_int(o, "scan_ts", 0), T0 + 2);
+  apply(f, KEFU_T_ORDER,
+        "{\"event_id\":\"o5\",\"shop_id\":\"s1\",\"ts\":1773068400004,\"type\":\"AFTER_SALE_"
+        "CLOSED\",\"buyer_id\":\"b1\",\"order_id\":\"ord1\"}",
+        &em);
+  assert_true(json_is_null(json_object_get(o, "after_sale")));
+  json_t *b = kefu_shop_get(f->shop, KEFU_ENT_BUYER, "b1");
+  assert_string_equal(kefu_json_str(b, "last_order"), "ord1");
+  assert_true(json_is_true(json_object_get(f->shop->dirty[KEFU_ENT_ORDER], "ord1")));
+  assert_int_equal(json_array_size(em.records), 0); /* order events emit nothing */
+  kefu_emitter_clear(&em);
+}
+
+static void test_profile_replaces_the_whole_profile_and_keeps_presence(void **state) {
+  fixture_t *f = *state;
+  kefu_emitter_t em;
+  kefu_emitter_init(&em, "x");
+  apply(f, KEFU_T_AGENT,
+        "{\"event_id\":\"a1\",\"shop_id\":\"s1\",\"ts\":1773068400000,\"type\":\"PRESENCE\","
+        "\"agent_id\":\"a1\",\"presence\":\"ONLINE\"}",
+        &em);
+  apply(f, KEFU_T_AGENT,
+        "{\"event_id\":\"a2\",\"shop_id\":\"s1\",\"ts\":1773068400001,\"type\":\"PROFILE\",\"agent_"
+        "id\":\"a1\",\"level\":4,\"groups\":[\"g1\"],\"capacity\":3}",
+        &em);
+  json_t *a = kefu_shop_get(f->shop, KEFU_ENT_AGENT, "a1");
+  assert_string_equal(kefu_json_str(a, "presence"), "ONLINE");
+  assert_int_equal(kefu_json_int(a, "level", 0), 4);
+  assert_int_equal(kefu_json_int(a, "capacity", 0), 3);
+  /* a later PROFILE without groups has none: the whole profile is replaced */
+  apply(f, KEFU_T_AGENT,
+        "{\"event_id\":\"a3\",\"shop_id\":\"s1\",\"ts\":1773068400002,\"type\":\"PROFILE\",\"agent_"
+        "id\":\"a1\",\"level\":2,\"groups\":[]}",
+        &em);
+  assert_int_equal(json_array_size(json_object_get(a, "groups")), 0);
+  kefu_emitter_clear(&em);
+}
+
+static void test_exclusive_bind_and_unbind(void **state) {
+  fixture_t *f = *state;
+  kefu_emitter_t em;
+  kefu_emitter_init(&em, "x");
+  apply(f, KEFU_T_AGENT,
+        "{\"event_id\":\"x1\",\"shop_id\":\"s1\",\"ts\":1773068400000,\"type\":\"EXCLUSIVE_BIND\","
+        "\"agent_id\":\"a1\",\"buyer_id\":\"b1\"}",
+        &em);
+  apply(f, KEFU_T_AGENT,
+        "{\"event_id\":\"x2\",\"shop_id\":\"s1\",\"ts\":1773068400001,\"type\":\"EXCLUSIVE_"
+        "UNBIND\",\"agent_id\":\"a2\",\"buyer_id\":\"b1\"}",
+        &em);
+  json_t *b = kefu_shop_get(f->shop, KEFU_ENT_BUYER, "b1");
+  assert_string_equal(kefu_json_str(b, "exclusive_agent"), "a1"); /* another agent's unbind */
+  apply(f, KEFU_T_AGENT,
+        "{\"event_id\":\"x3\",\"shop_id\":\"s1\",\"ts\":1773068400002,\"type\":\"EXCLUSIVE_"
+        "UNBIND\",\"agent_id\":\"a1\",\"buyer_id\":\"b1\"}",
+        &em);
+  assert_null(kefu_json_str(b, "exclusive_agent"));
+  kefu_emitter_clear(&em);
+}
+
+static void put_status(fixture_t *f, const char *courier, const char *region, int deliverable,
+                       const char *reason, int64_t from, int64_t until) {
+  json_t *r =
+      json_pack("{s:s, s:s, s:b, s:s?, s:I}", "courier", courier, "region_code", region,
+                "deliverable", deliverable, "reason", reason, "valid_from", (json_int_t)from);
+  if (until)
+    json_object_set_new(r, "valid_until", json_integer(until));
+  kefu_courier_table_put(&f->couriers, r);
+  json_decref(r);
+}
+
+/* DELIV-1 (latest per key, validity window) and DELIV-2 (longest active prefix). */
+static void test_DELIV_1_2_longest_active_prefix_decides(void **state) {
+  fixture_t *f = *state;
+  const char *reason;
+  put_status(f, "ZTO", "44", 0, "TEMPORARY_CONTROL", T0, 0);
+  put_status(f, "ZTO", "4403", 1, NULL, T0, 0);
+  put_status(f, "ZTO", "440305", 0, "EPIDEMIC", T0 + 1000, T0 + 2000);
+  assert_true(kefu_courier_deliverable(&f->couriers, "ZTO", "440305", T0, &reason));
+  assert_false(kefu_courier_deliverable(&f->couriers, "ZTO", "440305", T0 + 1000, &reason));
+  assert_string_equal(reason, "EPIDEMIC");
+  /* valid_until is exclusive: at T0+2000 the 6-digit record is over, 4403 decides */
+  assert_true(kefu_courier_deliverable(&f->couriers, "ZTO", "440305", T0 + 2000, &reason));
+  assert_false(kefu_courier_deliverable(&f->couriers, "ZTO", "440106", T0, &reason));
+  assert_string_equal(reason, "TEMPORARY_CONTROL");
+  /* before valid_from nothing is active: deliverable */
+  assert_true(kefu_courier_deliverable(&f->couriers, "ZTO", "440106", T0 - 1, &reason));
+  /* the latest record per key wins; a tombstone deletes */
+  put_status(f, "ZTO", "44", 1, NULL, T0, 0);
+  assert_true(kefu_courier_deliverable(&f->couriers, "ZTO", "440106", T0, &reason));
+  kefu_courier_table_delete(&f->couriers, "ZTO|4403");
+  put_status(f, "ZTO", "44", 0, "OUTLET_CLOSED", T0, 0);
+  assert_false(kefu_courier_deliverable(&f->couriers, "ZTO", "440305", T0, &reason));
+}
+
+static json_t *results_of(kefu_emitter_t *em, size_t i) {
+  json_t *card = json_array_get(json_array_get(em->records, i), 1);
+  return json_object_get(card, "results");
+}
+
+static void test_DELIV_3_by_order_and_by_region(void **state) {
+  fixture_t *f = *state;
+  kefu_emitter_t em;
+  kefu_emitter_init(&em, "q");
+  json_object_set_new(f->shop->config, "couriers", json_pack("[s, s]", "YTO", "ZTO"));
+  put_status(f, "YTO", "440106", 0, "EPIDEMIC", T0, 0);
+  apply(f, KEFU_T_ORDER,
+        "{\"event_id\":\"o1\",\"shop_id\":\"s1\",\"ts\":1773068400000,\"type\":\"SHIPPED\",\"buyer_"
+        "id\":\"b1\",\"order_id\":\"ord1\",\"region_code\":\"440106\",\"packages\":[{\"tracking_"
+        "no\":\"t1\",\"courier\":\"YTO\"},{\"tracking_no\":\"t2\",\"courier\":\"SF\"},{\"tracking_"
+        "no\":\"t3\",\"courier\":\"YTO\"}]}",
+        &em);
+  apply(f, KEFU_T_ORDER,
+        "{\"event_id\":\"o2\",\"shop_id\":\"s1\",\"ts\":1773068400000,\"type\":\"PAID\",\"buyer_"
+        "id\":\"b1\",\"order_id\":\"ord2\"}",
+        &em);
+  apply(f, KEFU_T_CHAT,
+        "{\"event_id\":\"q1\",\"shop_id\":\"s1\",\"ts\":1773068400010,\"type\":\"DELIVERABILITY_"
+        "QUERY\",\"agent_id\":\"a1\",\"order_id\":\"ord1\"}",
+        &em);
+  apply(f, KEFU_T_CHAT,
+        "{\"event_id\":\"q2\",\"shop_id\":\"s1\",\"ts\":1773068400010,\"type\":\"DELIVERABILITY_"
+        "QUERY\",\"agent_id\":\"a1\",\"order_id\":\"nope\"}",
+        &em);
+  apply(f, KEFU_T_CHAT,
+        "{\"event_id\":\"q3\",\"shop_id\":\"s1\",\"ts\":1773068400010,\"type\":\"DELIVERABILITY_"
+        "QUERY\",\"agent_id\":\"a1\",\"order_id\":\"ord2\"}",
+        &em);
+  apply(f, KEFU_T_CHAT,
+        "{\"event_id\":\"q4\",\"shop_id\":\"s1\",\"ts\":1773068400010,\"type\":\"DELIVERABILITY_"
+        "QUERY\",\"agent_id\":\"a1\",\"region_code\":\"440106\",\"couriers\":[\"ZTO\"]}",
+        &em);
+  assert_int_equal(json_array_size(em.records), 4);
+  /* by order: the package couriers once each, in package order; SF is not supported */
+  json_t *r = results_of(&em, 0);
+  assert_int_equal(json_array_size(r), 2);
+  assert_string_equal(kefu_json_str(json_array_get(r, 0), "courier"), "YTO");
+  assert_true(json_is_false(json_object_get(json_array_get(r, 0), "deliverable")));
+  assert_string_equal(kefu_json_str(json_array_get(r, 0), "reason"), "EPIDEMIC");
+  assert_true(json_is_null(json_object_get(json_array_get(r, 1), "deliverable")));
+  assert_string_equal(kefu_json_str(json_array_get(r, 1), "reason"), "UNSUPPORTED");
+  /* unknown order: error, no results */
+  json_t *card = json_array_get(json_array_get(em.records, 1), 1);
+  assert_string_equal(kefu_json_str(card, "error"), "UNKNOWN_ORDER");
+  assert_int_equal(json_array_size(results_of(&em, 1)), 0);
+  /* an order without packages: the shop's couriers; without region: UNKNOWN_DESTINATION */
+  r = results_of(&em, 2);
+  assert_int_equal(json_array_size(r), 2);
+  assert_string_equal(kefu_json_str(json_array_get(r, 1), "reason"), "UNKNOWN_DESTINATION");
+  /* by region with listed couriers */
+  r = results_of(&em, 3);
+  assert_int_equal(json_array_size(r), 1);
+  assert_string_equal(kefu_json_str(json_array_get(r, 0), "courier"), "ZTO");
+  assert_true(json_is_true(json_object_get(json_array_get(r, 0), "deliverable")));
+  card = json_array_get(json_array_get(em.records, 0), 1);
+  assert_string_equal(kefu_json_str(card, "card_id"), "q-c0");
+  assert_string_equal(kefu_json_str(card, "card"), "DELIVERABILITY_RESULT");
+  kefu_emitter_clear(&em);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_order_status_and_after_sale_overlay, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_profile_replaces_the_whole_profile_and_keeps_presence,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_exclusive_bind_and_unbind, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_DELIV_1_2_longest_active_prefix_decides, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_DELIV_3_by_order_and_by_region, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
