@@ -1,0 +1,341 @@
+/* Reading: records are decoded and validated as they are polled, queued per task and
+ * topic, and merged per task by (ts, topic rank, offset) (SPEC §1.3). Also the
+ * courier-status table and partition assignment. */
+#include "engine/processor_int.h"
+
+int64_t engine_wall_ms(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Every pipeline the engine sends goes through here, so its latency is measured. */
+int engine_redis_flush(kefu_processor_t *p, redisReply ***replies, char *errstr, size_t errlen) {
+  int64_t start = engine_wall_ms();
+  int n = kefu_redis_flush(p->redis, replies, errstr, errlen);
+  kefu_histogram_observe(p->m.redis_seconds, (double)(engine_wall_ms() - start) / 1000.0);
+  return n;
+}
+
+/* ---------------------------------------------------------------- queues */
+
+static void queue_push(queue_t *q, input_t *in) {
+  if (q->tail == q->cap) {
+    if (q->head > 0) {
+      memmove(q->items, q->items + q->head, (q->tail - q->head) * sizeof *q->items);
+      q->tail -= q->head;
+      q->head = 0;
+    }
+    if (q->tail == q->cap) {
+      q->cap = q->cap ? q->cap * 2 : 256;
+      q->items = realloc(q->items, q->cap * sizeof *q->items);
+    }
+  }
+  q->items[q->tail++] = in;
+}
+
+input_t *engine_queue_head(const queue_t *q) {
+  return q->head < q->tail ? q->items[q->head] : NULL;
+}
+
+void engine_input_free(input_t *in) {
+  if (!in)
+    return;
+  if (in->valid)
+    kefu_event_clear(&in->ev);
+  if (in->msg)
+    rd_kafka_message_destroy(in->msg);
+  free(in);
+}
+
+void engine_queue_drop_all(queue_t *q) {
+  while (q->head < q->tail)
+    engine_input_free(q->items[q->head++]);
+  q->head = q->tail = 0;
+}
+
+/* ---------------------------------------------------------------- decoding */
+
+static void decode_input(kefu_processor_t *p, input_t *in) {
+  const rd_kafka_message_t *m = in->msg;
+  rd_kafka_timestamp_type_t tstype;
+  json_t *rec = NULL;
+  int64_t now = engine_wall_ms();
+
+  in->sort_ts = INT64_MIN;
+  if (!m->payload) {
+    if (in->topic == KEFU_T_SHOP_CONFIG &&
+        !kefu_event_config_reset(&in->ev, m->key, m->key_len,
+                                 rd_kafka_message_timestamp(m, &tstype), m->offset, now, in->error,
+                                 sizeof in->error)) {
+      in->ev.partition = m->partition;
+      in->ev.offset = m->offset;
+      in->valid = true;
+      in->sort_ts = in->ev.ts;
+    } else if (!in->error[0]) {
+      snprintf(in->error, sizeof in->error,
+               "null value (tombstones are only for kefu.shop.config)");
+    }
+    return;
+  }
+  if (kefu_codec_decode(p->codec, in->topic, m->payload, m->len, &rec, in->error, sizeof in->error))
+    return;
+  if (!kefu_event_from_json(&in->ev, in->topic, rec, m->key, m->key_len, now, in->error,
+                            sizeof in->error)) {
+    in->ev.partition = m->partition;
+    in->ev.offset = m->offset;
+    in->valid = true;
+    in->sort_ts = in->ev.ts;
+  }
+  json_decref(rec);
+}
+
+/* ---------------------------------------------------------------- courier table */
+
+static void apply_courier_message(kefu_processor_t *p, const rd_kafka_message_t *m) {
+  char err[256], key[160];
+  json_t *rec = NULL;
+  if (!m->payload) {
+    snprintf(key, sizeof key, "%.*s", (int)m->key_len, m->key ? (const char *)m->key : "");
+    kefu_courier_table_delete(&p->couriers, key);
+    return;
+  }
+  if (kefu_codec_decode(p->codec, KEFU_T_COURIER_STATUS, m->payload, m->len, &rec, err,
+                        sizeof err) == 0 &&
+      kefu_courier_status_validate(rec, err, sizeof err) == 0)
+    kefu_courier_table_put(&p->couriers, rec);
+  else /* the table is global and has no partition of ours in the DLQ's sense: log it */
+    KEFU_WARN("couriers", "skipping courier-status record at offset %lld: %s", (long long)m->offset,
+              err);
+  json_decref(rec);
+}
+
+/* Polls the courier-status consumer; with @p to_end, until every partition is at its end. */
+int engine_poll_couriers(kefu_processor_t *p, bool to_end, char *errstr, size_t errlen) {
+  int64_t deadline = engine_wall_ms() + 30000;
+  for (;;) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(p->courier_consumer, to_end ? 100 : 0);
+    if (!m) {
+      if (!to_end)
+        return 0;
+      if (engine_wall_ms() > deadline) {
+        snprintf(errstr, errlen, "timed out reading %s", kefu_topic_name(KEFU_T_COURIER_STATUS));
+        return -1;
+      }
+      continue;
+    }
+    bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+    if (!m->err)
+      apply_courier_message(p, m);
+    rd_kafka_message_destroy(m);
+    if (eof && to_end)
+      return 0; /* the table topic has one partition (deploy/ and kefu broker) */
+  }
+}
+
+/* ---------------------------------------------------------------- assignment */
+
+void engine_timer_index_key(const kefu_processor_t *p, int task, char *out, size_t outlen) {
+  snprintf(out, outlen, "%s:{task-%d}:timers", p->o->redis_namespace, task);
+}
+
+void engine_task_key(const kefu_processor_t *p, int task, char *out, size_t outlen) {
+  snprintf(out, outlen, "%s:{task-%d}:pos", p->o->redis_namespace, task);
+}
+
+/* The Redis position of each keyed partition of @p task, and its watermark. */
+static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KEYED_INPUTS]) {
+  char key[128], errstr[256];
+  redisReply **r;
+  if (!p->redis &&
+      !(p->redis = kefu_redis_connect(p->o->redis_url, p->o->redis_user, p->o->redis_password,
+                                      p->o->redis_timeout_ms, errstr, sizeof errstr))) {
+    KEFU_ERROR("engine", "task %d: %s", task, errstr);
+    return -1;
+  }
+  kefu_cmd_t c;
+  kefu_cmd_init(&c);
+  kefu_cmd_str(&c, "HGETALL");
+  engine_task_key(p, task, key, sizeof key);
+  kefu_cmd_str(&c, key);
+  kefu_redis_append(p->redis, &c);
+  kefu_cmd_clear(&c);
+  kefu_cmd_init(&c);
+  kefu_cmd_str(&c, "ZRANGE");
+  engine_timer_index_key(p, task, key, sizeof key);
+  kefu_cmd_str(&c, key);
+  kefu_cmd_str(&c, "0");
+  kefu_cmd_str(&c, "-1");
+  kefu_cmd_str(&c, "WITHSCORES");
+  kefu_redis_append(p->redis, &c);
+  kefu_cmd_clear(&c);
+  kefu_cmd_init(&c);
+  kefu_cmd_str(&c, "HGETALL");
+  snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, task);
+  kefu_cmd_str(&c, key);
+  kefu_redis_append(p->redis, &c);
+  kefu_cmd_clear(&c);
+  for (int t = 0; t < KEFU_KEYED_INPUTS; t++)
+    pos[t] = -1;
+  if (engine_redis_flush(p, &r, errstr, sizeof errstr) != 3 || r[0]->type != REDIS_REPLY_ARRAY ||
+      r[1]->type != REDIS_REPLY_ARRAY || r[2]->type != REDIS_REPLY_ARRAY) {
+    KEFU_ERROR("engine", "reading the position of task %d: %s", task, errstr);
+    return -1;
+  }
+  for (size_t i = 0; i + 1 < r[0]->elements; i += 2) {
+    const char *f = r[0]->element[i]->str;
+    int64_t v = strtoll(r[0]->element[i + 1]->str, NULL, 10);
+    if (strcmp(f, "wm") == 0)
+      p->tasks[task].watermark = v;
+    for (int t = 0; t < KEFU_KEYED_INPUTS; t++)
+      if (strcmp(f, kefu_topics[t].suffix) == 0)
+        pos[t] = v;
+  }
+  json_decref(p->tasks[task].timer_index);
+  p->tasks[task].timer_index = json_object();
+  for (size_t i = 0; i + 1 < r[1]->elements; i += 2)
+    json_object_set_new(p->tasks[task].timer_index, r[1]->element[i]->str,
+                        json_integer(strtoll(r[1]->element[i + 1]->str, NULL, 10)));
+  for (size_t i = 0; i + 1 < r[2]->elements; i += 2) {
+    const redisReply *f = r[2]->element[i], *v = r[2]->element[i + 1];
+    json_t *records = json_loadb(v->str, v->len, 0, NULL);
+    if (strncmp(f->str, "idle-", 5) != 0 || !records) {
+      json_decref(records);
+      continue;
+    }
+    if (!p->tasks[task].pending_idle)
+      p->tasks[task].pending_idle = json_object();
+    json_object_set_new(p->tasks[task].pending_idle, f->str, records);
+  }
+  return 0;
+}
+
+/* On assignment, start each partition from the later of Kafka's committed offset and the
+ * position kefu wrote to Redis after the transaction that covered it (SPEC §5: the mock
+ * cluster does not store offsets sent with a transaction). */
+static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *parts) {
+  rd_kafka_committed(p->consumer, parts, 10000);
+  for (int i = 0; i < parts->cnt; i++) {
+    rd_kafka_topic_partition_t *tp = &parts->elems[i];
+    kefu_topic_t t = kefu_topic_by_name(tp->topic);
+    int id = tp->partition;
+    int64_t pos[KEFU_KEYED_INPUTS];
+    if (t == KEFU_TOPIC_NONE || id >= MAX_TASKS)
+      continue;
+    task_t *task = &p->tasks[id];
+    if (!task->assigned) {
+      task->assigned = true;
+      task->id = id;
+      task->watermark = INT64_MIN;
+      task->last_input_ms = engine_wall_ms(); /* a backlog is read before any idle advance */
+      for (int k = 0; k < KEFU_KEYED_INPUTS; k++) {
+        task->q[k].at_end = false;
+        task->q[k].empty_since = engine_wall_ms();
+        task->next_offset[k] = -1;
+      }
+    }
+    if (load_task_position(p, id, pos) == 0 && pos[t] >= 0 &&
+        (tp->offset < 0 || pos[t] > tp->offset))
+      tp->offset = pos[t];
+    if (tp->offset < 0)
+      tp->offset = RD_KAFKA_OFFSET_BEGINNING;
+    KEFU_INFO("engine", "assigned %s [%d] from offset %lld", tp->topic, id, (long long)tp->offset);
+  }
+  rd_kafka_assign(p->consumer, parts);
+}
+
+static void on_revoke(kefu_processor_t *p, rd_kafka_topic_partition_list_t *parts) {
+  for (int i = 0; i < parts->cnt; i++) {
+    int id = parts->elems[i].partition;
+    if (id >= MAX_TASKS || !p->tasks[id].assigned)
+      continue;
+    /* Unprocessed records are dropped: nothing of them was applied or committed. */
+    for (int k = 0; k < KEFU_KEYED_INPUTS; k++)
+      engine_queue_drop_all(&p->tasks[id].q[k]);
+    p->tasks[id].assigned = false;
+    json_decref(p->tasks[id].timer_index);
+    p->tasks[id].timer_index = NULL;
+    KEFU_INFO("engine", "revoked task %d", id);
+  }
+  rd_kafka_assign(p->consumer, NULL);
+  kefu_metric_add(p->m.rebalances, 1);
+}
+
+void engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+  (void)rk;
+  kefu_processor_t *p = opaque;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+    on_assign(p, parts);
+  else
+    on_revoke(p, parts);
+}
+
+/* ---------------------------------------------------------------- polling and merging */
+
+void engine_enqueue(kefu_processor_t *p, rd_kafka_message_t *m) {
+  kefu_topic_t t = kefu_topic_by_name(rd_kafka_topic_name(m->rkt));
+  int id = m->partition;
+  if (t == KEFU_TOPIC_NONE || t >= KEFU_KEYED_INPUTS || id >= MAX_TASKS || !p->tasks[id].assigned) {
+    rd_kafka_message_destroy(m);
+    return;
+  }
+  queue_t *q = &p->tasks[id].q[t];
+  if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    q->at_end = true;
+    rd_kafka_message_destroy(m);
+    return;
+  }
+  input_t *in = calloc(1, sizeof *in);
+  in->msg = m;
+  in->task = m->partition;
+  in->offset = m->offset;
+  in->polled_ms = engine_wall_ms();
+  in->topic = t;
+  decode_input(p, in);
+  q->at_end = false;
+  queue_push(q, in);
+  p->tasks[id].last_input_ms = engine_wall_ms();
+  kefu_metric_add(p->m.in[t], 1);
+}
+
+static bool before(const input_t *a, const input_t *b) {
+  if (a->sort_ts != b->sort_ts)
+    return a->sort_ts < b->sort_ts;
+  if (kefu_topics[a->topic].rank != kefu_topics[b->topic].rank)
+    return kefu_topics[a->topic].rank < kefu_topics[b->topic].rank;
+  return a->offset < b->offset;
+}
+
+void engine_batch_add(batch_t *b, input_t *in) {
+  if (b->n == b->cap) {
+    b->cap = b->cap ? b->cap * 2 : 512;
+    b->items = realloc(b->items, b->cap * sizeof *b->items);
+  }
+  b->items[b->n++] = in;
+}
+
+/* Moves the task's records that may be processed now into @p b, in merge order. */
+void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max) {
+  int64_t now = engine_wall_ms();
+  while (b->n < max) {
+    int best = -1;
+    for (int t = 0; t < KEFU_KEYED_INPUTS; t++) {
+      queue_t *q = &task->q[t];
+      input_t *h = engine_queue_head(q);
+      if (!h) {
+        if (!q->at_end && now - q->empty_since < p->o->task_idle_ms)
+          return; /* wait: this partition may still receive an earlier record */
+        continue;
+      }
+      if (best < 0 || before(h, engine_queue_head(&task->q[best])))
+        best = t;
+    }
+    if (best < 0)
+      return;
+    queue_t *q = &task->q[best];
+    engine_batch_add(b, q->items[q->head++]);
+    if (q->head == q->tail)
+      q->empty_since = now;
+  }
+}

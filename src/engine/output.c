@@ -1,0 +1,295 @@
+/* Writing: outputs and DLQ records in one Kafka transaction with the input offsets (or
+ * delivered, then offsets committed), then positions to Redis. */
+#include "engine/processor_int.h"
+
+/* ---------------------------------------------------------------- producing */
+
+static int produce(kefu_processor_t *p, const char *topic, const void *key, size_t keylen,
+                   const void *val, size_t vallen, int64_t ts, rd_kafka_headers_t *hdrs,
+                   char *errstr, size_t errlen) {
+  rd_kafka_resp_err_t err;
+  for (;;) {
+    err = rd_kafka_producev(p->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
+                            RD_KAFKA_V_VALUE((void *)val, vallen),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(ts),
+                            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      break;
+    rd_kafka_poll(p->producer, 50);
+  }
+  if (err) {
+    rd_kafka_headers_destroy(hdrs); /* owned by librdkafka only on success */
+    snprintf(errstr, errlen, "produce to %s: %s", topic, rd_kafka_err2str(err));
+    return -1;
+  }
+  return 0;
+}
+
+static int produce_dlq(kefu_processor_t *p, const input_t *in, const char *cause, char *errstr,
+                       size_t errlen) {
+  const rd_kafka_message_t *m = in->msg;
+  rd_kafka_headers_t *orig = NULL, *hdrs;
+  rd_kafka_timestamp_type_t tstype;
+  hdrs = rd_kafka_message_headers(m, &orig) ? rd_kafka_headers_new(2) : rd_kafka_headers_copy(orig);
+  rd_kafka_header_add(hdrs, "kefu.source", -1, cause, -1);
+  rd_kafka_header_add(hdrs, "kefu.error", -1, in->error, -1);
+  return produce(p, kefu_topic_name(KEFU_T_DLQ), m->key, m->key_len, m->payload, m->len,
+                 rd_kafka_message_timestamp(m, &tstype), hdrs, errstr, errlen);
+}
+
+int engine_produce_output(kefu_processor_t *p, const json_t *out, char *errstr, size_t errlen) {
+  kefu_topic_t t = (kefu_topic_t)json_integer_value(json_array_get(out, 0));
+  const json_t *rec = json_array_get(out, 1);
+  const char *cause = json_string_value(json_array_get(out, 2));
+  const char *shop = json_string_value(json_object_get(rec, "shop_id"));
+  size_t len = 0;
+  char err[256];
+  if (kefu_codec_encode(p->codec, t, rec, &p->enc_buf, &p->enc_cap, &len, err, sizeof err)) {
+    /* A rule built a record its schema rejects: a bug; keep going, loudly. */
+    KEFU_ERROR("engine", "cannot encode a %s record caused by %s: %s", kefu_topics[t].suffix, cause,
+               err);
+    kefu_metric_add(p->m.encode_errors, 1);
+    return 0;
+  }
+  rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
+  rd_kafka_header_add(hdrs, "kefu.cause", -1, cause, -1);
+  kefu_metric_add(p->m.out[t], 1);
+  return produce(p, kefu_topic_name(t), shop, strlen(shop), p->enc_buf, len,
+                 json_integer_value(json_object_get(rec, "ts")), hdrs, errstr, errlen);
+}
+
+/* Outputs of idle ticks that an earlier owner of the task remembered but may not have
+ * committed (there is no input to process again for them): emitted again, the same
+ * bytes, with the first batch of the task. */
+static int produce_pending_idle(kefu_processor_t *p, const batch_t *b, char *errstr,
+                                size_t errlen) {
+  bool done[MAX_TASKS] = {0};
+  for (size_t i = 0; i < b->n; i++) {
+    task_t *task = &p->tasks[b->items[i]->task];
+    const char *cause;
+    json_t *records, *r;
+    size_t k;
+    if (done[b->items[i]->task] || !task->pending_idle)
+      continue;
+    done[b->items[i]->task] = true;
+    json_object_foreach(task->pending_idle, cause, records) {
+      json_array_foreach(records, k, r) {
+        json_t *out = json_pack("[O, O, s]", json_array_get(r, 0), json_array_get(r, 1), cause);
+        int rc = engine_produce_output(p, out, errstr, errlen);
+        json_decref(out);
+        if (rc)
+          return -1;
+      }
+    }
+  }
+  return 0;
+}
+
+static int produce_all(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs, char *errstr,
+                       size_t errlen) {
+  char cause[300];
+  size_t o = 0, nout = json_array_size(bs->outputs);
+  if (produce_pending_idle(p, b, errstr, errlen))
+    return -1;
+  for (size_t i = 0; i < b->n; i++) {
+    const input_t *in = b->items[i];
+    if (!in->valid && !in->idle) {
+      engine_cause_of(in, cause, sizeof cause);
+      if (produce_dlq(p, in, cause, errstr, errlen))
+        return -1;
+    }
+    for (; o < nout &&
+           (size_t)json_integer_value(json_array_get(json_array_get(bs->outputs, o), 3)) == i;
+         o++)
+      if (engine_produce_output(p, json_array_get(bs->outputs, o), errstr, errlen))
+        return -1;
+  }
+  return 0;
+}
+
+/* The next offset of every partition the batch read from. */
+static rd_kafka_topic_partition_list_t *batch_offsets(const batch_t *b) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+  for (size_t i = 0; i < b->n; i++) {
+    const rd_kafka_message_t *m = b->items[i]->msg;
+    if (!m)
+      continue; /* an idle tick */
+    rd_kafka_topic_partition_t *tp =
+        rd_kafka_topic_partition_list_find(l, rd_kafka_topic_name(m->rkt), m->partition);
+    if (!tp)
+      tp = rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition);
+    if (m->offset + 1 > tp->offset)
+      tp->offset = m->offset + 1;
+  }
+  return l;
+}
+
+/* Kafka side of a batch: outputs and offsets in one transaction (exactly_once), or
+ * delivered outputs then committed offsets (at_least_once). 0 ok, 1 retry the batch,
+ * -1 fatal. */
+int engine_kafka_commit(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs,
+                        char *errstr, size_t errlen) {
+  rd_kafka_topic_partition_list_t *offsets = batch_offsets(b);
+  rd_kafka_error_t *error = NULL;
+  int rc = 0;
+
+  if (p->o->exactly_once && (error = rd_kafka_begin_transaction(p->producer)))
+    goto txn_error;
+  if (produce_all(p, b, bs, errstr, errlen)) {
+    rc = 1;
+    if (p->o->exactly_once && (error = rd_kafka_abort_transaction(p->producer, 30000)))
+      goto txn_error;
+    goto done;
+  }
+  if (p->o->exactly_once) {
+    rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(p->consumer);
+    if (offsets->cnt) /* an idle tick alone moves no offset */
+      error = rd_kafka_send_offsets_to_transaction(p->producer, offsets, cgmd, 30000);
+    rd_kafka_consumer_group_metadata_destroy(cgmd);
+    if (error || (error = rd_kafka_commit_transaction(p->producer, 60000)))
+      goto txn_error;
+    kefu_metric_add(p->m.commits, 1);
+  } else {
+    rd_kafka_resp_err_t err = rd_kafka_flush(p->producer, 60000);
+    if (!err && offsets->cnt)
+      err = rd_kafka_commit(p->consumer, offsets, 0);
+    if (err) {
+      snprintf(errstr, errlen, "at_least_once commit: %s", rd_kafka_err2str(err));
+      rc = 1;
+    }
+  }
+  goto done;
+txn_error:
+  snprintf(errstr, errlen, "transaction: %s", rd_kafka_error_string(error));
+  if (rd_kafka_error_is_fatal(error)) {
+    rc = -1;
+  } else {
+    rc = 1;
+    if (rd_kafka_error_txn_requires_abort(error)) {
+      rd_kafka_error_t *e2 = rd_kafka_abort_transaction(p->producer, 30000);
+      if (e2)
+        rd_kafka_error_destroy(e2);
+      kefu_metric_add(p->m.aborts, 1);
+    }
+  }
+  rd_kafka_error_destroy(error);
+done:
+  rd_kafka_topic_partition_list_destroy(offsets);
+  return rc;
+}
+
+/* The exact earliest deadline of every shop whose timers changed, as kefu_apply read it
+ * (also kept in memory: the index is this instance's cache of what it owns). */
+static int store_timer_index(kefu_processor_t *p, const batch_state_t *bs) {
+  char key[128];
+  int n = 0;
+  for (size_t i = 0; i < bs->nshops; i++) {
+    kefu_shop_t *shop = bs->shops[i];
+    task_t *task = &p->tasks[bs->shop_task[i]];
+    if (!json_object_size(shop->timers_added) && !json_array_size(shop->timers_removed))
+      continue;
+    if (!task->timer_index)
+      task->timer_index = json_object();
+    kefu_cmd_t c;
+    kefu_cmd_init(&c);
+    engine_timer_index_key(p, bs->shop_task[i], key, sizeof key);
+    if (shop->timers_min == INT64_MAX) {
+      kefu_cmd_str(&c, "ZREM");
+      kefu_cmd_str(&c, key);
+      kefu_cmd_str(&c, shop->id);
+      json_object_del(task->timer_index, shop->id);
+    } else {
+      kefu_cmd_str(&c, "ZADD");
+      kefu_cmd_str(&c, key);
+      kefu_cmd_fmt(&c, "%lld", (long long)shop->timers_min);
+      kefu_cmd_str(&c, shop->id);
+      json_object_set_new(task->timer_index, shop->id, json_integer(shop->timers_min));
+    }
+    kefu_redis_append(p->redis, &c);
+    kefu_cmd_clear(&c);
+    n++;
+  }
+  return n;
+}
+
+static int drop_pending_idle(kefu_processor_t *p, const batch_t *b) {
+  char key[128];
+  const char *cause;
+  json_t *v;
+  int n = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    task_t *task = &p->tasks[b->items[i]->task];
+    if (!task->pending_idle)
+      continue;
+    json_object_foreach(task->pending_idle, cause, v) {
+      kefu_cmd_t c;
+      kefu_cmd_init(&c);
+      kefu_cmd_str(&c, "HDEL");
+      snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, b->items[i]->task);
+      kefu_cmd_str(&c, key);
+      kefu_cmd_str(&c, cause);
+      kefu_redis_append(p->redis, &c);
+      kefu_cmd_clear(&c);
+      n++;
+    }
+    json_decref(task->pending_idle);
+    task->pending_idle = NULL;
+  }
+  return n;
+}
+
+/* After the commit: positions and watermarks to Redis, remembered outputs dropped. Not
+ * fatal when it fails: Kafka's offsets and the shops' applied offsets still hold. */
+void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs) {
+  rd_kafka_topic_partition_list_t *offsets = batch_offsets(b);
+  char key[128], errstr[256], cause[300];
+  redisReply **r;
+  int n = 0;
+  bool touched[MAX_TASKS] = {0};
+
+  for (int i = 0; i < offsets->cnt; i++) {
+    kefu_topic_t t = kefu_topic_by_name(offsets->elems[i].topic);
+    touched[offsets->elems[i].partition] = true;
+    p->tasks[offsets->elems[i].partition].next_offset[t] = offsets->elems[i].offset;
+  }
+  for (size_t i = 0; i < b->n; i++) /* idle ticks move the watermark */
+    touched[b->items[i]->task] = true;
+  for (int t = 0; t < MAX_TASKS; t++) {
+    if (!touched[t])
+      continue;
+    kefu_cmd_t c;
+    kefu_cmd_init(&c);
+    kefu_cmd_str(&c, "HSET");
+    engine_task_key(p, t, key, sizeof key);
+    kefu_cmd_str(&c, key);
+    for (int k = 0; k < KEFU_KEYED_INPUTS; k++)
+      if (p->tasks[t].next_offset[k] >= 0) {
+        kefu_cmd_str(&c, kefu_topics[k].suffix);
+        kefu_cmd_fmt(&c, "%lld", (long long)p->tasks[t].next_offset[k]);
+      }
+    kefu_cmd_str(&c, "wm");
+    kefu_cmd_fmt(&c, "%lld", (long long)p->tasks[t].watermark);
+    kefu_redis_append(p->redis, &c);
+    kefu_cmd_clear(&c);
+    n++;
+  }
+  n += store_timer_index(p, bs);
+  n += drop_pending_idle(p, b);
+  for (size_t i = 0; i < b->n; i++) {
+    engine_cause_of(b->items[i], cause, sizeof cause);
+    if (!json_object_get(bs->computed, cause) && !json_object_get(bs->remembered, cause))
+      continue;
+    kefu_cmd_t c;
+    kefu_cmd_init(&c);
+    kefu_cmd_str(&c, "HDEL");
+    snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, b->items[i]->task);
+    kefu_cmd_str(&c, key);
+    kefu_cmd_str(&c, cause);
+    kefu_redis_append(p->redis, &c);
+    kefu_cmd_clear(&c);
+    n++;
+  }
+  if (n && engine_redis_flush(p, &r, errstr, sizeof errstr) != n)
+    KEFU_WARN("engine", "writing positions: %s", errstr);
+  rd_kafka_topic_partition_list_destroy(offsets);
+}
