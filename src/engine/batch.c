@@ -1,4 +1,5 @@
 /* State: one batch's Redis reads, rules and timers in merge order, and Redis writes. */
+#include "common/enums.h"
 #include "engine/processor_int.h"
 
 /* ---------------------------------------------------------------- one batch */
@@ -96,6 +97,12 @@ int engine_load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
     want(l->buyers, in->ev.buyer_id);
     want(l->orders, in->ev.order_id);
     want(l->event_ids, in->ev.event_id);
+    if (in->topic == KEFU_T_CHAT && in->ev.type == KEFU_CHAT_DELIVERABILITY_QUERY &&
+        json_is_true(json_object_get(in->ev.rec, "list_undeliverable"))) {
+      int64_t since = in->ev.ts - 30 * KEFU_DAY_MS; /* DELIV-4 reads the shop's index */
+      if (l->shipped_since == INT64_MIN || since < l->shipped_since)
+        l->shipped_since = since;
+    }
   }
   mark_due_timers(p, b, bs);
   for (size_t i = 0; i < bs->nshops; i++)

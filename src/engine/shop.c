@@ -19,6 +19,8 @@ kefu_shop_t *kefu_shop_new(const char *id, const json_t *defaults) {
   s->dedup_new = json_object();
   s->timers_added = json_object();
   s->timers_removed = json_array();
+  s->shipped = json_object();
+  s->shipped_changed = json_object();
   return s;
 }
 
@@ -36,6 +38,8 @@ void kefu_shop_destroy(kefu_shop_t *s) {
   json_decref(s->dedup_new);
   json_decref(s->timers_added);
   json_decref(s->timers_removed);
+  json_decref(s->shipped);
+  json_decref(s->shipped_changed);
   free(s);
 }
 
@@ -83,4 +87,17 @@ int64_t kefu_json_int(const json_t *o, const char *field, int64_t dflt) {
 
 const char *kefu_json_str(const json_t *o, const char *field) {
   return json_string_value(json_object_get(o, field));
+}
+
+void kefu_shop_set_shipped(kefu_shop_t *s, const char *order_id, int64_t shipped_ts) {
+  if (shipped_ts)
+    json_object_set_new(s->shipped, order_id, json_integer(shipped_ts));
+  else
+    json_object_del(s->shipped, order_id);
+  json_object_set_new(s->shipped_changed, order_id, json_true());
+}
+
+bool kefu_json_str_eq(const json_t *o, const char *field, const char *value) {
+  const char *v = kefu_json_str(o, field);
+  return v && strcmp(v, value) == 0;
 }

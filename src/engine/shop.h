@@ -32,6 +32,10 @@ typedef struct kefu_shop {
   json_t *timers_added;              /* zset member -> deadline, made by this batch; owned */
   json_t *timers_removed;            /* zset members fired by this batch; owned */
   int64_t timers_min;                /* earliest deadline left after the batch's apply */
+  /* DELIV-4's index of shipped, unsigned orders (zset ns:{S}:shipped by shipment ts). */
+  json_t *shipped;         /* order_id -> shipped_ts, as loaded + this batch */
+  json_t *shipped_changed; /* order_id -> true for entries to write back */
+  bool shipped_loaded;     /* the index was read for this batch */
 } kefu_shop_t;
 
 /** @brief A shop with no state loaded: @p defaults (borrowed, copied) as its config. */
@@ -47,6 +51,9 @@ void kefu_shop_put(kefu_shop_t *s, kefu_entity_kind_t kind, const char *id, json
 /** @brief Marks an entity changed in place as dirty. */
 void kefu_shop_touch(kefu_shop_t *s, kefu_entity_kind_t kind, const char *id);
 
+/** @brief DELIV-4's index: @p order_id shipped at @p shipped_ts (0 removes it). */
+void kefu_shop_set_shipped(kefu_shop_t *s, const char *order_id, int64_t shipped_ts);
+
 /** @brief Replaces the config (steals @p config) and marks it dirty. */
 void kefu_shop_set_config(kefu_shop_t *s, json_t *config, bool is_default);
 
@@ -59,5 +66,6 @@ json_t *kefu_cfg_get(const kefu_shop_t *s, const char *field);
 /* Helpers for entity fields. */
 int64_t kefu_json_int(const json_t *o, const char *field, int64_t dflt);
 const char *kefu_json_str(const json_t *o, const char *field);
+bool kefu_json_str_eq(const json_t *o, const char *field, const char *value);
 
 #endif

@@ -116,6 +116,17 @@ static void remember_buyer_order(kefu_shop_t *shop, const char *buyer_id, const 
   kefu_shop_touch(shop, KEFU_ENT_BUYER, buyer_id);
 }
 
+/* DELIV-4 keeps per shop only the shipped orders never SIGNED or COMPLETED and not
+ * CLOSED: they enter on a shipment and leave for good on any of those. */
+static void update_shipped_index(kefu_shop_t *shop, const kefu_event_t *ev, json_t *o) {
+  if (ev->type == KEFU_ORDER_SIGNED || ev->type == KEFU_ORDER_COMPLETED ||
+      ev->type == KEFU_ORDER_CLOSED)
+    kefu_shop_set_shipped(shop, ev->order_id, 0);
+  else if ((ev->type == KEFU_ORDER_SHIPPED || ev->type == KEFU_ORDER_PARTIALLY_SHIPPED) &&
+           !json_is_true(json_object_get(o, "signed")) && !kefu_json_str_eq(o, "status", "CLOSED"))
+    kefu_shop_set_shipped(shop, ev->order_id, ev->ts);
+}
+
 void kefu_rules_order_event(kefu_shop_t *shop, const kefu_event_t *ev) {
   json_t *o = order_entity(shop, ev);
   const char *type = kefu_order_type_names[ev->type];
@@ -139,6 +150,9 @@ void kefu_rules_order_event(kefu_shop_t *shop, const kefu_event_t *ev) {
   if (ev->type == KEFU_ORDER_SHIPPED || ev->type == KEFU_ORDER_PARTIALLY_SHIPPED ||
       ev->type == KEFU_ORDER_LOGISTICS_UPDATE)
     json_object_set_new(o, "scan_ts", json_integer(ev->ts));
+  if (ev->type == KEFU_ORDER_SIGNED || ev->type == KEFU_ORDER_COMPLETED)
+    json_object_set_new(o, "signed", json_true());
+  update_shipped_index(shop, ev, o);
   copy_if_present(o, ev->rec, "packages", true); /* an empty list leaves them unchanged */
   copy_if_present(o, ev->rec, "region_code", false);
   copy_if_present(o, ev->rec, "item_ids", true);

@@ -9,7 +9,8 @@ another instance has applied anything since (a zombie after a rebalance), nothin
 written and the reply names the conflict, so state is applied exactly once.
 
 KEYS: 1 applied (hash), 2 cfg (string), 3 agents, 4 buyers, 5 orders (hashes),
-      6 dedup (zset event_id -> ts), 7 timers (zset)
+      6 dedup (zset event_id -> ts), 7 timers (zset),
+      8 shipped (zset order_id -> shipment ts: DELIV-4's index)
 ARGV: n, then n triples (field, expected value or "", new value),
       then 4-tuples (op, key index, a, b):
         hset k field value | hdel k field - | set k value - | del k - -

@@ -16,6 +16,7 @@ void kefu_shop_load_init(kefu_shop_load_t *l, kefu_shop_t *shop) {
   l->orders = json_object();
   l->event_ids = json_object();
   l->timers_before = INT64_MIN;
+  l->shipped_since = INT64_MIN;
 }
 
 void kefu_shop_load_clear(kefu_shop_load_t *l) {
@@ -67,6 +68,18 @@ void kefu_store_load_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l
   }
   if (json_object_size(l->event_ids)) {
     append_multi(r, "ZMSCORE", ns, shop, "dedup", l->event_ids);
+    l->nreplies++;
+  }
+  if (l->shipped_since != INT64_MIN) {
+    kefu_cmd_t c;
+    kefu_cmd_init(&c);
+    kefu_cmd_str(&c, "ZRANGEBYSCORE");
+    key_arg(&c, ns, shop, "shipped");
+    kefu_cmd_fmt(&c, "%lld", (long long)l->shipped_since);
+    kefu_cmd_str(&c, "+inf");
+    kefu_cmd_str(&c, "WITHSCORES");
+    kefu_redis_append(r, &c);
+    kefu_cmd_clear(&c);
     l->nreplies++;
   }
   if (l->timers_before != INT64_MIN) {
@@ -142,6 +155,18 @@ static int parse_dedup(kefu_shop_load_t *l, const redisReply *r, char *errstr, s
   return 0;
 }
 
+static int parse_shipped(kefu_shop_load_t *l, const redisReply *r, char *errstr, size_t errlen) {
+  if (r->type != REDIS_REPLY_ARRAY) {
+    snprintf(errstr, errlen, "redis: unexpected ZRANGEBYSCORE reply");
+    return -1;
+  }
+  for (size_t i = 0; i + 1 < r->elements; i += 2)
+    json_object_set_new(l->shop->shipped, r->element[i]->str,
+                        json_integer(strtoll(r->element[i + 1]->str, NULL, 10)));
+  l->shop->shipped_loaded = true;
+  return 0;
+}
+
 static int parse_timers(kefu_shop_load_t *l, const redisReply *r, char *errstr, size_t errlen) {
   if (r->type != REDIS_REPLY_ARRAY) {
     snprintf(errstr, errlen, "redis: unexpected ZRANGEBYSCORE reply");
@@ -179,6 +204,7 @@ int kefu_store_load_parse(kefu_shop_load_t *l, redisReply **replies, char *errst
       (json_object_size(l->orders) &&
        parse_entities(s->entities[KEFU_ENT_ORDER], l->orders, r[next++], errstr, errlen)) ||
       (json_object_size(l->event_ids) && parse_dedup(l, r[next++], errstr, errlen)) ||
+      (l->shipped_since != INT64_MIN && parse_shipped(l, r[next++], errstr, errlen)) ||
       (l->timers_before != INT64_MIN && parse_timers(l, r[next++], errstr, errlen)))
     return -1;
   json_object_update(s->applied_loaded, s->applied);
@@ -203,6 +229,7 @@ int kefu_store_more_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l,
     json_array_foreach(json_object_get(b, "orders"), i, oid)
         add_missing(l->orders, s->entities[KEFU_ENT_ORDER], json_string_value(oid));
   }
+  json_object_foreach(s->shipped, id, b) add_missing(l->orders, s->entities[KEFU_ENT_ORDER], id);
   l->more_first_reply = *next_reply;
   l->more_buyers = json_object_size(l->buyers) > 0;
   l->more_orders = json_object_size(l->orders) > 0;
@@ -254,10 +281,34 @@ static void append_entity_ops(kefu_cmd_t *c, kefu_shop_t *s) {
   }
 }
 
+/* DELIV-4's index: changed entries, and anything shipped more than 30 days before the
+ * newest shipment is trimmed. */
+static void append_shipped_ops(kefu_cmd_t *c, kefu_shop_t *s) {
+  const char *id;
+  json_t *v;
+  char num[32];
+  int64_t newest = 0;
+  json_object_foreach(s->shipped_changed, id, v) {
+    json_t *ts = json_object_get(s->shipped, id);
+    if (!ts) {
+      op_str(c, "zrem", 8, id, "-");
+      continue;
+    }
+    snprintf(num, sizeof num, "%lld", (long long)json_integer_value(ts));
+    op_str(c, "zadd", 8, num, id);
+    if (json_integer_value(ts) > newest)
+      newest = json_integer_value(ts);
+  }
+  if (newest) {
+    snprintf(num, sizeof num, "(%lld", (long long)(newest - 30 * INT64_C(86400000)));
+    op_str(c, "ztrim", 8, num, "-");
+  }
+}
+
 void kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_shop_t *s,
                              int64_t dedup_horizon_ts) {
   static const char *const key_names[] = {"applied", "cfg",   "agents", "buyers",
-                                          "orders",  "dedup", "timers"};
+                                          "orders",  "dedup", "timers", "shipped"};
   const char *field;
   json_t *v;
   char num[32];
@@ -266,8 +317,8 @@ void kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_shop_t *s,
   kefu_cmd_init(&c);
   kefu_cmd_str(&c, "FCALL");
   kefu_cmd_str(&c, "kefu_apply");
-  kefu_cmd_str(&c, "7");
-  for (int i = 0; i < 7; i++)
+  kefu_cmd_str(&c, "8");
+  for (int i = 0; i < 8; i++)
     key_arg(&c, ns, s->id, key_names[i]);
   kefu_cmd_fmt(&c, "%zu", json_object_size(s->applied));
   json_object_foreach(s->applied, field, v) {
@@ -295,6 +346,7 @@ void kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_shop_t *s,
   }
   size_t i;
   json_array_foreach(s->timers_removed, i, v) op_str(&c, "zrem", 7, json_string_value(v), "-");
+  append_shipped_ops(&c, s);
   if (json_object_size(s->dedup_new)) {
     snprintf(num, sizeof num, "(%lld", (long long)dedup_horizon_ts);
     op_str(&c, "ztrim", 6, num, "-");

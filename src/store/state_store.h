@@ -6,6 +6,7 @@
  *   ns:{S}:orders   hash    order_id -> order (JSON)
  *   ns:{S}:dedup    zset    event_id scored by ts; trimmed to 7 days
  *   ns:{S}:timers   zset    timers scored by deadline
+ *   ns:{S}:shipped  zset    shipped, unsigned orders by shipment ts, 30 days (DELIV-4)
  * The {S} hash tag puts a shop's keys in one Redis Cluster slot, so kefu_apply can
  * update them atomically. */
 #ifndef KEFU_STORE_STATE_STORE_H
@@ -24,6 +25,7 @@ typedef struct kefu_shop_load {
   json_t *orders;            /* id -> true; owned */
   json_t *event_ids;         /* id -> true; owned */
   int64_t timers_before;     /* load timers with deadline < this; INT64_MIN: none */
+  int64_t shipped_since;     /* load the shipped index from this ts; INT64_MIN: no */
   kefu_timer_queue_t timers; /* the timers read; the engine moves them to its queue */
   int first_reply, nreplies, more_first_reply, more_buyers, more_orders;
 } kefu_shop_load_t;

@@ -45,7 +45,8 @@ static kefu_event_t event(kefu_topic_t topic, const char *json) {
   kefu_event_t ev;
   char err[256];
   const char *shop = json_string_value(json_object_get(rec, "shop_id"));
-  if (kefu_event_from_json(&ev, topic, rec, shop, strlen(shop), T0 + 86400000, err, sizeof err))
+  if (kefu_event_from_json(&ev, topic, rec, shop, strlen(shop), T0 + 400 * INT64_C(86400000), err,
+                           sizeof err))
     fail_msg("invalid test event: %s", err);
   json_decref(rec);
   return ev;
@@ -245,6 +246,88 @@ static void test_DELIV_3_by_order_and_by_region(void **state) {
   kefu_emitter_clear(&em);
 }
 
+static void ship(fixture_t *f, kefu_emitter_t *em, const char *order, int64_t ts,
+                 const char *packages, const char *region) {
+  char json[1024];
+  snprintf(json, sizeof json,
+           "{\"event_id\":\"%s-s\",\"shop_id\":\"s1\",\"ts\":%lld,\"type\":\"SHIPPED\","
+           "\"buyer_id\":\"b1\",\"order_id\":\"%s\",\"region_code\":\"%s\",\"packages\":%s}",
+           order, (long long)ts, order, region, packages);
+  apply(f, KEFU_T_ORDER, json, em);
+}
+
+/* DELIV-4: shipped in the last 30 days, never SIGNED/COMPLETED, not CLOSED, a supported
+ * courier that cannot deliver now; once per order with its first such package; newest
+ * shipment first; at most 100. */
+static void test_DELIV_4_undeliverable_orders(void **state) {
+  fixture_t *f = *state;
+  kefu_emitter_t em;
+  kefu_emitter_init(&em, "q");
+  const int64_t day = 86400000, now = T0 + 40 * day;
+  put_status(f, "ZTO", "44", 0, "TEMPORARY_CONTROL", T0, 0);
+  put_status(f, "YTO", "44", 0, "EPIDEMIC", T0, 0);
+  put_status(f, "SF", "44", 0, "EPIDEMIC", T0, 0); /* not one of the nine: ignored */
+  const char *two = "[{\"tracking_no\":\"t1\",\"courier\":\"STO\"},"
+                    "{\"tracking_no\":\"t2\",\"courier\":\"ZTO\"},"
+                    "{\"tracking_no\":\"t3\",\"courier\":\"YTO\"}]";
+  const char *zto = "[{\"tracking_no\":\"z\",\"courier\":\"ZTO\"}]";
+  ship(f, &em, "old", now - 30 * day - 1, zto, "440305"); /* 30 days and 1 ms: out */
+  ship(f, &em, "edge", now - 30 * day, zto, "440305");    /* exactly 30 days: in */
+  ship(f, &em, "multi", now - 2 * day, two, "440305");    /* first undeliverable package */
+  ship(f, &em, "fine", now - 3 * day, zto, "310115");     /* deliverable: not listed */
+  ship(f, &em, "signed", now - 1 * day, zto, "440305");
+  apply(f, KEFU_T_ORDER,
+        "{\"event_id\":\"sg\",\"shop_id\":\"s1\",\"ts\":1776524400000,\"type\":\"SIGNED\",\"buyer_"
+        "id\":\"b1\",\"order_id\":\"signed\"}",
+        &em);
+  ship(f, &em, "sf", now - 1 * day, "[{\"tracking_no\":\"s\",\"courier\":\"SF\"}]", "440305");
+  char q[512];
+  snprintf(q, sizeof q,
+           "{\"event_id\":\"q1\",\"shop_id\":\"s1\",\"ts\":%lld,\"type\":\"DELIVERABILITY_QUERY\","
+           "\"agent_id\":\"a1\",\"region_code\":\"440305\",\"list_undeliverable\":true}",
+           (long long)now);
+  apply(f, KEFU_T_CHAT, q, &em);
+  json_t *card = json_array_get(json_array_get(em.records, json_array_size(em.records) - 1), 1);
+  json_t *list = json_object_get(card, "undeliverable_orders");
+  assert_int_equal(json_array_size(list), 2);
+  assert_string_equal(kefu_json_str(json_array_get(list, 0), "order_id"), "multi");
+  assert_string_equal(kefu_json_str(json_array_get(list, 0), "courier"), "ZTO");
+  assert_string_equal(kefu_json_str(json_array_get(list, 0), "tracking_no"), "t2");
+  assert_string_equal(kefu_json_str(json_array_get(list, 0), "reason"), "TEMPORARY_CONTROL");
+  assert_string_equal(kefu_json_str(json_array_get(list, 1), "order_id"), "edge");
+  /* without list_undeliverable the list is empty */
+  snprintf(q, sizeof q,
+           "{\"event_id\":\"q2\",\"shop_id\":\"s1\",\"ts\":%lld,\"type\":\"DELIVERABILITY_QUERY\","
+           "\"agent_id\":\"a1\",\"region_code\":\"440305\"}",
+           (long long)now);
+  apply(f, KEFU_T_CHAT, q, &em);
+  card = json_array_get(json_array_get(em.records, json_array_size(em.records) - 1), 1);
+  assert_int_equal(json_array_size(json_object_get(card, "undeliverable_orders")), 0);
+  kefu_emitter_clear(&em);
+}
+
+static void test_DELIV_4_at_most_100_orders(void **state) {
+  fixture_t *f = *state;
+  kefu_emitter_t em;
+  kefu_emitter_init(&em, "q");
+  put_status(f, "ZTO", "44", 0, "TEMPORARY_CONTROL", T0, 0);
+  char order[32];
+  for (int i = 0; i < 120; i++) {
+    snprintf(order, sizeof order, "o%03d", i);
+    ship(f, &em, order, T0 + i, "[{\"tracking_no\":\"z\",\"courier\":\"ZTO\"}]", "440305");
+  }
+  apply(f, KEFU_T_CHAT,
+        "{\"event_id\":\"q\",\"shop_id\":\"s1\",\"ts\":1773068401000,\"type\":\"DELIVERABILITY_"
+        "QUERY\",\"agent_id\":\"a1\",\"region_code\":\"440305\",\"list_undeliverable\":true}",
+        &em);
+  json_t *card = json_array_get(json_array_get(em.records, 0), 1);
+  json_t *list = json_object_get(card, "undeliverable_orders");
+  assert_int_equal(json_array_size(list), 100);
+  assert_string_equal(kefu_json_str(json_array_get(list, 0), "order_id"), "o119");
+  assert_string_equal(kefu_json_str(json_array_get(list, 99), "order_id"), "o020");
+  kefu_emitter_clear(&em);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_order_status_and_after_sale_overlay, setup, teardown),
@@ -254,6 +337,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_DELIV_1_2_longest_active_prefix_decides, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_DELIV_3_by_order_and_by_region, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_DELIV_4_undeliverable_orders, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_DELIV_4_at_most_100_orders, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
