@@ -2,11 +2,11 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void kefu_emitter_init(kefu_emitter_t *e, const char *cause_event_id) {
+  memset(e, 0, sizeof *e);
   e->cause_event_id = cause_event_id;
-  for (int i = 0; i < 26; i++)
-    e->counters[i] = 0;
   e->records = json_array();
 }
 

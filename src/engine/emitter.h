@@ -14,6 +14,7 @@
 typedef struct kefu_emitter {
   const char *cause_event_id; /* borrowed */
   int counters[26];           /* per kind letter */
+  int draws;                  /* ROUTE-7 draws made for this cause */
   json_t *records;            /* array of [topic id, record]; owned */
   /* Where the cause stands in the task's merge order: new timers' creation order. */
   int64_t cause_ts, cause_offset;

@@ -15,6 +15,7 @@ typedef enum kefu_entity_kind {
   KEFU_ENT_AGENT = 0, /* hash kefu:{shop}:agents, field agent_id */
   KEFU_ENT_BUYER,     /* hash kefu:{shop}:buyers, field buyer_id */
   KEFU_ENT_ORDER,     /* hash kefu:{shop}:orders, field order_id */
+  KEFU_ENT_META,      /* hash kefu:{shop}:meta: shop-wide records ("queue", ...) */
   KEFU_ENT__COUNT
 } kefu_entity_kind_t;
 

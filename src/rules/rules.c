@@ -1,6 +1,7 @@
 #include "rules/rules.h"
 
 #include "common/enums.h"
+#include "rules/routing.h"
 #include "ops/log.h"
 
 json_t *kefu_rules_buyer(kefu_shop_t *shop, const char *buyer_id) {
@@ -16,12 +17,19 @@ json_t *kefu_rules_buyer(kefu_shop_t *shop, const char *buyer_id) {
 void kefu_rules_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev,
                       kefu_emitter_t *out) {
   switch (ev->topic) {
-  case KEFU_T_SHOP_CONFIG: kefu_rules_shop_config(env, shop, ev); break;
-  case KEFU_T_AGENT: kefu_rules_agent_event(shop, ev); break;
+  case KEFU_T_SHOP_CONFIG: /* ROUTE-11: a config change may free a slot */
+    kefu_rules_shop_config(env, shop, ev);
+    kefu_rules_queue_release(env, shop, ev->ts, out);
+    break;
+  case KEFU_T_AGENT: /* ROUTE-11: so may any agent event */
+    kefu_rules_agent_event(shop, ev);
+    kefu_rules_queue_release(env, shop, ev->ts, out);
+    break;
   case KEFU_T_ORDER: kefu_rules_order_event(shop, ev); break;
   case KEFU_T_CHAT:
     if (ev->type == KEFU_CHAT_DELIVERABILITY_QUERY)
       kefu_rules_deliverability_query(env, shop, ev, out);
+    kefu_rules_chat_routing(env, shop, ev, out);
     break;
   default: break;
   }
@@ -29,10 +37,9 @@ void kefu_rules_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu
 
 void kefu_rules_fire(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_timer_t *t,
                      kefu_emitter_t *out) {
-  (void)env;
-  (void)out;
-  /* Timer kinds come with the rule families that set them (sessions, waits, queues,
-   * invitations, day close). A kind this build does not know is dropped, loudly: it can
-   * only come from a newer kefu writing to the same Redis. */
+  if (kefu_rules_routing_timer(env, shop, t, out))
+    return;
+  /* A kind this build does not know is dropped, loudly: it can only come from a newer
+   * kefu writing to the same Redis. */
   KEFU_WARN("rules", "shop %s: dropping a timer of unknown kind '%s'", shop->id, t->kind);
 }

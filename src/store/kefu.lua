@@ -8,9 +8,9 @@ compare-and-set: the caller passes the values it read when it loaded the state; 
 another instance has applied anything since (a zombie after a rebalance), nothing is
 written and the reply names the conflict, so state is applied exactly once.
 
-KEYS: 1 applied (hash), 2 cfg (string), 3 agents, 4 buyers, 5 orders (hashes),
-      6 dedup (zset event_id -> ts), 7 timers (zset),
-      8 shipped (zset order_id -> shipment ts: DELIV-4's index)
+KEYS: 1 applied (hash), 2 cfg (string), 3 agents, 4 buyers, 5 orders, 6 meta (hashes),
+      7 dedup (zset event_id -> ts), 8 timers (zset),
+      9 shipped (zset order_id -> shipment ts: DELIV-4's index)
 ARGV: n, then n triples (field, expected value or "", new value),
       then 4-tuples (op, key index, a, b):
         hset k field value | hdel k field - | set k value - | del k - -
@@ -55,7 +55,7 @@ local function apply(keys, args)
     end
     i = i + 4
   end
-  local first = redis.call('ZRANGE', keys[7], 0, 0, 'WITHSCORES')
+  local first = redis.call('ZRANGE', keys[8], 0, 0, 'WITHSCORES')
   return {'OK', first[2] or ''}
 end
 

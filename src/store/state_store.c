@@ -5,6 +5,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* KEYS of kefu_apply, 1-based as Lua sees them (src/store/kefu.lua). */
+enum apply_key {
+  K_APPLIED = 1,
+  K_CFG,
+  K_ENTITIES, /* K_ENTITIES + kefu_entity_kind_t: agents, buyers, orders, meta */
+  K_DEDUP = K_ENTITIES + KEFU_ENT__COUNT,
+  K_TIMERS,
+  K_SHIPPED,
+  K__END
+};
+
+static const char *const key_names[K__END] = {[K_APPLIED] = "applied",
+                                              [K_CFG] = "cfg",
+                                              [K_ENTITIES + KEFU_ENT_AGENT] = "agents",
+                                              [K_ENTITIES + KEFU_ENT_BUYER] = "buyers",
+                                              [K_ENTITIES + KEFU_ENT_ORDER] = "orders",
+                                              [K_ENTITIES + KEFU_ENT_META] = "meta",
+                                              [K_DEDUP] = "dedup",
+                                              [K_TIMERS] = "timers",
+                                              [K_SHIPPED] = "shipped"};
+
 static void key_arg(kefu_cmd_t *c, const char *ns, const char *shop, const char *name) {
   kefu_cmd_fmt(c, "%s:{%s}:%s", ns, shop, name);
 }
@@ -56,7 +77,8 @@ void kefu_store_load_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l
   append_simple(r, "GET", ns, shop, "cfg");
   append_simple(r, "HGETALL", ns, shop, "applied");
   append_simple(r, "HGETALL", ns, shop, "agents");
-  l->nreplies = 3;
+  append_simple(r, "HGETALL", ns, shop, "meta");
+  l->nreplies = 4;
   /* HMGET and ZMSCORE need at least one field: empty sets send nothing. */
   if (json_object_size(l->buyers)) {
     append_multi(r, "HMGET", ns, shop, "buyers", l->buyers);
@@ -185,7 +207,7 @@ static int parse_timers(kefu_shop_load_t *l, const redisReply *r, char *errstr, 
 int kefu_store_load_parse(kefu_shop_load_t *l, redisReply **replies, char *errstr, size_t errlen) {
   redisReply **r = replies + l->first_reply;
   kefu_shop_t *s = l->shop;
-  int next = 3;
+  int next = 4;
   for (int i = 0; i < l->nreplies; i++)
     if (r[i]->type == REDIS_REPLY_ERROR) {
       snprintf(errstr, errlen, "redis: %s", r[i]->str);
@@ -199,6 +221,7 @@ int kefu_store_load_parse(kefu_shop_load_t *l, redisReply **replies, char *errst
   }
   if (parse_hash(s->applied, r[1], 0, errstr, errlen) ||
       parse_hash(s->entities[KEFU_ENT_AGENT], r[2], 1, errstr, errlen) ||
+      parse_hash(s->entities[KEFU_ENT_META], r[3], 1, errstr, errlen) ||
       (json_object_size(l->buyers) &&
        parse_entities(s->entities[KEFU_ENT_BUYER], l->buyers, r[next++], errstr, errlen)) ||
       (json_object_size(l->orders) &&
@@ -225,6 +248,8 @@ int kefu_store_more_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l,
   json_object_clear(l->orders);
   for (i = 0; i < l->timers.n; i++)
     add_missing(l->buyers, s->entities[KEFU_ENT_BUYER], l->timers.items[i]->buyer_id);
+  json_array_foreach(json_object_get(kefu_shop_get(s, KEFU_ENT_META, "queue"), "buyers"), i, b)
+      add_missing(l->buyers, s->entities[KEFU_ENT_BUYER], kefu_json_str(b, "buyer_id"));
   json_object_foreach(s->entities[KEFU_ENT_BUYER], id, b) {
     json_array_foreach(json_object_get(b, "orders"), i, oid)
         add_missing(l->orders, s->entities[KEFU_ENT_ORDER], json_string_value(oid));
@@ -271,11 +296,11 @@ static void append_entity_ops(kefu_cmd_t *c, kefu_shop_t *s) {
     json_object_foreach(s->dirty[k], id, v) {
       json_t *e = json_object_get(s->entities[k], id);
       if (!json_is_object(e)) {
-        op_str(c, "hdel", 3 + k, id, "-");
+        op_str(c, "hdel", K_ENTITIES + k, id, "-");
         continue;
       }
       char *text = json_dumps(e, JSON_COMPACT);
-      op_str(c, "hset", 3 + k, id, text);
+      op_str(c, "hset", K_ENTITIES + k, id, text);
       free(text);
     }
   }
@@ -291,24 +316,22 @@ static void append_shipped_ops(kefu_cmd_t *c, kefu_shop_t *s) {
   json_object_foreach(s->shipped_changed, id, v) {
     json_t *ts = json_object_get(s->shipped, id);
     if (!ts) {
-      op_str(c, "zrem", 8, id, "-");
+      op_str(c, "zrem", K_SHIPPED, id, "-");
       continue;
     }
     snprintf(num, sizeof num, "%lld", (long long)json_integer_value(ts));
-    op_str(c, "zadd", 8, num, id);
+    op_str(c, "zadd", K_SHIPPED, num, id);
     if (json_integer_value(ts) > newest)
       newest = json_integer_value(ts);
   }
   if (newest) {
     snprintf(num, sizeof num, "(%lld", (long long)(newest - 30 * INT64_C(86400000)));
-    op_str(c, "ztrim", 8, num, "-");
+    op_str(c, "ztrim", K_SHIPPED, num, "-");
   }
 }
 
 void kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_shop_t *s,
                              int64_t dedup_horizon_ts) {
-  static const char *const key_names[] = {"applied", "cfg",   "agents", "buyers",
-                                          "orders",  "dedup", "timers", "shipped"};
   const char *field;
   json_t *v;
   char num[32];
@@ -317,8 +340,8 @@ void kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_shop_t *s,
   kefu_cmd_init(&c);
   kefu_cmd_str(&c, "FCALL");
   kefu_cmd_str(&c, "kefu_apply");
-  kefu_cmd_str(&c, "8");
-  for (int i = 0; i < 8; i++)
+  kefu_cmd_fmt(&c, "%d", K__END - 1);
+  for (int i = 1; i < K__END; i++)
     key_arg(&c, ns, s->id, key_names[i]);
   kefu_cmd_fmt(&c, "%zu", json_object_size(s->applied));
   json_object_foreach(s->applied, field, v) {
@@ -330,26 +353,27 @@ void kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_shop_t *s,
   if (s->config_dirty) {
     char *text = json_dumps(s->config, JSON_COMPACT);
     if (s->config_is_default)
-      op_str(&c, "del", 2, "-", "-");
+      op_str(&c, "del", K_CFG, "-", "-");
     else
-      op_str(&c, "set", 2, text, "-");
+      op_str(&c, "set", K_CFG, text, "-");
     free(text);
   }
   append_entity_ops(&c, s);
   json_object_foreach(s->dedup_new, field, v) {
     snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
-    op_str(&c, "zadd", 6, num, field);
+    op_str(&c, "zadd", K_DEDUP, num, field);
   }
   json_object_foreach(s->timers_added, field, v) {
     snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
-    op_str(&c, "zadd", 7, num, field);
+    op_str(&c, "zadd", K_TIMERS, num, field);
   }
   size_t i;
-  json_array_foreach(s->timers_removed, i, v) op_str(&c, "zrem", 7, json_string_value(v), "-");
+  json_array_foreach(s->timers_removed, i, v)
+      op_str(&c, "zrem", K_TIMERS, json_string_value(v), "-");
   append_shipped_ops(&c, s);
   if (json_object_size(s->dedup_new)) {
     snprintf(num, sizeof num, "(%lld", (long long)dedup_horizon_ts);
-    op_str(&c, "ztrim", 6, num, "-");
+    op_str(&c, "ztrim", K_DEDUP, num, "-");
   }
   kefu_redis_append(r, &c);
   kefu_cmd_clear(&c);

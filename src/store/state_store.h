@@ -4,6 +4,7 @@
  *   ns:{S}:agents   hash    agent_id -> agent (JSON)
  *   ns:{S}:buyers   hash    buyer_id -> buyer (JSON)
  *   ns:{S}:orders   hash    order_id -> order (JSON)
+ *   ns:{S}:meta     hash    shop-wide records: "queue" (ROUTE-11), ... (JSON)
  *   ns:{S}:dedup    zset    event_id scored by ts; trimmed to 7 days
  *   ns:{S}:timers   zset    timers scored by deadline
  *   ns:{S}:shipped  zset    shipped, unsigned orders by shipment ts, 30 days (DELIV-4)

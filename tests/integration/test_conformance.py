@@ -19,6 +19,10 @@ TOPIC_KEY = {v: k for k, v in TOPICS.items()}
 # family -> (output topic, predicate on an expected record)
 FAMILIES = {
     "DELIV": ("kefu.service.cards", lambda r: r.get("card") == "DELIVERABILITY_RESULT"),
+    "ROUTE": ("kefu.routing.decisions", lambda r: True),
+    "ROUTE-cards": ("kefu.service.cards", lambda r: r.get("card") == "QUEUE_NOTICE"),
+    "XFER": ("kefu.service.cards",
+             lambda r: r.get("card") in ("TRANSFER_ENTRY", "TRANSFER_FAILED")),
 }
 
 
