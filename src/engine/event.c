@@ -55,7 +55,7 @@ bool kefu_region_code_valid(const char *s) {
 }
 
 static int check_id_value(const char *name, const json_t *v, char *errstr, size_t errlen) {
-  if (json_is_null(v))
+  if (!v || json_is_null(v))
     return 0;
   if (json_is_string(v)) {
     if (!kefu_id_valid(json_string_value(v), KEFU_ID_MAX))

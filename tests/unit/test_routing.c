@@ -1,0 +1,554 @@
+/* Routing (ROUTE-1..11) and transfer to human (XFER-1..3), driven through the pure rules
+ * with plain events: no Kafka, no Redis. Each test names the rule it proves. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rules/routing.h"
+
+#define HOUR INT64_C(3600000)
+static const int64_t T0 = INT64_C(1773068400000);
+
+typedef struct fx {
+  kefu_rule_params_t params;
+  kefu_courier_table_t couriers;
+  json_t *defaults;
+  kefu_rules_env_t env;
+  kefu_shop_t *shop;
+  kefu_timer_queue_t timers;
+  json_t *records; /* every record emitted, in order */
+  int seq;
+} fx_t;
+
+static int setup(void **state) {
+  static fx_t f;
+  memset(&f, 0, sizeof f);
+  f.params.session_idle_ms = 15 * 60000;
+  kefu_courier_table_init(&f.couriers);
+  f.defaults = json_loads(
+      "{\"bot_priority\":false,\"exclusive_direct\":false,\"leave_message_target\":\"MAIN_"
+      "ACCOUNT\","
+      "\"queue_enabled\":false,\"queue_max_wait_ms\":600000,\"logistics_enabled\":true,"
+      "\"merchant_invite_enabled\":true,\"couriers\":[],\"transfer_entry_exposure_pct\":100,"
+      "\"response_rate_assessed\":true,\"utc_offset_minutes\":480,\"groups\":[]}",
+      0, NULL);
+  f.env = (kefu_rules_env_t){&f.params, &f.couriers, f.defaults};
+  f.shop = kefu_shop_new("s1", f.defaults);
+  f.records = json_array();
+  *state = &f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fx_t *f = *state;
+  kefu_shop_destroy(f->shop);
+  kefu_courier_table_clear(&f->couriers);
+  kefu_timer_queue_clear(&f->timers);
+  json_decref(f->defaults);
+  json_decref(f->records);
+  return 0;
+}
+
+static void collect(fx_t *f, kefu_emitter_t *em) {
+  size_t i;
+  json_t *r;
+  json_array_foreach(em->records, i, r) json_array_append(f->records, json_array_get(r, 1));
+  kefu_emitter_clear(em);
+}
+
+/* Fires every timer due before @p ts, as the engine would. */
+static void advance(fx_t *f, int64_t ts) {
+  kefu_timer_t *t;
+  while ((t = kefu_timer_queue_pop_due(&f->timers, ts, NULL, NULL))) {
+    kefu_emitter_t em;
+    kefu_emitter_init(&em, "timer");
+    em.timers = &f->timers;
+    kefu_rules_fire(&f->env, f->shop, t, &em);
+    collect(f, &em);
+    kefu_timer_free(t);
+  }
+}
+
+/* Applies one event given as JSON text (printf-style); returns the number of records. */
+static size_t ev(fx_t *f, kefu_topic_t topic, const char *fmt, ...) {
+  char json[2048], id[32];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(json, sizeof json, fmt, ap);
+  va_end(ap);
+  json_t *rec = json_loads(json, 0, NULL);
+  if (!rec)
+    fail_msg("bad test JSON: %s", json);
+  snprintf(id, sizeof id, "e%d", f->seq++);
+  json_object_set_new(rec, "event_id", json_string(id));
+  json_object_set_new(rec, "shop_id", json_string("s1"));
+  kefu_event_t e;
+  char err[256];
+  if (kefu_event_from_json(&e, topic, rec, "s1", 2, T0 + 400 * 24 * HOUR, err, sizeof err))
+    fail_msg("invalid test event %s: %s", json, err);
+  advance(f, e.ts);
+  size_t before = json_array_size(f->records);
+  kefu_emitter_t em;
+  kefu_emitter_init(&em, e.event_id);
+  em.cause_ts = e.ts;
+  em.timers = &f->timers;
+  kefu_rules_apply(&f->env, f->shop, &e, &em);
+  collect(f, &em);
+  kefu_event_clear(&e);
+  json_decref(rec);
+  return json_array_size(f->records) - before;
+}
+
+static json_t *last(fx_t *f) {
+  return json_array_get(f->records, json_array_size(f->records) - 1);
+}
+
+static void config(fx_t *f, const char *fields) {
+  ev(f, KEFU_T_SHOP_CONFIG, "{\"ts\":%lld,\"groups\":[]%s%s}", (long long)T0, *fields ? "," : "",
+     fields);
+}
+
+static void agent(fx_t *f, const char *id, int level, int capacity, const char *groups,
+                  const char *presence) {
+  ev(f, KEFU_T_AGENT,
+     "{\"ts\":%lld,\"type\":\"PROFILE\",\"agent_id\":\"%s\",\"level\":%d,\"capacity\":%d,"
+     "\"groups\":%s}",
+     (long long)T0, id, level, capacity, groups);
+  ev(f, KEFU_T_AGENT, "{\"ts\":%lld,\"type\":\"PRESENCE\",\"agent_id\":\"%s\",\"presence\":\"%s\"}",
+     (long long)T0, id, presence);
+}
+
+static void presence(fx_t *f, int64_t ts, const char *id, const char *p) {
+  ev(f, KEFU_T_AGENT, "{\"ts\":%lld,\"type\":\"PRESENCE\",\"agent_id\":\"%s\",\"presence\":\"%s\"}",
+     (long long)ts, id, p);
+}
+
+static size_t chat(fx_t *f, int64_t ts, const char *type, const char *buyer, const char *extra) {
+  return ev(f, KEFU_T_CHAT, "{\"ts\":%lld,\"type\":\"%s\",\"buyer_id\":\"%s\"%s%s}", (long long)ts,
+            type, buyer, *extra ? "," : "", extra);
+}
+
+static const char *field(const json_t *rec, const char *name) {
+  return kefu_json_str(rec, name);
+}
+
+static void assert_decision(const json_t *d, const char *target, const char *step,
+                            const char *agent_id) {
+  if (!d || strcmp(field(d, "step") ? field(d, "step") : "", step) != 0 ||
+      strcmp(field(d, "target"), target) != 0 ||
+      (agent_id && (!field(d, "agent_id") || strcmp(field(d, "agent_id"), agent_id) != 0)))
+    fail_msg("wanted %s/%s/%s, got %s", target, step, agent_id ? agent_id : "-",
+             d ? json_dumps(d, JSON_COMPACT) : "nothing");
+}
+
+static int64_t load_of(fx_t *f, const char *agent_id) {
+  return kefu_json_int(kefu_shop_get(f->shop, KEFU_ENT_AGENT, agent_id), "load", 0);
+}
+
+/* ------------------------------------------------------------------ ROUTE-1, ROUTE-2 */
+
+static void test_ROUTE_1_one_decision_per_trigger_and_session_continues(void **state) {
+  fx_t *f = *state;
+  config(f, "\"bot_priority\":true");
+  agent(f, "a1", 1, 5, "[]", "ONLINE");
+  assert_int_equal(chat(f, T0 + 1000, "CHAT_OPEN", "b1", ""), 1);
+  assert_decision(last(f), "BOT", "SHOP_BOT_PRIORITY", NULL);
+  /* a buyer message in an open session is not a trigger */
+  assert_int_equal(chat(f, T0 + 2000, "BUYER_MSG", "b1", ""), 0);
+  /* CHAT_OPEN again while with the bot: SESSION_CONTINUES, group_id null */
+  assert_int_equal(chat(f, T0 + 3000, "CHAT_OPEN", "b1", ""), 1);
+  assert_decision(last(f), "BOT", "SESSION_CONTINUES", NULL);
+  assert_true(json_is_null(json_object_get(last(f), "group_id")));
+  /* after the session closes, a buyer message is a trigger */
+  chat(f, T0 + 4000, "SESSION_CLOSE", "b1", "");
+  assert_int_equal(chat(f, T0 + 5000, "BUYER_MSG", "b1", ""), 1);
+  assert_string_equal(field(last(f), "trigger"), "BUYER_MSG");
+}
+
+static void test_ROUTE_2_no_agent_online_goes_to_leave_message_first(void **state) {
+  fx_t *f = *state;
+  config(f, "\"leave_message_target\":\"PROXY_ACCOUNT\",\"bot_priority\":true");
+  agent(f, "a1", 1, 5, "[]", "SUSPENDED");
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
+  assert_decision(last(f), "LEAVE_MESSAGE", "NO_AGENT_ONLINE", NULL);
+  assert_string_equal(field(last(f), "leave_message_target"), "PROXY_ACCOUNT");
+  assert_int_equal(kefu_json_int(last(f), "candidates", -1), 0);
+  /* an agent never seen in PRESENCE is OFFLINE, even with a profile */
+  ev(f, KEFU_T_AGENT, "{\"ts\":%lld,\"type\":\"PROFILE\",\"agent_id\":\"a9\"}", (long long)T0);
+  chat(f, T0 + 2000, "CHAT_OPEN", "b2", "");
+  assert_decision(last(f), "LEAVE_MESSAGE", "NO_AGENT_ONLINE", NULL);
+}
+
+/* ------------------------------------------------------------------ ROUTE-3 */
+
+static void contact_with(fx_t *f, const char *buyer, const char *agent_id, int64_t ts) {
+  /* an exclusive, direct agent makes the contact; then the session closes */
+  ev(f, KEFU_T_AGENT,
+     "{\"ts\":%lld,\"type\":\"EXCLUSIVE_BIND\",\"agent_id\":\"%s\",\"buyer_id\":\"%s\"}",
+     (long long)ts, agent_id, buyer);
+  chat(f, ts, "CHAT_OPEN", buyer, "");
+  chat(f, ts, "SESSION_CLOSE", buyer, "");
+  ev(f, KEFU_T_AGENT,
+     "{\"ts\":%lld,\"type\":\"EXCLUSIVE_UNBIND\",\"agent_id\":\"%s\",\"buyer_id\":\"%s\"}",
+     (long long)ts, agent_id, buyer);
+}
+
+static void test_ROUTE_3_recent_contact_24h_includes_exactly_24h_and_suspended(void **state) {
+  fx_t *f = *state;
+  config(f, "\"exclusive_direct\":true");
+  agent(f, "a1", 1, 5, "[]", "ONLINE");
+  agent(f, "a2", 1, 5, "[]", "ONLINE");
+  contact_with(f, "b1", "a1", T0 + 1000);
+  presence(f, T0 + 2000, "a1", "SUSPENDED");
+  chat(f, T0 + 1000 + 24 * HOUR, "CHAT_OPEN", "b1", "");
+  assert_decision(last(f), "AGENT", "RECENT_CONTACT_24H", "a1");
+  assert_int_equal(kefu_json_int(last(f), "candidates", 0), 1);
+}
+
+static void test_ROUTE_3_after_24h_a_suspended_contact_is_passed_over(void **state) {
+  fx_t *f = *state;
+  config(f, "\"exclusive_direct\":true,\"groups\":[{\"group_id\":\"g1\"}]");
+  agent(f, "a1", 1, 5, "[\"g1\"]", "ONLINE");
+  agent(f, "a2", 1, 5, "[\"g1\"]", "ONLINE");
+  contact_with(f, "b1", "a1", T0 + 1000);
+  presence(f, T0 + 2000, "a1", "SUSPENDED");
+  /* 24 h + 1 ms: rule a no longer holds; c: a same-group ONLINE agent */
+  chat(f, T0 + 1001 + 24 * HOUR, "CHAT_OPEN", "b1", "");
+  assert_decision(last(f), "AGENT", "RECENT_CONTACT_SAME_GROUP", "a2");
+  assert_string_equal(field(last(f), "group_id"), "g1");
+}
+
+static void test_ROUTE_3_72h_online_contact_and_expiry(void **state) {
+  fx_t *f = *state;
+  config(f, "\"exclusive_direct\":true");
+  agent(f, "a1", 1, 5, "[]", "ONLINE");
+  agent(f, "a2", 1, 5, "[]", "ONLINE");
+  contact_with(f, "b1", "a2", T0 + 1000);
+  contact_with(f, "b1", "a1", T0 + 2000);
+  presence(f, T0 + 3000, "a1", "OFFLINE"); /* the newest contact's agent is offline (d) */
+  chat(f, T0 + 2000 + 72 * HOUR, "CHAT_OPEN", "b2", ""); /* keep a1 offline, a2 free */
+  chat(f, T0 + 1000 + 72 * HOUR, "CHAT_OPEN", "b1", "");
+  assert_decision(last(f), "AGENT", "RECENT_CONTACT_72H", "a2");
+  chat(f, T0 + 1000 + 72 * HOUR + 1, "SESSION_CLOSE", "b1", "");
+  /* 72 h + 1 ms after the a2 contact: expired; the a2 contact just made is newest though,
+   * so use a fresh buyer whose only contact is older than 72 h */
+  contact_with(f, "b3", "a2", T0 + 5000);
+  chat(f, T0 + 5001 + 72 * HOUR, "CHAT_OPEN", "b3", "");
+  assert_string_not_equal(field(last(f), "step"), "RECENT_CONTACT_72H");
+}
+
+/* ------------------------------------------------------------------ ROUTE-4, ROUTE-5 */
+
+static void test_ROUTE_4_exclusive_agent_needs_direct_and_online(void **state) {
+  fx_t *f = *state;
+  config(f, "\"exclusive_direct\":false");
+  agent(f, "a1", 1, 1, "[]", "ONLINE");
+  agent(f, "a2", 1, 5, "[]", "ONLINE");
+  ev(f, KEFU_T_AGENT,
+     "{\"ts\":%lld,\"type\":\"EXCLUSIVE_BIND\",\"agent_id\":\"a1\",\"buyer_id\":\"b1\"}",
+     (long long)T0);
+  chat(f, T0 + 1000, "CHAT_OPEN", "bx", ""); /* fills a1's only slot */
+  chat(f, T0 + 2000, "CHAT_OPEN", "b1", "");
+  assert_string_not_equal(field(last(f), "step"), "EXCLUSIVE_AGENT");
+  chat(f, T0 + 3000, "SESSION_CLOSE", "b1", "");
+  config(f, "\"exclusive_direct\":true");
+  /* the buyer's contact from the first session decides first (ROUTE-3 before ROUTE-4),
+   * so use a fresh buyer */
+  ev(f, KEFU_T_AGENT,
+     "{\"ts\":%lld,\"type\":\"EXCLUSIVE_BIND\",\"agent_id\":\"a1\",\"buyer_id\":\"b2\"}",
+     (long long)T0 + 4000);
+  chat(f, T0 + 5000, "CHAT_OPEN", "b2", "");
+  assert_decision(last(f), "AGENT", "EXCLUSIVE_AGENT", "a1"); /* whatever its load */
+}
+
+static void test_ROUTE_5_bot_priority_and_exposure_bucket(void **state) {
+  fx_t *f = *state;
+  config(f, "\"bot_priority\":true");
+  agent(f, "a1", 1, 5, "[]", "ONLINE");
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
+  assert_decision(last(f), "BOT", "SHOP_BOT_PRIORITY", NULL);
+  assert_true(json_is_integer(json_object_get(last(f), "exposure_bucket")));
+  assert_int_equal(kefu_json_int(last(f), "candidates", -1), 0);
+}
+
+/* ------------------------------------------------------------------ ROUTE-6 */
+
+/* Seed 001's worked example: A={item a; NO_ACTIVE_ORDER, UNPAID}, B={item a;
+ * PAID_NOT_SHIPPED, SHIPPED, COMPLETED}, C={item a}, D={item b; AFTER_SALE}. */
+static void test_ROUTE_6_seed_001_worked_example(void **state) {
+  fx_t *f = *state;
+  config(
+      f,
+      "\"groups\":["
+      "{\"group_id\":\"A\",\"item_ids\":[\"a\"],\"order_states\":[\"NO_ACTIVE_ORDER\",\"UNPAID\"]},"
+      "{\"group_id\":\"B\",\"item_ids\":[\"a\"],\"order_states\":[\"PAID_NOT_SHIPPED\",\"SHIPPED\","
+      "\"COMPLETED\"]},"
+      "{\"group_id\":\"C\",\"item_ids\":[\"a\"]},"
+      "{\"group_id\":\"D\",\"item_ids\":[\"b\"],\"order_states\":[\"AFTER_SALE\"]}]");
+  agent(f, "agA", 1, 50, "[\"A\"]", "ONLINE");
+  agent(f, "agB", 1, 50, "[\"B\"]", "ONLINE");
+  agent(f, "agC", 1, 50, "[\"C\"]", "ONLINE");
+  agent(f, "agD", 1, 50, "[\"D\"]", "ONLINE");
+  /* item a and UNPAID -> A */
+  ev(f, KEFU_T_ORDER, "{\"ts\":%lld,\"type\":\"CREATED\",\"buyer_id\":\"b1\",\"order_id\":\"o1\"}",
+     (long long)T0);
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", "\"item_id\":\"a\"");
+  assert_string_equal(field(last(f), "group_id"), "A");
+  assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "agA");
+  /* item a and AFTER_SALE -> one of A, B, C (the state matches no group: unchanged) */
+  ev(f, KEFU_T_ORDER,
+     "{\"ts\":%lld,\"type\":\"AFTER_SALE_OPENED\",\"buyer_id\":\"b2\",\"order_id\":\"o2\"}",
+     (long long)T0);
+  chat(f, T0 + 2000, "CHAT_OPEN", "b2", "\"item_id\":\"a\"");
+  assert_string_equal(field(last(f), "group_id"), "A"); /* the first of A, B, C */
+  const char *pick = field(last(f), "agent_id");
+  assert_true(strcmp(pick, "agA") == 0 || strcmp(pick, "agB") == 0 || strcmp(pick, "agC") == 0);
+  assert_int_equal(kefu_json_int(last(f), "candidates", 0), 3);
+  /* item c and AFTER_SALE -> D */
+  ev(f, KEFU_T_ORDER,
+     "{\"ts\":%lld,\"type\":\"AFTER_SALE_OPENED\",\"buyer_id\":\"b3\",\"order_id\":\"o3\"}",
+     (long long)T0);
+  chat(f, T0 + 3000, "CHAT_OPEN", "b3", "\"item_id\":\"c\"");
+  assert_string_equal(field(last(f), "group_id"), "D");
+  assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "agD");
+}
+
+static void test_ROUTE_6_bot_group_first_decides_bot(void **state) {
+  fx_t *f = *state;
+  config(f, "\"groups\":[{\"group_id\":\"bot\",\"bot_enabled\":true,\"crowd_tags\":[\"vip\"]},"
+            "{\"group_id\":\"h\",\"strategy\":\"CONVERSION\"}]");
+  agent(f, "a1", 2, 5, "[\"h\"]", "ONLINE");
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", "\"crowd_tags\":[\"vip\"]");
+  assert_decision(last(f), "BOT", "GROUP_BOT", NULL);
+  assert_string_equal(field(last(f), "group_id"), "bot");
+  chat(f, T0 + 2000, "CHAT_OPEN", "b2", "\"crowd_tags\":[\"new\"]");
+  /* no group binds "new": the set is unchanged and the first group is the bot's */
+  assert_decision(last(f), "BOT", "GROUP_BOT", NULL);
+}
+
+/* ------------------------------------------------------------------ ROUTE-7 */
+
+/* 20,000 decisions over agents of levels 1, 2 and 5 with equal free slots land in
+ * proportion 1:2:5 (within 3 percentage points each). */
+static void test_ROUTE_7_chances_proportional_to_level(void **state) {
+  fx_t *f = *state;
+  config(f, "");
+  agent(f, "l1", 1, 100000, "[]", "ONLINE");
+  agent(f, "l2", 2, 100000, "[]", "ONLINE");
+  agent(f, "l5", 5, 100000, "[]", "ONLINE");
+  int counts[3] = {0};
+  char buyer[32];
+  for (int i = 0; i < 20000; i++) {
+    snprintf(buyer, sizeof buyer, "b%d", i);
+    kefu_route_ctx_t c = {f->shop, buyer, kefu_rules_buyer(f->shop, buyer), NULL, T0, false, NULL};
+    kefu_emitter_t em;
+    kefu_emitter_init(&em, buyer);
+    c.out = &em;
+    kefu_route_t r;
+    kefu_route(&c, &r);
+    counts[strcmp(r.agent_id, "l1") == 0 ? 0 : strcmp(r.agent_id, "l2") == 0 ? 1 : 2]++;
+    kefu_emitter_clear(&em);
+  }
+  const double want[3] = {1.0 / 8, 2.0 / 8, 5.0 / 8};
+  for (int k = 0; k < 3; k++) {
+    double share = counts[k] / 20000.0;
+    if (share < want[k] - 0.03 || share > want[k] + 0.03)
+      fail_msg("level share %d: %.4f, wanted %.4f +- 0.03", k, share, want[k]);
+  }
+}
+
+static void test_ROUTE_7_draw_is_reproducible_and_full_agents_are_not_eligible(void **state) {
+  fx_t *f = *state;
+  config(f, "");
+  agent(f, "a1", 1, 1, "[]", "ONLINE");
+  agent(f, "a2", 1, 1, "[]", "ONLINE");
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
+  const char *first = field(last(f), "agent_id");
+  char first_id[16];
+  snprintf(first_id, sizeof first_id, "%s", first);
+  assert_int_equal(kefu_json_int(last(f), "candidates", 0), 2);
+  chat(f, T0 + 2000, "CHAT_OPEN", "b2", "");
+  /* the only eligible agent is the other one */
+  assert_string_not_equal(field(last(f), "agent_id"), first_id);
+  assert_int_equal(kefu_json_int(last(f), "candidates", 0), 1);
+  /* the same cause and buyer give the same u (murmur2 of "cause|buyer|n") */
+  kefu_route_ctx_t c = {f->shop, "bz", kefu_rules_buyer(f->shop, "bz"), NULL, T0, false, NULL};
+  kefu_emitter_t e1, e2;
+  kefu_emitter_init(&e1, "cause-1");
+  kefu_emitter_init(&e2, "cause-1");
+  kefu_route_t r1, r2;
+  c.out = &e1;
+  kefu_route(&c, &r1);
+  c.out = &e2;
+  kefu_route(&c, &r2);
+  assert_string_equal(r1.explain, r2.explain);
+  kefu_emitter_clear(&e1);
+  kefu_emitter_clear(&e2);
+}
+
+/* ------------------------------------------------------------------ ROUTE-8 */
+
+static void test_ROUTE_8_queue_fallback_and_no_capacity(void **state) {
+  fx_t *f = *state;
+  config(f, "\"groups\":[{\"group_id\":\"g1\"}]");
+  agent(f, "in", 1, 1, "[\"g1\"]", "ONLINE");
+  agent(f, "out", 1, 1, "[]", "ONLINE");
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
+  assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "in");
+  chat(f, T0 + 2000, "CHAT_OPEN", "b2", ""); /* g1 full: any agent with a free slot */
+  assert_decision(last(f), "AGENT", "FALLBACK_ANY_AGENT", "out");
+  chat(f, T0 + 3000, "CHAT_OPEN", "b3", ""); /* everyone full, no queue */
+  assert_decision(last(f), "LEAVE_MESSAGE", "NO_CAPACITY", NULL);
+  config(f, "\"groups\":[{\"group_id\":\"g1\"}],\"queue_enabled\":true");
+  chat(f, T0 + 4000, "SESSION_CLOSE", "b3", "");
+  chat(f, T0 + 5000, "CHAT_OPEN", "b4", "");
+  json_t *card = last(f), *decision = json_array_get(f->records, json_array_size(f->records) - 2);
+  assert_decision(decision, "QUEUE", "QUEUED", NULL);
+  assert_int_equal(kefu_json_int(decision, "queue_position", 0), 1);
+  assert_string_equal(field(card, "card"), "QUEUE_NOTICE");
+  assert_int_equal(kefu_json_int(card, "queue_position", 0), 1);
+}
+
+/* ------------------------------------------------------------------ ROUTE-9, ROUTE-10 */
+
+static void test_ROUTE_9_contacts_only_for_agents(void **state) {
+  fx_t *f = *state;
+  config(f, "\"bot_priority\":true");
+  agent(f, "a1", 1, 5, "[]", "ONLINE");
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
+  assert_int_equal(
+      json_array_size(json_object_get(kefu_shop_get(f->shop, KEFU_ENT_BUYER, "b1"), "contacts")),
+      0);
+  config(f, "");
+  chat(f, T0 + 2000, "CHAT_OPEN", "b2", "");
+  json_t *contacts = json_object_get(kefu_shop_get(f->shop, KEFU_ENT_BUYER, "b2"), "contacts");
+  assert_int_equal(json_array_size(contacts), 1); /* also when the buyer never writes */
+  /* SESSION_CONTINUES to an agent records the contact again, at its ts */
+  chat(f, T0 + 3000, "CHAT_OPEN", "b2", "");
+  assert_string_equal(field(last(f), "step"), "SESSION_CONTINUES");
+  contacts = json_object_get(kefu_shop_get(f->shop, KEFU_ENT_BUYER, "b2"), "contacts");
+  assert_int_equal(kefu_json_int(json_array_get(contacts, 0), "ts", 0), T0 + 3000);
+}
+
+static void test_ROUTE_10_load_slots_and_idle_close(void **state) {
+  fx_t *f = *state;
+  config(f, "");
+  agent(f, "a1", 1, 5, "[]", "ONLINE");
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
+  assert_int_equal(load_of(f, "a1"), 1);
+  chat(f, T0 + 2000, "CHAT_OPEN", "b1", ""); /* the same agent again: no second slot */
+  assert_int_equal(load_of(f, "a1"), 1);
+  /* activity keeps it open: 14 min after the last message it is still open */
+  chat(f, T0 + 2000 + 10 * 60000, "BUYER_MSG", "b1", "");
+  advance(f, T0 + 2000 + 24 * 60000);
+  assert_int_equal(load_of(f, "a1"), 1);
+  /* 15 min without activity: closed, slot freed (fires once the watermark passes) */
+  advance(f, T0 + 2000 + 25 * 60000 + 1);
+  assert_int_equal(load_of(f, "a1"), 0);
+  assert_true(
+      json_is_null(json_object_get(kefu_shop_get(f->shop, KEFU_ENT_BUYER, "b1"), "session")));
+  chat(f, T0 + 3 * HOUR, "CHAT_OPEN", "b2", "");
+  chat(f, T0 + 3 * HOUR + 1, "SESSION_CLOSE", "b2", "");
+  assert_int_equal(load_of(f, "a1"), 0);
+}
+
+/* ------------------------------------------------------------------ ROUTE-11 */
+
+static void test_ROUTE_11_queue_release_and_timeout(void **state) {
+  fx_t *f = *state;
+  config(f, "\"queue_enabled\":true,\"queue_max_wait_ms\":60000");
+  agent(f, "a1", 1, 1, "[]", "ONLINE");
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
+  chat(f, T0 + 2000, "CHAT_OPEN", "b2", "");
+  chat(f, T0 + 3000, "CHAT_OPEN", "b3", "");
+  assert_int_equal(kefu_json_int(json_array_get(f->records, json_array_size(f->records) - 2),
+                                 "queue_position", 0),
+                   2);
+  /* b1 closes: the slot goes to b2, first in line */
+  chat(f, T0 + 4000, "SESSION_CLOSE", "b1", "");
+  assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "a1");
+  assert_string_equal(field(last(f), "trigger"), "QUEUE_RELEASE");
+  assert_string_equal(field(last(f), "buyer_id"), "b2");
+  /* b3 waited longer than queue_max_wait_ms: leave-message */
+  size_t n = json_array_size(f->records);
+  advance(f, T0 + 3000 + 60000 + 1);
+  assert_int_equal(json_array_size(f->records), n + 1);
+  assert_decision(last(f), "LEAVE_MESSAGE", "QUEUE_TIMEOUT", NULL);
+  assert_string_equal(field(last(f), "trigger"), "QUEUE_TIMEOUT");
+  assert_int_equal(kefu_json_int(last(f), "ts", 0), T0 + 63000); /* the deadline */
+}
+
+/* ------------------------------------------------------------------ XFER */
+
+static void test_XFER_1_entry_card_once_when_the_bot_replies_first(void **state) {
+  fx_t *f = *state;
+  config(f, "\"bot_priority\":true,\"transfer_entry_exposure_pct\":100");
+  agent(f, "a1", 1, 5, "[]", "ONLINE");
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
+  assert_int_equal(chat(f, T0 + 2000, "BOT_MSG", "b1", ""), 1);
+  assert_string_equal(field(last(f), "card"), "TRANSFER_ENTRY");
+  assert_int_equal(chat(f, T0 + 3000, "BOT_MSG", "b1", ""), 0); /* once per session */
+  /* an auto-reply first means no card */
+  chat(f, T0 + 4000, "CHAT_OPEN", "b2", "");
+  chat(f, T0 + 5000, "AGENT_MSG", "b2", "\"agent_id\":\"a1\",\"auto_reply\":true");
+  assert_int_equal(chat(f, T0 + 6000, "BOT_MSG", "b2", ""), 0);
+  /* not exposed: 0 % */
+  config(f, "\"bot_priority\":true,\"transfer_entry_exposure_pct\":0");
+  chat(f, T0 + 7000, "CHAT_OPEN", "b3", "");
+  assert_int_equal(chat(f, T0 + 8000, "BOT_MSG", "b3", ""), 0);
+}
+
+static void test_XFER_2_3_transfer_click(void **state) {
+  fx_t *f = *state;
+  config(f, "\"bot_priority\":true,\"groups\":[{\"group_id\":\"bots\",\"bot_enabled\":true},"
+            "{\"group_id\":\"humans\"}]");
+  agent(f, "a1", 1, 5, "[\"humans\"]", "SUSPENDED");
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
+  assert_decision(last(f), "LEAVE_MESSAGE", "NO_AGENT_ONLINE", NULL);
+  chat(f, T0 + 1500, "SESSION_CLOSE", "b1", "");
+  presence(f, T0 + 1600, "a1", "ONLINE");
+  chat(f, T0 + 2000, "CHAT_OPEN", "b1", "");
+  assert_decision(last(f), "BOT", "SHOP_BOT_PRIORITY", NULL);
+  presence(f, T0 + 2500, "a1", "OFFLINE");
+  assert_int_equal(chat(f, T0 + 3000, "TRANSFER_CLICK", "b1", ""), 1);
+  assert_string_equal(field(last(f), "card"), "TRANSFER_FAILED");
+  assert_string_equal(field(last(f), "reason"), "NO_AGENT_ONLINE");
+  presence(f, T0 + 3500, "a1", "ONLINE");
+  assert_int_equal(chat(f, T0 + 4000, "TRANSFER_CLICK", "b1", ""), 1);
+  /* bot steps skipped, bot groups dropped: the human group decides */
+  assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "a1");
+  assert_string_equal(field(last(f), "trigger"), "TRANSFER_CLICK");
+  assert_string_equal(field(last(f), "group_id"), "humans");
+  /* XFER-3: a second click in the same session changes nothing */
+  assert_int_equal(chat(f, T0 + 5000, "TRANSFER_CLICK", "b1", ""), 0);
+  assert_int_equal(load_of(f, "a1"), 1);
+}
+
+int main(void) {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+  const struct CMUnitTest tests[] = {
+      T(test_ROUTE_1_one_decision_per_trigger_and_session_continues),
+      T(test_ROUTE_2_no_agent_online_goes_to_leave_message_first),
+      T(test_ROUTE_3_recent_contact_24h_includes_exactly_24h_and_suspended),
+      T(test_ROUTE_3_after_24h_a_suspended_contact_is_passed_over),
+      T(test_ROUTE_3_72h_online_contact_and_expiry),
+      T(test_ROUTE_4_exclusive_agent_needs_direct_and_online),
+      T(test_ROUTE_5_bot_priority_and_exposure_bucket),
+      T(test_ROUTE_6_seed_001_worked_example),
+      T(test_ROUTE_6_bot_group_first_decides_bot),
+      T(test_ROUTE_7_chances_proportional_to_level),
+      T(test_ROUTE_7_draw_is_reproducible_and_full_agents_are_not_eligible),
+      T(test_ROUTE_8_queue_fallback_and_no_capacity),
+      T(test_ROUTE_9_contacts_only_for_agents),
+      T(test_ROUTE_10_load_slots_and_idle_close),
+      T(test_ROUTE_11_queue_release_and_timeout),
+      T(test_XFER_1_entry_card_once_when_the_bot_replies_first),
+      T(test_XFER_2_3_transfer_click),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
