@@ -101,3 +101,8 @@ bool kefu_json_str_eq(const json_t *o, const char *field, const char *value) {
   const char *v = kefu_json_str(o, field);
   return v && strcmp(v, value) == 0;
 }
+
+const char *kefu_json_str_or(const json_t *o, const char *field) {
+  const char *v = kefu_json_str(o, field);
+  return v ? v : "-";
+}
