@@ -319,30 +319,46 @@ static int index_new_timers(kefu_processor_t *p, batch_state_t *bs) {
   return n;
 }
 
+/* The outputs of this batch's causes, one variadic HSET per task (not one per event). */
+static int remember_outputs(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) {
+  kefu_cmd_t cmds[MAX_TASKS];
+  char key[128], cause[300];
+  bool used[MAX_TASKS] = {0};
+  int n = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    int task = b->items[i]->task;
+    engine_cause_of(b->items[i], cause, sizeof cause);
+    json_t *records = json_object_get(bs->computed, cause);
+    if (!records)
+      continue;
+    if (!used[task]) {
+      used[task] = true;
+      kefu_cmd_init(&cmds[task]);
+      kefu_cmd_str(&cmds[task], "HSET");
+      snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, task);
+      kefu_cmd_str(&cmds[task], key);
+    }
+    char *text = json_dumps(records, JSON_COMPACT);
+    kefu_cmd_str(&cmds[task], cause);
+    kefu_cmd_str(&cmds[task], text);
+    free(text);
+  }
+  for (int t = 0; t < MAX_TASKS; t++)
+    if (used[t]) {
+      kefu_redis_append(p->redis, &cmds[t]);
+      kefu_cmd_clear(&cmds[t]);
+      n++;
+    }
+  return n;
+}
+
 /* Remembered outputs first, then one atomic kefu_apply per shop (see the top comment). */
-int engine_store_state(kefu_processor_t *p, batch_state_t *bs, int64_t max_ts, char *errstr,
-                       size_t errlen) {
+int engine_store_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, int64_t max_ts,
+                       char *errstr, size_t errlen) {
   redisReply **r;
-  const char *cause;
-  json_t *records;
-  char key[128];
   int n = index_new_timers(p, bs), first_apply;
 
-  json_object_foreach(bs->computed, cause, records) {
-    int task = atoi(strchr(cause, '/') + 1);
-    char *text = json_dumps(records, JSON_COMPACT);
-    kefu_cmd_t c;
-    kefu_cmd_init(&c);
-    kefu_cmd_str(&c, "HSET");
-    snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, task);
-    kefu_cmd_str(&c, key);
-    kefu_cmd_str(&c, cause);
-    kefu_cmd_str(&c, text);
-    kefu_redis_append(p->redis, &c);
-    kefu_cmd_clear(&c);
-    free(text);
-    n++;
-  }
+  n += remember_outputs(p, b, bs);
   first_apply = n;
   for (size_t i = 0; i < bs->nshops; i++) {
     kefu_store_apply_append(p->redis, p->o->redis_namespace, bs->shops[i],

@@ -238,11 +238,40 @@ static int drop_pending_idle(kefu_processor_t *p, const batch_t *b) {
   return n;
 }
 
+/* The batch's remembered outputs, now committed: one variadic HDEL per task. */
+static int forget_outputs(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs) {
+  kefu_cmd_t cmds[MAX_TASKS];
+  char key[128], cause[300];
+  bool used[MAX_TASKS] = {0};
+  int n = 0;
+  for (size_t i = 0; i < b->n; i++) {
+    int task = b->items[i]->task;
+    engine_cause_of(b->items[i], cause, sizeof cause);
+    if (!json_object_get(bs->computed, cause) && !json_object_get(bs->remembered, cause))
+      continue;
+    if (!used[task]) {
+      used[task] = true;
+      kefu_cmd_init(&cmds[task]);
+      kefu_cmd_str(&cmds[task], "HDEL");
+      snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, task);
+      kefu_cmd_str(&cmds[task], key);
+    }
+    kefu_cmd_str(&cmds[task], cause);
+  }
+  for (int t = 0; t < MAX_TASKS; t++)
+    if (used[t]) {
+      kefu_redis_append(p->redis, &cmds[t]);
+      kefu_cmd_clear(&cmds[t]);
+      n++;
+    }
+  return n;
+}
+
 /* After the commit: positions and watermarks to Redis, remembered outputs dropped. Not
  * fatal when it fails: Kafka's offsets and the shops' applied offsets still hold. */
 void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs) {
   rd_kafka_topic_partition_list_t *offsets = batch_offsets(b);
-  char key[128], errstr[256], cause[300];
+  char key[128], errstr[256];
   redisReply **r;
   int n = 0;
   bool touched[MAX_TASKS] = {0};
@@ -275,20 +304,7 @@ void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_s
   }
   n += store_timer_index(p, bs);
   n += drop_pending_idle(p, b);
-  for (size_t i = 0; i < b->n; i++) {
-    engine_cause_of(b->items[i], cause, sizeof cause);
-    if (!json_object_get(bs->computed, cause) && !json_object_get(bs->remembered, cause))
-      continue;
-    kefu_cmd_t c;
-    kefu_cmd_init(&c);
-    kefu_cmd_str(&c, "HDEL");
-    snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, b->items[i]->task);
-    kefu_cmd_str(&c, key);
-    kefu_cmd_str(&c, cause);
-    kefu_redis_append(p->redis, &c);
-    kefu_cmd_clear(&c);
-    n++;
-  }
+  n += forget_outputs(p, b, bs);
   if (n && engine_redis_flush(p, &r, errstr, sizeof errstr) != n)
     KEFU_WARN("engine", "writing positions: %s", errstr);
   rd_kafka_topic_partition_list_destroy(offsets);

@@ -47,7 +47,7 @@ static int process_once(kefu_processor_t *p, const batch_t *b, char *errstr, siz
   if (engine_load_state(p, b, &bs, errstr, errlen))
     goto redis_failed;
   engine_run_rules(p, b, &bs);
-  if (engine_store_state(p, &bs, max_ts, errstr, errlen))
+  if (engine_store_state(p, b, &bs, max_ts, errstr, errlen))
     goto redis_failed;
   rc = engine_kafka_commit(p, b, &bs, errstr, errlen);
   if (rc == 0)

@@ -129,8 +129,8 @@ void engine_batch_state_clear(batch_state_t *bs);
 int engine_load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, char *errstr,
                       size_t errlen);
 void engine_run_rules(kefu_processor_t *p, const batch_t *b, batch_state_t *bs);
-int engine_store_state(kefu_processor_t *p, batch_state_t *bs, int64_t max_ts, char *errstr,
-                       size_t errlen);
+int engine_store_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, int64_t max_ts,
+                       char *errstr, size_t errlen);
 int engine_kafka_commit(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs,
                         char *errstr, size_t errlen);
 void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs);
