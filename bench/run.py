@@ -81,8 +81,10 @@ def throughput(kefu, passthrough, bootstrap, redis, expected):
          "--set", "http.listen=", "--set", "idle_advance=false"])
     if rc != 0:
         raise SystemExit("kefu run failed:\n" + err[-4000:])
-    m = re.search(r"processed (\d+) records in (\d+) batches over ([\d.]+) s", err)
+    m = re.search(r"processed (\d+) records in (\d+) batches over ([\d.]+) s .*?"
+                  r"(\d+) Redis commands in (\d+) round trips", err)
     records, batches, secs = int(m.group(1)), int(m.group(2)), float(m.group(3))
+    sent, trips = int(m.group(4)), int(m.group(5))
     cmds = redis_commands(redis) - before
     return {
         "passthrough": {"records": base["records"], "seconds": base["seconds"],
@@ -91,8 +93,12 @@ def throughput(kefu, passthrough, bootstrap, redis, expected):
         "kefu": {"records": records, "seconds": secs, "batches": batches,
                  "records_per_s": round(records / secs, 1) if secs else 0,
                  "peak_rss_mib": round(rss, 1),
-                 "redis_commands": cmds,
-                 "redis_commands_per_event": round(cmds / records, 4) if records else None},
+                 "redis_commands_sent": sent,
+                 "redis_commands_sent_per_event": round(sent / records, 4) if records else None,
+                 "redis_round_trips": trips,
+                 "redis_round_trips_per_batch": round(trips / batches, 2) if batches else None,
+                 "redis_server_commands_incl_lua": cmds,
+                 "redis_server_commands_per_event": round(cmds / records, 4) if records else None},
     }
 
 
