@@ -216,10 +216,11 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
   double secs = (double)(p->m.last_commit_ms - p->m.first_batch_ms) / 1000.0;
   KEFU_INFO("engine",
             "processed %llu records in %llu batches over %.3f s (%.0f records/s), "
-            "%llu Redis commands",
+            "%llu Redis commands in %llu round trips",
             (unsigned long long)p->m.records, (unsigned long long)p->m.batches, secs,
             secs > 0 ? (double)p->m.records / secs : 0.0,
-            p->redis ? (unsigned long long)kefu_redis_commands_sent(p->redis) : 0ULL);
+            p->redis ? (unsigned long long)kefu_redis_commands_sent(p->redis) : 0ULL,
+            p->redis ? (unsigned long long)kefu_redis_round_trips(p->redis) : 0ULL);
   KEFU_INFO("engine", "stopping: leaving the consumer group");
   rd_kafka_consumer_close(p->consumer);
   return rc;

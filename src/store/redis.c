@@ -12,7 +12,7 @@ struct kefu_redis {
   int pending;
   redisReply **replies;
   int nreplies, cap;
-  uint64_t sent;
+  uint64_t sent, round_trips;
 };
 
 void kefu_cmd_init(kefu_cmd_t *c) {
@@ -180,6 +180,7 @@ int kefu_redis_flush(kefu_redis_t *r, redisReply ***replies, char *errstr, size_
   }
   int want = r->pending;
   r->pending = 0;
+  r->round_trips++;
   for (int i = 0; i < want; i++) {
     void *reply = NULL;
     if (redisGetReply(r->ctx, &reply) != REDIS_OK || !reply) {
@@ -194,4 +195,8 @@ int kefu_redis_flush(kefu_redis_t *r, redisReply ***replies, char *errstr, size_
 
 uint64_t kefu_redis_commands_sent(const kefu_redis_t *r) {
   return r->sent;
+}
+
+uint64_t kefu_redis_round_trips(const kefu_redis_t *r) {
+  return r->round_trips;
 }

@@ -41,4 +41,7 @@ int kefu_redis_flush(kefu_redis_t *r, redisReply ***replies, char *errstr, size_
 /** @brief Commands sent since start (for the "Redis commands per event" figure). */
 uint64_t kefu_redis_commands_sent(const kefu_redis_t *r);
 
+/** @brief Pipelines sent (round trips) since the connection was made. */
+uint64_t kefu_redis_round_trips(const kefu_redis_t *r);
+
 #endif
