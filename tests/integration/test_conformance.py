@@ -9,12 +9,9 @@ import json
 import os
 from collections import Counter
 
-from kefutest import SHARED, TOPICS, KefuTestCase, main
+from kefutest import INPUT_ORDER, SHARED, TOPIC_KEY, KefuTestCase, load_jsonl, main
 
 CONFORMANCE = os.path.join(SHARED, "conformance")
-INPUT_ORDER = ["kefu.courier.status", "kefu.shop.config", "kefu.agent.events",
-               "kefu.order.events", "kefu.chat.events"]
-TOPIC_KEY = {v: k for k, v in TOPICS.items()}
 
 # family -> (output topic, predicate on an expected record)
 FAMILIES = {
@@ -29,13 +26,6 @@ FAMILIES = {
 def canonical(record, fields):
     return json.dumps({f: record.get(f) for f in sorted(fields) if f != "explain"},
                       sort_keys=True)
-
-
-def load_jsonl(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 class ConformanceTest(KefuTestCase):

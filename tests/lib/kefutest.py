@@ -27,6 +27,19 @@ TOPICS = {
 }
 
 
+# Input topics in the order a stream is produced (the courier table first).
+INPUT_ORDER = ["kefu.courier.status", "kefu.shop.config", "kefu.agent.events",
+               "kefu.order.events", "kefu.chat.events"]
+TOPIC_KEY = {v: k for k, v in TOPICS.items()}
+
+
+def load_jsonl(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
