@@ -529,6 +529,50 @@ static void test_XFER_2_3_transfer_click(void **state) {
   assert_int_equal(load_of(f, "a1"), 1);
 }
 
+/* Edges of ROUTE-2/6/8: an empty shop, unknown agent ids, agents outside every group,
+ * and presence flapping between two decisions of one batch. */
+static void test_ROUTE_2_empty_shop_and_unknown_agents(void **state) {
+  fx_t *f = *state;
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", ""); /* no config, no agents */
+  assert_decision(last(f), "LEAVE_MESSAGE", "NO_AGENT_ONLINE", NULL);
+  assert_string_equal(field(last(f), "leave_message_target"), "MAIN_ACCOUNT");
+  /* messages and binds naming agents kefu never saw change nothing and do not crash */
+  assert_int_equal(chat(f, T0 + 2000, "AGENT_MSG", "b1", "\"agent_id\":\"ghost\""), 0);
+  ev(f, KEFU_T_AGENT,
+     "{\"ts\":%lld,\"type\":\"EXCLUSIVE_BIND\",\"agent_id\":\"ghost\",\"buyer_id\":\"b2\"}",
+     (long long)T0 + 3000);
+  config(f, "\"exclusive_direct\":true");
+  agent(f, "a1", 1, 5, "[]", "ONLINE");
+  chat(f, T0 + 4000, "CHAT_OPEN", "b2", "");
+  assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "a1"); /* the ghost is not ONLINE */
+}
+
+static void test_ROUTE_6_agents_outside_groups_only_by_fallback(void **state) {
+  fx_t *f = *state;
+  config(f, "\"groups\":[{\"group_id\":\"g1\"}]");
+  agent(f, "loner", 5, 5, "[]", "ONLINE");
+  agent(f, "member", 1, 1, "[\"g1\"]", "ONLINE");
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
+  assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "member");
+  assert_int_equal(kefu_json_int(last(f), "candidates", 0), 1);
+  chat(f, T0 + 2000, "CHAT_OPEN", "b2", "");
+  assert_decision(last(f), "AGENT", "FALLBACK_ANY_AGENT", "loner");
+}
+
+static void test_ROUTE_2_presence_flapping_between_decisions(void **state) {
+  fx_t *f = *state;
+  config(f, "");
+  agent(f, "a1", 1, 5, "[]", "ONLINE");
+  presence(f, T0 + 1000, "a1", "OFFLINE");
+  chat(f, T0 + 1001, "CHAT_OPEN", "b1", "");
+  assert_decision(last(f), "LEAVE_MESSAGE", "NO_AGENT_ONLINE", NULL);
+  presence(f, T0 + 1002, "a1", "ONLINE");
+  presence(f, T0 + 1003, "a1", "SUSPENDED");
+  presence(f, T0 + 1004, "a1", "ONLINE");
+  chat(f, T0 + 1005, "CHAT_OPEN", "b2", "");
+  assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "a1");
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -549,6 +593,9 @@ int main(void) {
       T(test_ROUTE_11_queue_release_and_timeout),
       T(test_XFER_1_entry_card_once_when_the_bot_replies_first),
       T(test_XFER_2_3_transfer_click),
+      T(test_ROUTE_2_empty_shop_and_unknown_agents),
+      T(test_ROUTE_6_agents_outside_groups_only_by_fallback),
+      T(test_ROUTE_2_presence_flapping_between_decisions),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
