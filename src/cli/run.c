@@ -140,7 +140,8 @@ static void fill_opts(const kefu_config_t *cfg, kefu_processor_opts_t *o, char *
                  .escalate_after = (int)kefu_config_int(cfg, "escalate_after"),
                  .session_idle_ms = kefu_config_int(cfg, "session_idle_ms"),
                  .invitation_expiry_ms = kefu_config_int(cfg, "invitation_expiry_ms"),
-                 .response_wait_ms = kefu_config_int(cfg, "response_wait_ms")},
+                 .response_wait_ms = kefu_config_int(cfg, "response_wait_ms"),
+                 .day_close_grace_ms = kefu_config_int(cfg, "day_close_grace")},
       .kafka_props = kp->items,
       .nkafka_props = kp->n,
   };

@@ -1,6 +1,8 @@
 #include "rules/rules.h"
 
 #include "common/enums.h"
+#include "rules/insights.h"
+#include "rules/response_rate.h"
 #include "rules/routing.h"
 #include "ops/log.h"
 
@@ -30,6 +32,8 @@ void kefu_rules_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu
     if (ev->type == KEFU_CHAT_DELIVERABILITY_QUERY)
       kefu_rules_deliverability_query(env, shop, ev, out);
     kefu_rules_chat_routing(env, shop, ev, out);
+    kefu_rules_response_rate(env, shop, ev, out);
+    kefu_rules_insight(env, shop, ev, false, out);
     break;
   default: break;
   }
@@ -37,7 +41,7 @@ void kefu_rules_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu
 
 void kefu_rules_fire(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_timer_t *t,
                      kefu_emitter_t *out) {
-  if (kefu_rules_routing_timer(env, shop, t, out))
+  if (kefu_rules_routing_timer(env, shop, t, out) || kefu_rules_rate_timer(env, shop, t, out))
     return;
   /* A kind this build does not know is dropped, loudly: it can only come from a newer
    * kefu writing to the same Redis. */

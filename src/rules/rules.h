@@ -13,7 +13,7 @@
 typedef struct kefu_rule_params {
   double threshold;
   int escalate_after;
-  int64_t session_idle_ms, invitation_expiry_ms, response_wait_ms;
+  int64_t session_idle_ms, invitation_expiry_ms, response_wait_ms, day_close_grace_ms;
 } kefu_rule_params_t;
 
 /* What a rule may read besides the shop: parameters and the global courier table. */

@@ -18,8 +18,20 @@ FAMILIES = {
     "DELIV": ("kefu.service.cards", lambda r: r.get("card") == "DELIVERABILITY_RESULT"),
     "ROUTE": ("kefu.routing.decisions", lambda r: True),
     "ROUTE-cards": ("kefu.service.cards", lambda r: r.get("card") == "QUEUE_NOTICE"),
+    "RATE-timeouts": ("kefu.response.events", lambda r: True),
+    "RATE-reports": ("kefu.response.violations", lambda r: True),
+    "INSIGHT": ("kefu.inquiry.insights", lambda r: True),
     "XFER": ("kefu.service.cards",
              lambda r: r.get("card") in ("TRANSFER_ENTRY", "TRANSFER_FAILED")),
+}
+
+
+# Families a stream cannot match yet because a rule they depend on is not built; each
+# entry says which. Removed in the change that builds the rule.
+KNOWN_GAPS = {
+    ("medium-102", "RATE-timeouts"): "LOGI-5: a buyer message in a three-party chat opens no "
+                                     "wait (g102-944); three-party chats come with LOGI-1..6",
+    ("medium-102", "RATE-reports"): "LOGI-5, as above: s102-3's 2026-03-12 report",
 }
 
 
@@ -33,6 +45,8 @@ class ConformanceTest(KefuTestCase):
 
     def run_stream(self, name):
         base = os.path.join(CONFORMANCE, name)
+        self.assertTrue(os.path.isdir(os.path.join(base, "expected")),
+                        "conformance stream missing: " + base)
         for topic in INPUT_ORDER:
             records = load_jsonl(os.path.join(base, "input", topic + ".jsonl"))
             if records:
@@ -42,6 +56,9 @@ class ConformanceTest(KefuTestCase):
         self.run_kefu()
         failures = []
         for family, (topic, wanted) in FAMILIES.items():
+            if (name, family) in KNOWN_GAPS:
+                print("%s %s: not compared: %s" % (name, family, KNOWN_GAPS[(name, family)]))
+                continue
             expected = [r for r in load_jsonl(os.path.join(base, "expected", topic + ".jsonl"))
                         if wanted(r)]
             actual = [r for r in self.consume(TOPIC_KEY[topic]) if wanted(r)]
