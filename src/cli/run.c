@@ -108,6 +108,17 @@ bad:
   return KEFU_EXIT_USAGE;
 }
 
+/* logistics_couriers as the NULL-terminated list the rules take; the strings stay the
+ * config's. */
+static const char **courier_list(const kefu_config_t *cfg) {
+  const char **items;
+  size_t n = kefu_config_list(cfg, "logistics_couriers", &items);
+  const char **list = calloc(n + 1, sizeof *list);
+  for (size_t i = 0; i < n; i++)
+    list[i] = items[i];
+  return list;
+}
+
 static void fill_opts(const kefu_config_t *cfg, kefu_processor_opts_t *o, char *instance,
                       size_t instlen, kafka_props_t *kp) {
   const char *inst = kefu_config_str(cfg, "instance.id");
@@ -141,7 +152,8 @@ static void fill_opts(const kefu_config_t *cfg, kefu_processor_opts_t *o, char *
                  .session_idle_ms = kefu_config_int(cfg, "session_idle_ms"),
                  .invitation_expiry_ms = kefu_config_int(cfg, "invitation_expiry_ms"),
                  .response_wait_ms = kefu_config_int(cfg, "response_wait_ms"),
-                 .day_close_grace_ms = kefu_config_int(cfg, "day_close_grace")},
+                 .day_close_grace_ms = kefu_config_int(cfg, "day_close_grace"),
+                 .logistics_couriers = courier_list(cfg)},
       .kafka_props = kp->items,
       .nkafka_props = kp->n,
   };
@@ -149,7 +161,7 @@ static void fill_opts(const kefu_config_t *cfg, kefu_processor_opts_t *o, char *
 
 int kefu_cmd_run(int argc, char **argv) {
   kefu_config_t *cfg = kefu_config_new();
-  kefu_processor_opts_t o;
+  kefu_processor_opts_t o = {0};
   kafka_props_t kp = {0};
   char errstr[512], instance[256];
   bool list = false, until_idle = false;
@@ -191,6 +203,7 @@ int kefu_cmd_run(int argc, char **argv) {
   }
   kefu_http_stop();
 done:
+  free((void *)o.params.logistics_couriers);
   for (int i = 0; i < kp.n; i++)
     free(kp.items[i]);
   free(kp.items);

@@ -43,3 +43,8 @@ void kefu_schedule(kefu_emitter_t *e, kefu_shop_t *shop, int64_t deadline, const
   else
     kefu_timer_free(t);
 }
+
+void kefu_emit_keep_id(kefu_emitter_t *e, kefu_topic_t topic, json_t *rec) {
+  json_object_set_new(rec, "cause_event_id", json_string(e->cause_event_id));
+  json_array_append_new(e->records, json_pack("[i, o]", (int)topic, rec));
+}

@@ -32,6 +32,10 @@ void kefu_emitter_clear(kefu_emitter_t *e);
 void kefu_emit(kefu_emitter_t *e, kefu_topic_t topic, char letter, const char *id_field,
                json_t *rec);
 
+/** @brief Appends @p rec (stolen) that already carries its id (a record of an earlier
+ *  invitation's life, say), setting only cause_event_id. */
+void kefu_emit_keep_id(kefu_emitter_t *e, kefu_topic_t topic, json_t *rec);
+
 /** @brief Schedules a timer of @p kind for @p shop at @p deadline (payload stolen; may be
  *  NULL): written with the shop's state, and firing in this batch already if the
  *  watermark passes it. */

@@ -136,7 +136,8 @@ void kefu_rules_deliverability_query(const kefu_rules_env_t *env, kefu_shop_t *s
   json_t *card = json_pack(
       "{s:s, s:s, s:s?, s:s, s:b, s:s?, s:s?, s:s?, s:o, s:o, s:I}", "card",
       "DELIVERABILITY_RESULT", "shop_id", ev->shop_id, "buyer_id", ev->buyer_id, "agent_id",
-      ev->agent_id, "assessment_exempt", 0, "order_id", ev->order_id, "region_code",
+      ev->agent_id, "assessment_exempt", ev->buyer_id && kefu_rules_three_party(shop, ev->buyer_id),
+      "order_id", ev->order_id, "region_code",
       ev->order_id ? (order ? kefu_json_str(order, "region_code") : NULL) : region, "error", error,
       "results", results, "undeliverable_orders",
       json_is_true(json_object_get(ev->rec, "list_undeliverable")) && !error

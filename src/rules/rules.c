@@ -2,6 +2,7 @@
 
 #include "common/enums.h"
 #include "rules/insights.h"
+#include "rules/logistics.h"
 #include "rules/response_rate.h"
 #include "rules/routing.h"
 #include "ops/log.h"
@@ -14,6 +15,11 @@ json_t *kefu_rules_buyer(kefu_shop_t *shop, const char *buyer_id) {
     json_object_set_new(shop->entities[KEFU_ENT_BUYER], buyer_id, b);
   }
   return b;
+}
+
+bool kefu_rules_three_party(kefu_shop_t *shop, const char *buyer_id) {
+  json_t *s = json_object_get(kefu_shop_get(shop, KEFU_ENT_BUYER, buyer_id), "session");
+  return json_is_true(json_object_get(s, "three_party"));
 }
 
 void kefu_rules_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev,
@@ -33,7 +39,8 @@ void kefu_rules_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu
       kefu_rules_deliverability_query(env, shop, ev, out);
     kefu_rules_chat_routing(env, shop, ev, out);
     kefu_rules_response_rate(env, shop, ev, out);
-    kefu_rules_insight(env, shop, ev, false, out);
+    kefu_rules_insight(env, shop, ev, kefu_rules_three_party(shop, ev->buyer_id), out);
+    kefu_rules_logistics(env, shop, ev, out);
     break;
   default: break;
   }
@@ -41,7 +48,8 @@ void kefu_rules_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu
 
 void kefu_rules_fire(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_timer_t *t,
                      kefu_emitter_t *out) {
-  if (kefu_rules_routing_timer(env, shop, t, out) || kefu_rules_rate_timer(env, shop, t, out))
+  if (kefu_rules_routing_timer(env, shop, t, out) || kefu_rules_rate_timer(env, shop, t, out) ||
+      kefu_rules_logistics_timer(shop, t, out))
     return;
   /* A kind this build does not know is dropped, loudly: it can only come from a newer
    * kefu writing to the same Redis. */

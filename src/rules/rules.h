@@ -14,6 +14,7 @@ typedef struct kefu_rule_params {
   double threshold;
   int escalate_after;
   int64_t session_idle_ms, invitation_expiry_ms, response_wait_ms, day_close_grace_ms;
+  const char *const *logistics_couriers; /* LOGI-1c, NULL-terminated; NULL: the default */
 } kefu_rule_params_t;
 
 /* What a rule may read besides the shop: parameters and the global courier table. */
@@ -38,6 +39,9 @@ void kefu_rules_agent_event(kefu_shop_t *shop, const kefu_event_t *ev);
 void kefu_rules_order_event(kefu_shop_t *shop, const kefu_event_t *ev);
 void kefu_rules_deliverability_query(const kefu_rules_env_t *env, kefu_shop_t *shop,
                                      const kefu_event_t *ev, kefu_emitter_t *out);
+
+/** @brief LOGI-5: whether the buyer's session is in a three-party chat. */
+bool kefu_rules_three_party(kefu_shop_t *shop, const char *buyer_id);
 
 /** @brief The buyer entity, created empty when unknown (not marked dirty). */
 json_t *kefu_rules_buyer(kefu_shop_t *shop, const char *buyer_id);

@@ -14,6 +14,7 @@
 
 #include "common/enums.h"
 #include "common/murmur2.h"
+#include "rules/logistics.h"
 #include "rules/routing.h"
 
 #define CONTACT_MAX_AGE (72 * INT64_C(3600000))
@@ -320,6 +321,7 @@ static void close_session(const kefu_rules_env_t *env, kefu_shop_t *shop, const 
   if (!s)
     return;
   bool freed = session_is(s, "AGENT");
+  kefu_rules_logistics_session_end(shop, buyer_id, s, ts, out);
   if (freed)
     add_load(shop, kefu_json_str(s, "agent_id"), -1);
   if (session_is(s, "QUEUE"))

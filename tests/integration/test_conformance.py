@@ -21,6 +21,8 @@ FAMILIES = {
     "RATE-timeouts": ("kefu.response.events", lambda r: True),
     "RATE-reports": ("kefu.response.violations", lambda r: True),
     "INSIGHT": ("kefu.inquiry.insights", lambda r: True),
+    "LOGI": ("kefu.logistics.invitations", lambda r: True),
+    "LOGI-cards": ("kefu.service.cards", lambda r: r.get("card") == "LOGISTICS_INVITATION"),
     "XFER": ("kefu.service.cards",
              lambda r: r.get("card") in ("TRANSFER_ENTRY", "TRANSFER_FAILED")),
 }
@@ -28,11 +30,7 @@ FAMILIES = {
 
 # Families a stream cannot match yet because a rule they depend on is not built; each
 # entry says which. Removed in the change that builds the rule.
-KNOWN_GAPS = {
-    ("medium-102", "RATE-timeouts"): "LOGI-5: a buyer message in a three-party chat opens no "
-                                     "wait (g102-944); three-party chats come with LOGI-1..6",
-    ("medium-102", "RATE-reports"): "LOGI-5, as above: s102-3's 2026-03-12 report",
-}
+KNOWN_GAPS = {}
 
 
 def canonical(record, fields):
