@@ -321,35 +321,20 @@ static int index_new_timers(kefu_processor_t *p, batch_state_t *bs) {
 
 /* The outputs of this batch's causes, one variadic HSET per task (not one per event). */
 static int remember_outputs(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) {
-  kefu_cmd_t cmds[MAX_TASKS];
-  char key[128], cause[300];
-  bool used[MAX_TASKS] = {0};
-  int n = 0;
+  task_out_cmds_t tc = {.verb = "HSET"};
+  char cause[300];
   for (size_t i = 0; i < b->n; i++) {
-    int task = b->items[i]->task;
     engine_cause_of(b->items[i], cause, sizeof cause);
     json_t *records = json_object_get(bs->computed, cause);
     if (!records)
       continue;
-    if (!used[task]) {
-      used[task] = true;
-      kefu_cmd_init(&cmds[task]);
-      kefu_cmd_str(&cmds[task], "HSET");
-      snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, task);
-      kefu_cmd_str(&cmds[task], key);
-    }
+    kefu_cmd_t *c = engine_task_out_cmd(p, &tc, b->items[i]->task);
     char *text = json_dumps(records, JSON_COMPACT);
-    kefu_cmd_str(&cmds[task], cause);
-    kefu_cmd_str(&cmds[task], text);
+    kefu_cmd_str(c, cause);
+    kefu_cmd_str(c, text);
     free(text);
   }
-  for (int t = 0; t < MAX_TASKS; t++)
-    if (used[t]) {
-      kefu_redis_append(p->redis, &cmds[t]);
-      kefu_cmd_clear(&cmds[t]);
-      n++;
-    }
-  return n;
+  return engine_task_out_send(p, &tc);
 }
 
 /* Remembered outputs first, then one atomic kefu_apply per shop (see the top comment). */

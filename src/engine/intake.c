@@ -339,3 +339,26 @@ void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max
       q->empty_since = now;
   }
 }
+
+kefu_cmd_t *engine_task_out_cmd(kefu_processor_t *p, task_out_cmds_t *tc, int task) {
+  char key[128];
+  if (!tc->used[task]) {
+    tc->used[task] = true;
+    kefu_cmd_init(&tc->cmds[task]);
+    kefu_cmd_str(&tc->cmds[task], tc->verb);
+    snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, task);
+    kefu_cmd_str(&tc->cmds[task], key);
+  }
+  return &tc->cmds[task];
+}
+
+int engine_task_out_send(kefu_processor_t *p, task_out_cmds_t *tc) {
+  int n = 0;
+  for (int t = 0; t < MAX_TASKS; t++)
+    if (tc->used[t]) {
+      kefu_redis_append(p->redis, &tc->cmds[t]);
+      kefu_cmd_clear(&tc->cmds[t]);
+      n++;
+    }
+  return n;
+}

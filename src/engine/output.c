@@ -212,59 +212,23 @@ static int store_timer_index(kefu_processor_t *p, const batch_state_t *bs) {
   return n;
 }
 
-static int drop_pending_idle(kefu_processor_t *p, const batch_t *b) {
-  char key[128];
-  const char *cause;
-  json_t *v;
-  int n = 0;
+/* The batch's remembered outputs, now committed: one variadic HDEL per task. */
+static int forget_outputs(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs) {
+  task_out_cmds_t tc = {.verb = "HDEL"};
+  char cause[300];
   for (size_t i = 0; i < b->n; i++) {
+    engine_cause_of(b->items[i], cause, sizeof cause);
+    if (json_object_get(bs->computed, cause) || json_object_get(bs->remembered, cause))
+      kefu_cmd_str(engine_task_out_cmd(p, &tc, b->items[i]->task), cause);
     task_t *task = &p->tasks[b->items[i]->task];
-    if (!task->pending_idle)
-      continue;
-    json_object_foreach(task->pending_idle, cause, v) {
-      kefu_cmd_t c;
-      kefu_cmd_init(&c);
-      kefu_cmd_str(&c, "HDEL");
-      snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, b->items[i]->task);
-      kefu_cmd_str(&c, key);
-      kefu_cmd_str(&c, cause);
-      kefu_redis_append(p->redis, &c);
-      kefu_cmd_clear(&c);
-      n++;
-    }
+    const char *idle;
+    json_t *v;
+    json_object_foreach(task->pending_idle, idle, v) /* emitted with this batch */
+        kefu_cmd_str(engine_task_out_cmd(p, &tc, b->items[i]->task), idle);
     json_decref(task->pending_idle);
     task->pending_idle = NULL;
   }
-  return n;
-}
-
-/* The batch's remembered outputs, now committed: one variadic HDEL per task. */
-static int forget_outputs(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs) {
-  kefu_cmd_t cmds[MAX_TASKS];
-  char key[128], cause[300];
-  bool used[MAX_TASKS] = {0};
-  int n = 0;
-  for (size_t i = 0; i < b->n; i++) {
-    int task = b->items[i]->task;
-    engine_cause_of(b->items[i], cause, sizeof cause);
-    if (!json_object_get(bs->computed, cause) && !json_object_get(bs->remembered, cause))
-      continue;
-    if (!used[task]) {
-      used[task] = true;
-      kefu_cmd_init(&cmds[task]);
-      kefu_cmd_str(&cmds[task], "HDEL");
-      snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, task);
-      kefu_cmd_str(&cmds[task], key);
-    }
-    kefu_cmd_str(&cmds[task], cause);
-  }
-  for (int t = 0; t < MAX_TASKS; t++)
-    if (used[t]) {
-      kefu_redis_append(p->redis, &cmds[t]);
-      kefu_cmd_clear(&cmds[t]);
-      n++;
-    }
-  return n;
+  return engine_task_out_send(p, &tc);
 }
 
 /* After the commit: positions and watermarks to Redis, remembered outputs dropped. Not
@@ -303,7 +267,6 @@ void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_s
     n++;
   }
   n += store_timer_index(p, bs);
-  n += drop_pending_idle(p, b);
   n += forget_outputs(p, b, bs);
   if (n && engine_redis_flush(p, &r, errstr, sizeof errstr) != n)
     KEFU_WARN("engine", "writing positions: %s", errstr);

@@ -139,4 +139,18 @@ void engine_maybe_idle_tick(kefu_processor_t *p, task_t *task, batch_t *b);
 int64_t engine_wall_ms(void);
 int engine_redis_flush(kefu_processor_t *p, redisReply ***replies, char *errstr, size_t errlen);
 
+/* One variadic command per task on ns:{task-N}:out (HSET or HDEL), built up across a
+ * batch so that the batch's remembered outputs cost one command per task. */
+typedef struct task_out_cmds {
+  const char *verb;
+  kefu_cmd_t cmds[MAX_TASKS];
+  bool used[MAX_TASKS];
+} task_out_cmds_t;
+
+/** @brief The command of @p task, started (verb and key) on first use. */
+kefu_cmd_t *engine_task_out_cmd(kefu_processor_t *p, task_out_cmds_t *tc, int task);
+
+/** @brief Queues every started command; returns how many. */
+int engine_task_out_send(kefu_processor_t *p, task_out_cmds_t *tc);
+
 #endif

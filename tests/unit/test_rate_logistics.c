@@ -48,6 +48,7 @@ static json_t *report(fx_t *f, size_t nth) {
 
 /* ------------------------------------------------------------------ RATE */
 
+/* RATE-2 */
 static void test_RATE_2_window_edges_local_time(void **state) {
   fx_t *f = *state;
   staffed(f, "");
@@ -60,6 +61,7 @@ static void test_RATE_2_window_edges_local_time(void **state) {
   assert_int_equal(kefu_json_int(report(f, 0), "consultations", -1), 2);
 }
 
+/* RATE-2 */
 static void test_RATE_2_utc_offset_other_than_china(void **state) {
   fx_t *f = *state;
   staffed(f, "\"utc_offset_minutes\":-300");   /* New York winter: 08:00 local = 13:00Z */
@@ -73,6 +75,7 @@ static void test_RATE_2_utc_offset_other_than_china(void **state) {
   assert_int_equal(kefu_json_int(r, "ts", 0), midnight + 24 * HOUR + 5 * MIN);
 }
 
+/* RATE-3 */
 static void test_RATE_3_reply_at_180000_is_met_and_180001_times_out(void **state) {
   fx_t *f = *state;
   staffed(f, "");
@@ -92,6 +95,7 @@ static void test_RATE_3_reply_at_180000_is_met_and_180001_times_out(void **state
   assert_int_equal(kefu_json_int(report(f, 0), "effective", -1), 1);
 }
 
+/* RATE-3 */
 static void test_RATE_3_auto_replies_end_nothing_and_bots_do(void **state) {
   fx_t *f = *state;
   staffed(f, "\"bot_priority\":true");
@@ -111,6 +115,7 @@ static void test_RATE_3_auto_replies_end_nothing_and_bots_do(void **state) {
 
 /* RATE-1: two agents for one buyer on one day are two consultations; a wait opened once
  * per consultation; RATE-4: effective only when all its waits were met. */
+/* RATE-1, RATE-4 */
 static void test_RATE_1_4_consultations_per_responder(void **state) {
   fx_t *f = *state;
   staffed(f, "\"exclusive_direct\":true");
@@ -134,6 +139,7 @@ static void test_RATE_1_4_consultations_per_responder(void **state) {
 }
 
 /* RATE-5..8 over a week: fail, fail, fail (escalation once), a quiet day, pass (revoke). */
+/* RATE-5, RATE-6, RATE-7, RATE-8 */
 static void test_RATE_5_6_7_8_penalty_life_cycle(void **state) {
   fx_t *f = *state;
   staffed(f, "");
@@ -186,6 +192,7 @@ static size_t urge(fx_t *f, const char *buyer, int64_t ts, const char *extra) {
   return chat(f, ts, "BUYER_MSG", buyer, fields);
 }
 
+/* LOGI-1 */
 static void test_LOGI_1_service_hours_edges(void **state) {
   fx_t *f = *state;
   staffed(f, "");
@@ -210,6 +217,7 @@ static void test_LOGI_1_service_hours_edges(void **state) {
   }
 }
 
+/* LOGI-1 */
 static void test_LOGI_1c_qualifying_order(void **state) {
   fx_t *f = *state;
   staffed(f, "");
@@ -235,6 +243,7 @@ static void test_LOGI_1c_qualifying_order(void **state) {
   assert_string_equal(kefu_json_str(last(f), "order_id"), "two");
 }
 
+/* LOGI-2, LOGI-4, LOGI-5, LOGI-6 */
 static void test_LOGI_2_4_5_6_invitation_life_cycle(void **state) {
   fx_t *f = *state;
   staffed(f, "");
@@ -275,6 +284,7 @@ static void test_LOGI_2_4_5_6_invitation_life_cycle(void **state) {
   assert_int_equal(chat(f, t + 5 * MIN, "LOGISTICS_CONSENT", "b1", consent), 0);
 }
 
+/* LOGI-2, LOGI-4 */
 static void test_LOGI_2_4_expiry_and_decline(void **state) {
   fx_t *f = *state;
   staffed(f, "");
@@ -304,6 +314,7 @@ static void test_LOGI_2_4_expiry_and_decline(void **state) {
   assert_int_equal(count_type(f, "type", "INVITATION_SENT"), 3);
 }
 
+/* LOGI-3 */
 static void test_LOGI_3_merchant_invites(void **state) {
   fx_t *f = *state;
   staffed(f, "\"merchant_invite_enabled\":false");
@@ -320,6 +331,7 @@ static void test_LOGI_3_merchant_invites(void **state) {
   assert_string_equal(kefu_json_str(last(f), "skip_rule"), "LOGI-1d");
 }
 
+/* INSIGHT-1, INSIGHT-2 */
 static void test_INSIGHT_1_2_causes_and_daily_counts(void **state) {
   fx_t *f = *state;
   staffed(f, "");

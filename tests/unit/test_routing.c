@@ -4,6 +4,7 @@
 
 /* ------------------------------------------------------------------ ROUTE-1, ROUTE-2 */
 
+/* ROUTE-1 */
 static void test_ROUTE_1_one_decision_per_trigger_and_session_continues(void **state) {
   fx_t *f = *state;
   config(f, "\"bot_priority\":true");
@@ -22,6 +23,7 @@ static void test_ROUTE_1_one_decision_per_trigger_and_session_continues(void **s
   assert_string_equal(field(last(f), "trigger"), "BUYER_MSG");
 }
 
+/* ROUTE-2 */
 static void test_ROUTE_2_no_agent_online_goes_to_leave_message_first(void **state) {
   fx_t *f = *state;
   config(f, "\"leave_message_target\":\"PROXY_ACCOUNT\",\"bot_priority\":true");
@@ -50,6 +52,7 @@ static void contact_with(fx_t *f, const char *buyer, const char *agent_id, int64
      (long long)ts, agent_id, buyer);
 }
 
+/* ROUTE-3 */
 static void test_ROUTE_3_recent_contact_24h_includes_exactly_24h_and_suspended(void **state) {
   fx_t *f = *state;
   config(f, "\"exclusive_direct\":true");
@@ -62,6 +65,7 @@ static void test_ROUTE_3_recent_contact_24h_includes_exactly_24h_and_suspended(v
   assert_int_equal(kefu_json_int(last(f), "candidates", 0), 1);
 }
 
+/* ROUTE-3 */
 static void test_ROUTE_3_after_24h_a_suspended_contact_is_passed_over(void **state) {
   fx_t *f = *state;
   config(f, "\"exclusive_direct\":true,\"groups\":[{\"group_id\":\"g1\"}]");
@@ -75,6 +79,7 @@ static void test_ROUTE_3_after_24h_a_suspended_contact_is_passed_over(void **sta
   assert_string_equal(field(last(f), "group_id"), "g1");
 }
 
+/* ROUTE-3, ROUTE-72 */
 static void test_ROUTE_3_72h_online_contact_and_expiry(void **state) {
   fx_t *f = *state;
   config(f, "\"exclusive_direct\":true");
@@ -96,6 +101,7 @@ static void test_ROUTE_3_72h_online_contact_and_expiry(void **state) {
 
 /* ------------------------------------------------------------------ ROUTE-4, ROUTE-5 */
 
+/* ROUTE-4 */
 static void test_ROUTE_4_exclusive_agent_needs_direct_and_online(void **state) {
   fx_t *f = *state;
   config(f, "\"exclusive_direct\":false");
@@ -118,6 +124,7 @@ static void test_ROUTE_4_exclusive_agent_needs_direct_and_online(void **state) {
   assert_decision(last(f), "AGENT", "EXCLUSIVE_AGENT", "a1"); /* whatever its load */
 }
 
+/* ROUTE-5 */
 static void test_ROUTE_5_bot_priority_and_exposure_bucket(void **state) {
   fx_t *f = *state;
   config(f, "\"bot_priority\":true");
@@ -132,6 +139,7 @@ static void test_ROUTE_5_bot_priority_and_exposure_bucket(void **state) {
 
 /* Seed 001's worked example: A={item a; NO_ACTIVE_ORDER, UNPAID}, B={item a;
  * PAID_NOT_SHIPPED, SHIPPED, COMPLETED}, C={item a}, D={item b; AFTER_SALE}. */
+/* ROUTE-6 */
 static void test_ROUTE_6_seed_001_worked_example(void **state) {
   fx_t *f = *state;
   config(
@@ -170,6 +178,7 @@ static void test_ROUTE_6_seed_001_worked_example(void **state) {
   assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "agD");
 }
 
+/* ROUTE-6 */
 static void test_ROUTE_6_bot_group_first_decides_bot(void **state) {
   fx_t *f = *state;
   config(f, "\"groups\":[{\"group_id\":\"bot\",\"bot_enabled\":true,\"crowd_tags\":[\"vip\"]},"
@@ -187,6 +196,7 @@ static void test_ROUTE_6_bot_group_first_decides_bot(void **state) {
 
 /* 20,000 decisions over agents of levels 1, 2 and 5 with equal free slots land in
  * proportion 1:2:5 (within 3 percentage points each). */
+/* ROUTE-7 */
 static void test_ROUTE_7_chances_proportional_to_level(void **state) {
   fx_t *f = *state;
   config(f, "");
@@ -214,6 +224,7 @@ static void test_ROUTE_7_chances_proportional_to_level(void **state) {
   }
 }
 
+/* ROUTE-7 */
 static void test_ROUTE_7_draw_is_reproducible_and_full_agents_are_not_eligible(void **state) {
   fx_t *f = *state;
   config(f, "");
@@ -245,6 +256,7 @@ static void test_ROUTE_7_draw_is_reproducible_and_full_agents_are_not_eligible(v
 
 /* ------------------------------------------------------------------ ROUTE-8 */
 
+/* ROUTE-8 */
 static void test_ROUTE_8_queue_fallback_and_no_capacity(void **state) {
   fx_t *f = *state;
   config(f, "\"groups\":[{\"group_id\":\"g1\"}]");
@@ -268,6 +280,7 @@ static void test_ROUTE_8_queue_fallback_and_no_capacity(void **state) {
 
 /* ------------------------------------------------------------------ ROUTE-9, ROUTE-10 */
 
+/* ROUTE-9 */
 static void test_ROUTE_9_contacts_only_for_agents(void **state) {
   fx_t *f = *state;
   config(f, "\"bot_priority\":true");
@@ -287,6 +300,7 @@ static void test_ROUTE_9_contacts_only_for_agents(void **state) {
   assert_int_equal(kefu_json_int(json_array_get(contacts, 0), "ts", 0), T0 + 3000);
 }
 
+/* ROUTE-10 */
 static void test_ROUTE_10_load_slots_and_idle_close(void **state) {
   fx_t *f = *state;
   config(f, "");
@@ -311,6 +325,7 @@ static void test_ROUTE_10_load_slots_and_idle_close(void **state) {
 
 /* ------------------------------------------------------------------ ROUTE-11 */
 
+/* ROUTE-11 */
 static void test_ROUTE_11_queue_release_and_timeout(void **state) {
   fx_t *f = *state;
   config(f, "\"queue_enabled\":true,\"queue_max_wait_ms\":60000");
@@ -337,6 +352,7 @@ static void test_ROUTE_11_queue_release_and_timeout(void **state) {
 
 /* ------------------------------------------------------------------ XFER */
 
+/* XFER-1 */
 static void test_XFER_1_entry_card_once_when_the_bot_replies_first(void **state) {
   fx_t *f = *state;
   config(f, "\"bot_priority\":true,\"transfer_entry_exposure_pct\":100");
@@ -355,6 +371,7 @@ static void test_XFER_1_entry_card_once_when_the_bot_replies_first(void **state)
   assert_int_equal(chat(f, T0 + 8000, "BOT_MSG", "b3", ""), 0);
 }
 
+/* XFER-2, XFER-3 */
 static void test_XFER_2_3_transfer_click(void **state) {
   fx_t *f = *state;
   config(f, "\"bot_priority\":true,\"groups\":[{\"group_id\":\"bots\",\"bot_enabled\":true},"
@@ -383,6 +400,7 @@ static void test_XFER_2_3_transfer_click(void **state) {
 
 /* Edges of ROUTE-2/6/8: an empty shop, unknown agent ids, agents outside every group,
  * and presence flapping between two decisions of one batch. */
+/* ROUTE-2 */
 static void test_ROUTE_2_empty_shop_and_unknown_agents(void **state) {
   fx_t *f = *state;
   chat(f, T0 + 1000, "CHAT_OPEN", "b1", ""); /* no config, no agents */
@@ -399,6 +417,7 @@ static void test_ROUTE_2_empty_shop_and_unknown_agents(void **state) {
   assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "a1"); /* the ghost is not ONLINE */
 }
 
+/* ROUTE-6 */
 static void test_ROUTE_6_agents_outside_groups_only_by_fallback(void **state) {
   fx_t *f = *state;
   config(f, "\"groups\":[{\"group_id\":\"g1\"}]");
@@ -411,6 +430,7 @@ static void test_ROUTE_6_agents_outside_groups_only_by_fallback(void **state) {
   assert_decision(last(f), "AGENT", "FALLBACK_ANY_AGENT", "loner");
 }
 
+/* ROUTE-2 */
 static void test_ROUTE_2_presence_flapping_between_decisions(void **state) {
   fx_t *f = *state;
   config(f, "");
