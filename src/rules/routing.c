@@ -22,6 +22,7 @@
 
 #include "common/enums.h"
 #include "common/murmur2.h"
+#include "rules/conversion.h"
 #include "rules/routing.h"
 
 #define HOUR_MS INT64_C(3600000)
@@ -93,17 +94,19 @@ static int by_agent_id(const void *a, const void *b) {
   return strcmp(((const candidate_t *)a)->agent_id, ((const candidate_t *)b)->agent_id);
 }
 
-static double conversion_of(const json_t *agent) {
-  json_t *c = json_object_get(agent, "conversion_measured");
-  if (!json_is_number(c))
-    c = json_object_get(agent, "conversion_rate");
-  double v = json_is_number(c) ? json_number_value(c) : 0.1;
+/* INSIGHT-3's measured rate once it has 20 outcomes, else PROFILE's, else 0.1. */
+static double conversion_of(const json_t *agent, int64_t now) {
+  double v;
+  if (!kefu_conversion_measured(agent, now, &v)) {
+    json_t *c = json_object_get(agent, "conversion_rate");
+    v = json_is_number(c) ? json_number_value(c) : 0.1;
+  }
   return v < 0.01 ? 0.01 : v;
 }
 
-static double weight_of(const json_t *agent, int64_t free, bool conversion) {
+static double weight_of(const json_t *agent, int64_t free, bool conversion, int64_t now) {
   double level = (double)kefu_json_int(agent, "level", 1);
-  return conversion ? level * conversion_of(agent) : level * (double)free;
+  return conversion ? level * conversion_of(agent, now) : level * (double)free;
 }
 
 /* Eligible agents (ONLINE, a free slot) that @p filter keeps; NULL filter keeps all. */
@@ -119,7 +122,7 @@ static size_t pool_of(const kefu_route_ctx_t *c, const json_t *group_ids, bool c
     int64_t free = free_slots(a, id, c->session);
     if (free <= 0 || (group_ids && !agent_in_groups(a, group_ids)))
       continue;
-    (*out)[n++] = (candidate_t){id, weight_of(a, free, conversion)};
+    (*out)[n++] = (candidate_t){id, weight_of(a, free, conversion, c->ts)};
   }
   qsort(*out, n, sizeof **out, by_agent_id);
   return n;

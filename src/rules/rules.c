@@ -1,6 +1,7 @@
 #include "rules/rules.h"
 
 #include "common/enums.h"
+#include "rules/conversion.h"
 #include "rules/insights.h"
 #include "rules/logistics.h"
 #include "rules/response_rate.h"
@@ -33,7 +34,11 @@ void kefu_rules_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu
     kefu_rules_agent_event(shop, ev);
     kefu_rules_queue_release(env, shop, ev->ts, out);
     break;
-  case KEFU_T_ORDER: kefu_rules_order_event(shop, ev); break;
+  case KEFU_T_ORDER:
+    kefu_rules_order_event(shop, ev);
+    if (ev->type == KEFU_ORDER_PAID) /* INSIGHT-3 */
+      kefu_conversion_paid(shop, ev->buyer_id, ev->ts);
+    break;
   case KEFU_T_CHAT:
     if (ev->type == KEFU_CHAT_DELIVERABILITY_QUERY)
       kefu_rules_deliverability_query(env, shop, ev, out);
@@ -49,7 +54,7 @@ void kefu_rules_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu
 void kefu_rules_fire(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_timer_t *t,
                      kefu_emitter_t *out) {
   if (kefu_rules_routing_timer(env, shop, t, out) || kefu_rules_rate_timer(env, shop, t, out) ||
-      kefu_rules_logistics_timer(shop, t, out))
+      kefu_rules_logistics_timer(shop, t, out) || kefu_conversion_timer(shop, t))
     return;
   /* A kind this build does not know is dropped, loudly: it can only come from a newer
    * kefu writing to the same Redis. */

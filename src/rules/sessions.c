@@ -14,6 +14,7 @@
 
 #include "common/enums.h"
 #include "common/murmur2.h"
+#include "rules/conversion.h"
 #include "rules/logistics.h"
 #include "rules/routing.h"
 
@@ -157,8 +158,10 @@ static void apply_decision(const kefu_rules_env_t *env, kefu_shop_t *shop, const
     queue_remove(shop, buyer_id);
     json_object_set_new(s, "queued_since", json_null());
   }
-  if (r->target == KEFU_TARGET_AGENT)
+  if (r->target == KEFU_TARGET_AGENT) {
     record_contact(buyer, r->agent_id, ts);
+    kefu_conversion_routed(shop, buyer_id, buyer, r->agent_id, ts, out);
+  }
   schedule_idle(env, shop, buyer_id, s, out);
   touch_buyer(shop, buyer_id);
 }

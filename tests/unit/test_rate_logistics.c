@@ -1,5 +1,6 @@
 /* The 3-minute response rate (RATE-1..8), the logistics three-party chat (LOGI-1..6) and
  * inquiry causes (INSIGHT-1, INSIGHT-2), driven through the pure rules. */
+#include "rules/conversion.h"
 #include "rules_fixture.h"
 
 /* 2026-03-10 00:00 in China (+08:00) */
@@ -362,6 +363,36 @@ static void test_INSIGHT_1_2_causes_and_daily_counts(void **state) {
   assert_int_equal(kefu_json_int(counts, "UNKNOWN", 0), 1);
 }
 
+/* INSIGHT-3: an agent's measured conversion replaces PROFILE's once it has 20 outcomes;
+ * a pair converts when its buyer pays within 24 h (inclusive) of the first decision. */
+static void test_INSIGHT_3_measured_conversion_feeds_routing(void **state) {
+  fx_t *f = *state;
+  staffed(f, "\"groups\":[{\"group_id\":\"g\",\"strategy\":\"CONVERSION\"}]");
+  ev(f, KEFU_T_AGENT,
+     "{\"ts\":%lld,\"type\":\"PROFILE\",\"agent_id\":\"a1\",\"groups\":[\"g\"],"
+     "\"capacity\":100,\"conversion_rate\":0.9}",
+     (long long)T0);
+  char buyer[16], order[16];
+  int64_t t = D0 + 9 * HOUR;
+  for (int i = 0; i < 20; i++) {
+    snprintf(buyer, sizeof buyer, "b%d", i);
+    chat(f, t + i * MIN, "CHAT_OPEN", buyer, "");
+    if (i < 5) { /* five pay: 24 h after the decision exactly still counts */
+      snprintf(order, sizeof order, "o%d", i);
+      ev(f, KEFU_T_ORDER, "{\"ts\":%lld,\"type\":\"PAID\",\"buyer_id\":\"%s\",\"order_id\":\"%s\"}",
+         (long long)(t + i * MIN + 24 * HOUR), buyer, order);
+    }
+  }
+  advance(f, t + 2 * 24 * HOUR); /* every window has ended */
+  double rate = 0;
+  json_t *a1 = kefu_shop_get(f->shop, KEFU_ENT_AGENT, "a1");
+  assert_true(kefu_conversion_measured(a1, t + 2 * 24 * HOUR, &rate));
+  assert_true(rate == 0.25);
+  chat(f, t + 2 * 24 * HOUR, "CHAT_OPEN", "new", "");
+  /* the draw's weight is level x 0.25 now, no longer PROFILE's 0.9 */
+  assert_non_null(strstr(kefu_json_str(last(f), "explain"), "a1:0.25"));
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -377,6 +408,7 @@ int main(void) {
       T(test_LOGI_2_4_expiry_and_decline),
       T(test_LOGI_3_merchant_invites),
       T(test_INSIGHT_1_2_causes_and_daily_counts),
+      T(test_INSIGHT_3_measured_conversion_feeds_routing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
