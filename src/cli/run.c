@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/options.h"
 #include "engine/processor.h"
 #include "io/topics.h"
 #include "ops/config.h"
@@ -34,19 +35,6 @@ static void usage(FILE *out) {
                "  --list-config    print every key with its value and default, secrets redacted\n"
                "  --exit-when-idle stop once every assigned partition is read to its end\n"
                "  Environment: KEFU_<KEY> with dots as underscores, e.g. KEFU_REDIS_URL.\n");
-}
-
-typedef struct kafka_props {
-  char **items;
-  int n;
-} kafka_props_t;
-
-static void collect_kafka(const char *k, const char *v, void *arg) {
-  kafka_props_t *kp = arg;
-  size_t len = strlen(k) + strlen(v) + 2;
-  kp->items = realloc(kp->items, (size_t)(kp->n + 1) * sizeof *kp->items);
-  kp->items[kp->n] = malloc(len);
-  snprintf(kp->items[kp->n++], len, "%s=%s", k, v);
 }
 
 /* Applies -c, the environment, then the flags in order. 0, or an exit code. */
@@ -108,62 +96,10 @@ bad:
   return KEFU_EXIT_USAGE;
 }
 
-/* logistics_couriers as the NULL-terminated list the rules take; the strings stay the
- * config's. */
-static const char **courier_list(const kefu_config_t *cfg) {
-  const char **items;
-  size_t n = kefu_config_list(cfg, "logistics_couriers", &items);
-  const char **list = calloc(n + 1, sizeof *list);
-  for (size_t i = 0; i < n; i++)
-    list[i] = items[i];
-  return list;
-}
-
-static void fill_opts(const kefu_config_t *cfg, kefu_processor_opts_t *o, char *instance,
-                      size_t instlen, kafka_props_t *kp) {
-  const char *inst = kefu_config_str(cfg, "instance.id");
-  char host[128] = "kefu";
-  gethostname(host, sizeof host - 1);
-  if (*inst)
-    snprintf(instance, instlen, "%s", inst);
-  else
-    snprintf(instance, instlen, "%s-%d", host, (int)getpid());
-  kefu_config_each_kafka(cfg, collect_kafka, kp);
-  *o = (kefu_processor_opts_t){
-      .bootstrap = kefu_config_str(cfg, "bootstrap.servers"),
-      .group_id = kefu_config_str(cfg, "group.id"),
-      .instance_id = instance,
-      .transactional_id_prefix = kefu_config_str(cfg, "transactional.id.prefix"),
-      .redis_url = kefu_config_str(cfg, "redis.url"),
-      .redis_user = kefu_config_str(cfg, "redis.user"),
-      .redis_password = kefu_config_str(cfg, "redis.password"),
-      .redis_namespace = kefu_config_str(cfg, "redis.namespace"),
-      .exactly_once = strcmp(kefu_config_str(cfg, "processing.guarantee"), "exactly_once") == 0,
-      .task_idle_ms = (int)kefu_config_int(cfg, "task_idle_ms"),
-      .batch_max_records = (int)kefu_config_int(cfg, "batch.max_records"),
-      .batch_max_ms = (int)kefu_config_int(cfg, "batch.max_ms"),
-      .redis_timeout_ms = (int)kefu_config_int(cfg, "redis.timeout_ms"),
-      .redis_retry_max_ms = (int)kefu_config_int(cfg, "redis.retry_max_ms"),
-      .lateness_ms = kefu_config_int(cfg, "lateness"),
-      .idle_advance = kefu_config_bool(cfg, "idle_advance"),
-      .idle_advance_ms = kefu_config_int(cfg, "idle_advance_ms"),
-      .params = {.threshold = kefu_config_double(cfg, "threshold"),
-                 .escalate_after = (int)kefu_config_int(cfg, "escalate_after"),
-                 .session_idle_ms = kefu_config_int(cfg, "session_idle_ms"),
-                 .invitation_expiry_ms = kefu_config_int(cfg, "invitation_expiry_ms"),
-                 .response_wait_ms = kefu_config_int(cfg, "response_wait_ms"),
-                 .day_close_grace_ms = kefu_config_int(cfg, "day_close_grace"),
-                 .logistics_couriers = courier_list(cfg)},
-      .kafka_props = kp->items,
-      .nkafka_props = kp->n,
-  };
-}
-
 int kefu_cmd_run(int argc, char **argv) {
   kefu_config_t *cfg = kefu_config_new();
-  kefu_processor_opts_t o = {0};
-  kafka_props_t kp = {0};
-  char errstr[512], instance[256];
+  kefu_cli_options_t st = {0};
+  char errstr[512];
   bool list = false, until_idle = false;
   int rc = configure(cfg, argc, argv, &list, &until_idle);
 
@@ -175,9 +111,9 @@ int kefu_cmd_run(int argc, char **argv) {
   }
   kefu_log_min_level = (kefu_log_level_t)kefu_log_level_parse(kefu_config_str(cfg, "log.level"));
   kefu_topics_set_prefix(kefu_config_str(cfg, "topic.prefix"));
-  fill_opts(cfg, &o, instance, sizeof instance, &kp);
-  o.exit_when_idle_polls = until_idle ? 10 : 0;
-  if (!*o.bootstrap) {
+  kefu_cli_options_init(&st, cfg);
+  st.o.exit_when_idle_polls = until_idle ? 10 : 0;
+  if (!*st.o.bootstrap) {
     fprintf(stderr, "kefu run: no bootstrap servers (-b or bootstrap.servers)\n");
     rc = KEFU_EXIT_USAGE;
     goto done;
@@ -191,22 +127,19 @@ int kefu_cmd_run(int argc, char **argv) {
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   signal(SIGPIPE, SIG_IGN);
-  kefu_processor_t *p = kefu_processor_new(&o, errstr, sizeof errstr);
+  kefu_processor_t *p = kefu_processor_new(&st.o, errstr, sizeof errstr);
   if (!p) {
     KEFU_ERROR("run", "%s", errstr);
     rc = KEFU_EXIT_FAIL;
   } else {
-    KEFU_INFO("run", "instance %s processing (%s)", instance,
-              o.exactly_once ? "exactly_once" : "at_least_once");
+    KEFU_INFO("run", "instance %s processing (%s)", st.instance,
+              st.o.exactly_once ? "exactly_once" : "at_least_once");
     rc = kefu_processor_run(p, &stop_requested) ? KEFU_EXIT_FAIL : KEFU_EXIT_OK;
     kefu_processor_destroy(p);
   }
   kefu_http_stop();
 done:
-  free((void *)o.params.logistics_couriers);
-  for (int i = 0; i < kp.n; i++)
-    free(kp.items[i]);
-  free(kp.items);
+  kefu_cli_options_clear(&st);
   kefu_config_destroy(cfg);
   return rc;
 }

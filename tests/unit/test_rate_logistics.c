@@ -139,6 +139,44 @@ static void test_RATE_1_4_consultations_per_responder(void **state) {
   assert_int_equal(kefu_json_int(r, "consultations_by_human", -1), 2);
 }
 
+/* RATE-1, RATE-3: a transfer from the bot to a human in the middle of a wait: the
+ * human's reply ends the open wait (whoever the responder), and the next message is a
+ * new consultation with the agent. */
+static void test_RATE_1_3_transfer_mid_wait(void **state) {
+  fx_t *f = *state;
+  staffed(f, "\"bot_priority\":true");
+  int64_t t = D0 + 10 * HOUR;
+  ask(f, "b1", t); /* with the bot: wait (b1, BOT) */
+  chat(f, t + 30000, "TRANSFER_CLICK", "b1", "");
+  assert_string_equal(kefu_json_str(last(f), "target"), "AGENT");
+  reply_at(f, "b1", t + 60000); /* ends the bot consultation's wait: met */
+  chat(f, t + 90000, "BUYER_MSG", "b1", "");
+  advance(f, t + 90000 + 180001);
+  close_day(f, D0);
+  json_t *r = report(f, 0);
+  assert_int_equal(kefu_json_int(r, "consultations", -1), 2);
+  assert_int_equal(kefu_json_int(r, "effective_by_bot", -1), 1);
+  assert_int_equal(kefu_json_int(r, "effective_by_human", -1), 0); /* its wait timed out */
+  assert_string_equal(kefu_json_str(find(f, "type", "RESPONSE_TIMEOUT", 0), "responder_kind"),
+                      "AGENT");
+}
+
+/* RATE-1: buyers on leave-message are consultations of the leave-message target
+ * (consultations_other), their waits time out unless a reply comes. */
+static void test_RATE_1_leave_message_consultations(void **state) {
+  fx_t *f = *state;
+  config(f, "\"leave_message_target\":\"MESSAGE_POOL\"");
+  int64_t t = D0 + 10 * HOUR;
+  ask(f, "b1", t); /* nobody online: LEAVE_MESSAGE */
+  advance(f, t + 180001);
+  json_t *e = find(f, "type", "RESPONSE_TIMEOUT", 0);
+  assert_string_equal(kefu_json_str(e, "responder_kind"), "LEAVE_MESSAGE");
+  assert_string_equal(kefu_json_str(e, "responder_id"), "MESSAGE_POOL");
+  close_day(f, D0);
+  assert_int_equal(kefu_json_int(report(f, 0), "consultations_other", -1), 1);
+  assert_string_equal(kefu_json_str(find(f, "type", "VIOLATION", 0), "day"), "2026-03-10");
+}
+
 /* RATE-5..8 over a week: fail, fail, fail (escalation once), a quiet day, pass (revoke). */
 /* RATE-5, RATE-6, RATE-7, RATE-8 */
 static void test_RATE_5_6_7_8_penalty_life_cycle(void **state) {
@@ -401,6 +439,8 @@ int main(void) {
       T(test_RATE_3_reply_at_180000_is_met_and_180001_times_out),
       T(test_RATE_3_auto_replies_end_nothing_and_bots_do),
       T(test_RATE_1_4_consultations_per_responder),
+      T(test_RATE_1_3_transfer_mid_wait),
+      T(test_RATE_1_leave_message_consultations),
       T(test_RATE_5_6_7_8_penalty_life_cycle),
       T(test_LOGI_1_service_hours_edges),
       T(test_LOGI_1c_qualifying_order),
