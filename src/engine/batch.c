@@ -221,6 +221,8 @@ static void fire_due(kefu_processor_t *p, batch_state_t *bs, const input_t *in,
   kefu_timer_queue_t *q = &bs->timers[id];
   kefu_timer_t *t;
   int64_t wm = in->ev.ts - p->o->lateness_ms;
+  if (in->ev.ts < task->watermark) /* SPEC §1.3: applied, but it cannot reopen a closed day */
+    kefu_metric_add(p->m.late, 1);
   if (wm > task->watermark)
     task->watermark = wm;
   while ((t = kefu_timer_queue_pop_due(q, task->watermark, NULL, NULL)))

@@ -382,6 +382,9 @@ static void register_metrics(engine_metrics_t *m) {
   m->dlq = kefu_metrics_counter("kefu_dlq_total", "Records sent to the DLQ", NULL);
   m->duplicates =
       kefu_metrics_counter("kefu_duplicates_total", "Duplicate event ids applied once", NULL);
+  m->late = kefu_metrics_counter(
+      "kefu_late_events_total",
+      "Events older than their task's watermark (applied; a closed day stays closed)", NULL);
   m->encode_errors =
       kefu_metrics_counter("kefu_encode_errors_total", "Outputs a schema rejected (bugs)", NULL);
   m->commits =

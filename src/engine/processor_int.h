@@ -69,7 +69,7 @@ typedef struct task {
 typedef struct engine_metrics {
   kefu_metric_t *in[KEFU_T__COUNT], *out[KEFU_T__COUNT], *lag[MAX_TASKS][KEFU_KEYED_INPUTS];
   kefu_metric_t *watermark[MAX_TASKS];
-  kefu_metric_t *dlq, *duplicates, *encode_errors, *commits, *aborts, *rebalances;
+  kefu_metric_t *dlq, *duplicates, *encode_errors, *commits, *aborts, *rebalances, *late;
   kefu_histogram_t *batch_seconds, *redis_seconds, *event_to_output;
   kefu_metric_t *timer_shops[MAX_TASKS];
   int64_t last_gauges_ms;
