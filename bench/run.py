@@ -86,12 +86,17 @@ def throughput(kefu, passthrough, bootstrap, redis, expected):
     records, batches, secs = int(m.group(1)), int(m.group(2)), float(m.group(3))
     sent, trips = int(m.group(4)), int(m.group(5))
     cmds = redis_commands(redis) - before
+    out = subprocess.run([kefu, "consume", "-b", bootstrap, "-t", "kefu.routing.decisions",
+                          "--from-beginning", "--exit"], capture_output=True, text=True)
+    decisions = len(out.stdout.splitlines())
     return {
         "passthrough": {"records": base["records"], "seconds": base["seconds"],
                         "records_per_s": base["records_per_s"], "batches": base["batches"],
                         "peak_rss_mib": round(base_rss, 1)},
         "kefu": {"records": records, "seconds": secs, "batches": batches,
                  "records_per_s": round(records / secs, 1) if secs else 0,
+                 "decisions": decisions,
+                 "decisions_per_s": round(decisions / secs, 1) if secs else 0,
                  "peak_rss_mib": round(rss, 1),
                  "redis_commands_sent": sent,
                  "redis_commands_sent_per_event": round(sent / records, 4) if records else None,
@@ -102,6 +107,9 @@ def throughput(kefu, passthrough, bootstrap, redis, expected):
     }
 
 
+BASE_TS = int(time.time() * 1000) - 3600 * 1000
+
+
 def percentile(values, q):
     values = sorted(values)
     if not values:
@@ -109,10 +117,36 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def live_latency(kefu, args, bootstrap, out_topic, rate, seconds, tag):
-    """Starts `args` (a processor), produces queries at `rate`/s via kefu produce's
+def query(tag, i, ts):
+    return {"event_id": "%s%d" % (tag, i), "shop_id": "bench%d" % (i % 20), "ts": ts,
+            "type": "DELIVERABILITY_QUERY", "agent_id": "a1", "region_code": "440305"}
+
+
+def chat_open(tag, i, ts):
+    """A new buyer opening the chat: one routing decision each (routing-heavy mix)."""
+    return {"event_id": "%s%d" % (tag, i), "shop_id": "bench%d" % (i % 20), "ts": ts,
+            "type": "CHAT_OPEN", "buyer_id": "%sb%d" % (tag, i), "crowd_tags": ["new"]}
+
+
+def staff(kefu, bootstrap, base_ts):
+    """Three ONLINE agents with room for everyone in each bench shop."""
+    recs = []
+    for s in range(20):
+        for a in range(3):
+            common = {"shop_id": "bench%d" % s, "ts": base_ts - 1000, "agent_id": "a%d" % a}
+            recs.append(dict(common, event_id="p%d-%d" % (s, a), type="PROFILE",
+                             level=a + 1, capacity=100000))
+            recs.append(dict(common, event_id="o%d-%d" % (s, a), type="PRESENCE",
+                             presence="ONLINE"))
+    subprocess.run([kefu, "produce", "-b", bootstrap, "-t", "kefu.agent.events"],
+                   input="".join(json.dumps(r) + "\n" for r in recs), text=True, check=True,
+                   stderr=subprocess.DEVNULL)
+
+
+def live_latency(kefu, args, bootstrap, out_topic, rate, seconds, tag, make=query):
+    """Starts `args` (a processor), produces `make` records at `rate`/s via kefu produce's
     stdin, and reads `out_topic` with kefu consume --meta; latency per record is
-    arrival - production time, matched on the cause event id (kefu) or key+ts."""
+    arrival - production time, matched on the record timestamp (the input's ts)."""
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(4)  # the mock cluster's first group join takes 3 s (SPEC §5); not measured
     sent = {}
@@ -129,7 +163,7 @@ def live_latency(kefu, args, bootstrap, out_topic, rate, seconds, tag):
     prod = subprocess.Popen([kefu, "produce", "-b", bootstrap, "-t", "kefu.chat.events",
                              "-X", "linger.ms=0"], stdin=subprocess.PIPE, text=True,
                             stderr=subprocess.DEVNULL)
-    base_ts = int(time.time() * 1000) - 3600 * 1000  # valid ts (SPEC §6), distinct per record
+    base_ts = BASE_TS  # valid ts (SPEC §6), distinct per record
     n = int(rate * seconds)
     start = time.monotonic()
     for i in range(n):
@@ -138,8 +172,7 @@ def live_latency(kefu, args, bootstrap, out_topic, rate, seconds, tag):
         if delay > 0:
             time.sleep(delay)
         ts = base_ts + i
-        rec = {"event_id": "%s%d" % (tag, i), "shop_id": "bench%d" % (i % 20), "ts": ts,
-               "type": "DELIVERABILITY_QUERY", "agent_id": "a1", "region_code": "440305"}
+        rec = make(tag, i, ts)
         prod.stdin.write(json.dumps(rec) + "\n")
         prod.stdin.flush()
         sent[ts] = time.monotonic()
@@ -197,6 +230,13 @@ def main():
                            "--set", "group.id=kefu-bench"],
                     broker.bootstrap, "kefu.service.cards", a.rate, a.seconds, "k"),
             }
+            staff(kefu, broker.bootstrap, BASE_TS)
+            results["latency"]["kefu_routing"] = live_latency(
+                kefu, [kefu, "run", "-b", broker.bootstrap, "--redis", redis.url,
+                       "--set", "http.listen=", "--set", "idle_advance=false",
+                       "--set", "group.id=kefu-bench-routing",
+                       "--set", "transactional.id.prefix=bench-routing"],
+                broker.bootstrap, "kefu.routing.decisions", a.rate, a.seconds, "r", chat_open)
         finally:
             broker.stop()
             redis.stop()
