@@ -4,32 +4,15 @@ kefu.routing.decisions (ROUTE-7's draws are seeded by the cause, SPEC §1.3)."""
 import os
 import subprocess
 
-from confluent_kafka import Consumer, TopicPartition
-
 from kefutest import (INPUT_ORDER, KEFU, SHARED, TOPIC_KEY, KefuTestCase, Redis, load_jsonl,
-                      main)
+                      main, read_raw)
 
 T0 = 1773068400000
 
 
 def raw_values(bootstrap, topic):
-    """Every record's raw value bytes and key, by partition and offset (no kefu code)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "raw-reader",
-                  "enable.partition.eof": True, "auto.offset.reset": "earliest"})
-    md = c.list_topics(topic, timeout=10)
-    parts = [TopicPartition(topic, p, 0) for p in md.topics[topic].partitions]
-    c.assign(parts)
-    out, eof = [], set()
-    while len(eof) < len(parts):
-        m = c.poll(5)
-        if m is None:
-            break
-        if m.error():
-            eof.add(m.partition())
-            continue
-        out.append((m.key(), m.value()))
-    c.close()
-    return sorted(out)
+    """Every record's key and raw value bytes, sorted (no kefu code)."""
+    return sorted((m.key(), m.value()) for m in read_raw(bootstrap, topic))
 
 
 class RoutingEndToEnd(KefuTestCase):

@@ -9,10 +9,9 @@ import struct
 import subprocess
 
 import avro.io
-import avro.schema
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
-from kefutest import KEFU, SOURCE, KefuTestCase, main
+from kefutest import KEFU, KefuTestCase, decode, main, read_raw, schema_table
 
 T0 = 1773068400000
 
@@ -44,33 +43,6 @@ def murmur2(data):
     return h - (1 << 32) if h & 0x80000000 else h
 
 
-def schema_table():
-    ids, by_topic = {}, {}
-    with open(os.path.join(SOURCE, "schemas", "ids.tsv")) as f:
-        for line in f:
-            if not line.strip() or line.startswith("#"):
-                continue
-            sid, topic, path = line.split()
-            with open(os.path.join(SOURCE, path)) as sf:
-                schema = avro.schema.parse(sf.read())
-            ids[int(sid)] = schema
-            by_topic["kefu." + topic] = (int(sid), schema)
-    return ids, by_topic
-
-
-def encode(schema_id, schema, record):
-    buf = io.BytesIO()
-    buf.write(b"\x00" + struct.pack(">i", schema_id))
-    avro.io.DatumWriter(schema).write(record, avro.io.BinaryEncoder(buf))
-    return buf.getvalue()
-
-
-def decode(ids, value):
-    assert value[0] == 0, "Confluent magic byte"
-    schema = ids[struct.unpack(">i", value[1:5])[0]]
-    return avro.io.DatumReader(schema).read(avro.io.BinaryDecoder(io.BytesIO(value[5:])))
-
-
 def with_defaults(schema, record):
     """python3-avro's writer wants every field; fill the schema defaults."""
     out = dict(record)
@@ -82,22 +54,7 @@ def with_defaults(schema, record):
 
 class WireInterop(KefuTestCase):
     def raw(self, topic):
-        c = Consumer({"bootstrap.servers": self.broker.bootstrap, "group.id": "interop",
-                      "enable.partition.eof": True, "auto.offset.reset": "earliest"})
-        md = c.list_topics(topic, timeout=10)
-        parts = [TopicPartition(topic, p, 0) for p in md.topics[topic].partitions]
-        c.assign(parts)
-        out, eof = [], set()
-        while len(eof) < len(parts):
-            m = c.poll(5)
-            if m is None:
-                break
-            if m.error():
-                eof.add(m.partition())
-            else:
-                out.append(m)
-        c.close()
-        return out
+        return read_raw(self.broker.bootstrap, topic)
 
     def test_python_avro_inputs_and_outputs(self):
         """Inputs written by python3-avro are decoded by kefu; every output kefu writes

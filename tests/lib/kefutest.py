@@ -40,6 +40,53 @@ def load_jsonl(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def schema_table():
+    """kefu's schemas by id and by topic, parsed with python3-avro (no kefu code)."""
+    import avro.schema
+    ids, by_topic = {}, {}
+    with open(os.path.join(SOURCE, "schemas", "ids.tsv")) as f:
+        for line in f:
+            if not line.strip() or line.startswith("#"):
+                continue
+            sid, topic, path = line.split()
+            with open(os.path.join(SOURCE, path)) as sf:
+                schema = avro.schema.parse(sf.read())
+            ids[int(sid)] = schema
+            by_topic["kefu." + topic] = (int(sid), schema)
+    return ids, by_topic
+
+
+def decode(ids, value):
+    """A Confluent-framed Avro value decoded with python3-avro."""
+    import io
+    import struct
+    import avro.io
+    assert value[0] == 0, "Confluent magic byte"
+    schema = ids[struct.unpack(">i", value[1:5])[0]]
+    return avro.io.DatumReader(schema).read(avro.io.BinaryDecoder(io.BytesIO(value[5:])))
+
+
+def read_raw(bootstrap, topic):
+    """Every record of @topic with its raw bytes, via python3-confluent-kafka."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "raw-reader",
+                  "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+    md = c.list_topics(topic, timeout=10)
+    parts = [TopicPartition(topic, p, 0) for p in md.topics[topic].partitions]
+    c.assign(parts)
+    out, eof = [], set()
+    while len(eof) < len(parts):
+        m = c.poll(5)
+        if m is None:
+            break
+        if m.error():
+            eof.add(m.partition())
+        else:
+            out.append(m)
+    c.close()
+    return out
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
