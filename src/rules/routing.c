@@ -332,8 +332,11 @@ static json_t *matched_groups(kefu_route_ctx_t *c, kefu_route_t *r) {
   json_t *item = single(kefu_json_str(attrs, "item_id"));
   json_t *intent = single(kefu_json_str(attrs, "intent"));
   json_t *state = single(kefu_buyer_order_state(c->shop, c->buyer, c->buyer_id));
-  json_t *crowd = json_object_get(attrs, "crowd_tags");
-  set = match_dimension(set, "crowd_tags", crowd ? crowd : json_array(), "crowd", r);
+  json_t *crowd = json_is_array(json_object_get(attrs, "crowd_tags"))
+                      ? json_incref(json_object_get(attrs, "crowd_tags"))
+                      : json_array();
+  set = match_dimension(set, "crowd_tags", crowd, "crowd", r);
+  json_decref(crowd);
   set = match_dimension(set, "item_ids", item, "item", r);
   set = match_dimension(set, "intents", intent, "intent", r);
   set = match_dimension(set, "order_states", state, "state", r);
