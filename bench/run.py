@@ -190,6 +190,58 @@ def live_latency(kefu, args, bootstrap, out_topic, rate, seconds, tag, make=quer
             "p99_ms": round(percentile(lat, 0.99), 1) if lat else None}
 
 
+def used_memory(redis):
+    return int(re.search(r"used_memory:(\d+)", redis.cli("INFO", "memory")).group(1))
+
+
+def memory_usage(redis, key):
+    out = redis.cli("MEMORY", "USAGE", key).strip()
+    return int(out) if out.isdigit() else 0
+
+
+def open_waits(kefu, waits):
+    """RATE's cost: `waits` buyers each open a chat and write once, unanswered, inside 100
+    s of event time, so every wait is still open (deadline 180 s) when processing ends."""
+    redis, broker = Redis(), Broker(4)
+    try:
+        base = 1773108000000  # 2026-03-10 10:00 in China
+        staff(kefu, broker.bootstrap, base)
+        lines = []
+        for i in range(waits):
+            ts = base + (i * 100000) // waits
+            shop, buyer = "bench%d" % (i % 20), "w%d" % i
+            lines.append(json.dumps({"event_id": "o%d" % i, "shop_id": shop, "ts": ts,
+                                     "type": "CHAT_OPEN", "buyer_id": buyer}))
+            lines.append(json.dumps({"event_id": "m%d" % i, "shop_id": shop, "ts": ts,
+                                     "type": "BUYER_MSG", "buyer_id": buyer}))
+        subprocess.run([kefu, "produce", "-b", broker.bootstrap, "-t", "kefu.chat.events"],
+                       input="\n".join(lines) + "\n", text=True, check=True,
+                       stderr=subprocess.DEVNULL)
+        before = used_memory(redis)
+        rc, out, err, wall, rss = measure_child(
+            [kefu, "run", "-b", broker.bootstrap, "--redis", redis.url, "--exit-when-idle",
+             "--set", "http.listen=", "--set", "idle_advance=false"])
+        if rc != 0:
+            raise SystemExit("kefu run failed:\n" + err[-4000:])
+        m = re.search(r"processed (\d+) records in (\d+) batches over ([\d.]+) s", err)
+        records, secs = int(m.group(1)), float(m.group(3))
+        timers = sum(int(redis.cli("ZCARD", "kefu:{bench%d}:timers" % s)) for s in range(20))
+        timer_bytes = sum(memory_usage(redis, "kefu:{bench%d}:timers" % s) for s in range(20))
+        meta_bytes = sum(memory_usage(redis, "kefu:{bench%d}:meta" % s) for s in range(20))
+        buyer_bytes = sum(memory_usage(redis, "kefu:{bench%d}:buyers" % s) for s in range(20))
+        return {"open_waits": waits, "records": records, "seconds": secs,
+                "records_per_s": round(records / secs, 1) if secs else 0,
+                "peak_rss_mib": round(rss, 1),
+                "timers_in_redis": timers,
+                "redis_bytes_total_per_open_wait": round((used_memory(redis) - before) / waits, 1),
+                "redis_bytes_timers_per_timer": round(timer_bytes / timers, 1) if timers else None,
+                "redis_bytes_day_tally_per_consultation": round(meta_bytes / waits, 1),
+                "redis_bytes_buyer_per_buyer": round(buyer_bytes / waits, 1)}
+    finally:
+        broker.stop()
+        redis.stop()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -198,6 +250,7 @@ def main():
     ap.add_argument("--rate", type=int, default=500)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.json"))
+    ap.add_argument("--waits", type=int, default=100000, help="open waits for the timer cost")
     a = ap.parse_args()
     kefu = os.path.join(a.build, "kefu")
     passthrough = os.path.join(a.build, "bench", "kefu-passthrough")
@@ -240,6 +293,9 @@ def main():
         finally:
             broker.stop()
             redis.stop()
+    results["timers"] = open_waits(kefu, a.waits)
+    results["timers"]["ratio_records_per_s_to_passthrough"] = round(
+        results["timers"]["records_per_s"] / results["throughput"]["passthrough"]["records_per_s"], 3)
     tp = results["throughput"]
     tp["ratio_kefu_to_passthrough"] = round(
         tp["kefu"]["records_per_s"] / tp["passthrough"]["records_per_s"], 3)
