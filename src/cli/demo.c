@@ -339,6 +339,7 @@ typedef struct summary {
   long in[KEFU_T__COUNT], out[KEFU_T__COUNT];
   counter_t by[KEFU_T__COUNT];
   counter_t deliverability; /* DELIVERABILITY_RESULT cards: one per courier result */
+  counter_t rates;          /* one line per shop and day: its rate and verdicts (RATE) */
   long undeliverable_orders;
   double generate_s, produce_s, process_s, read_s;
 } summary_t;
@@ -375,6 +376,26 @@ static void tally_deliverability(summary_t *s, const json_t *card) {
   s->undeliverable_orders += (long)json_array_size(json_object_get(card, "undeliverable_orders"));
 }
 
+/* RATE: a line per shop and day with the day's rate; verdicts as lines of their own. */
+static void tally_rate(summary_t *s, const json_t *rec) {
+  char label[120];
+  const char *type = kefu_json_str_or(rec, "type");
+  json_t *rate = json_object_get(rec, "rate");
+  if (strcmp(type, "DAILY_REPORT") == 0) {
+    char pct[16] = "-";
+    if (json_is_number(rate))
+      snprintf(pct, sizeof pct, "%.1f%%", 100.0 * json_number_value(rate));
+    snprintf(label, sizeof label, "%-8s %s  rate %6s  (%lld of %lld effective)",
+             kefu_json_str_or(rec, "shop_id"), kefu_json_str_or(rec, "day"), pct,
+             (long long)kefu_json_int(rec, "effective", 0),
+             (long long)kefu_json_int(rec, "consultations", 0));
+  } else {
+    snprintf(label, sizeof label, "%-8s %s  %s", kefu_json_str_or(rec, "shop_id"),
+             kefu_json_str_or(rec, "day"), type);
+  }
+  bump(&s->rates, label);
+}
+
 /* Each output family by what tells most about it. */
 static void tally_record(summary_t *s, kefu_topic_t t, const rd_kafka_message_t *m,
                          const json_t *rec) {
@@ -396,6 +417,10 @@ static void tally_record(summary_t *s, kefu_topic_t t, const rd_kafka_message_t 
     snprintf(label, sizeof label, "%-20s %s", type,
              strcmp(type, "INVITATION_SKIPPED") == 0 ? kefu_json_str_or(rec, "skip_rule")
                                                      : kefu_json_str_or(rec, "initiator"));
+    break;
+  case KEFU_T_RESPONSE_VIOLATIONS:
+    tally_rate(s, rec);
+    snprintf(label, sizeof label, "%s", type);
     break;
   case KEFU_T_RESPONSE_EVENTS:
     snprintf(label, sizeof label, "%s to %s", type, kefu_json_str_or(rec, "responder_kind"));
@@ -535,6 +560,11 @@ static void print_outputs(summary_t *s) {
     printf("  %-30s %8ld%s\n", kefu_topic_name((kefu_topic_t)t), s->out[t],
            t == KEFU_T_DLQ ? "  (dead letters, by reason)" : "");
     print_counter(&s->by[t], "    ");
+    if (t == KEFU_T_RESPONSE_VIOLATIONS && s->rates.n) {
+      printf("    daily 3-minute response rates and verdicts, by shop\n");
+      for (size_t i = 0; i < s->rates.n; i++)
+        printf("      %s\n", s->rates.items[i].label);
+    }
     if (t == KEFU_T_SERVICE_CARDS && s->deliverability.n) {
       printf("    deliverability results (per courier; %ld undeliverable orders listed)\n",
              s->undeliverable_orders);
@@ -560,6 +590,7 @@ static void summary_free(summary_t *s) {
   for (int t = 0; t < KEFU_T__COUNT; t++)
     free(s->by[t].items);
   free(s->deliverability.items);
+  free(s->rates.items);
 }
 
 /* ================================================================ the command */
