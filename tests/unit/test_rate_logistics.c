@@ -177,7 +177,8 @@ static void test_RATE_1_leave_message_consultations(void **state) {
   assert_string_equal(kefu_json_str(find(f, "type", "VIOLATION", 0), "day"), "2026-03-10");
 }
 
-/* RATE-5..8 over a week: fail, fail, fail (escalation once), a quiet day, pass (revoke). */
+/* RATE-5..8 over seven days: fail, fail, fail (escalation once), a quiet day, pass
+ * (revoke all four), fail (a new streak), pass (revoke two). */
 /* RATE-5, RATE-6, RATE-7, RATE-8 */
 static void test_RATE_5_6_7_8_penalty_life_cycle(void **state) {
   fx_t *f = *state;
@@ -211,6 +212,20 @@ static void test_RATE_5_6_7_8_penalty_life_cycle(void **state) {
   json_t *r5 = report(f, 3);
   assert_true(json_real_value(json_object_get(r5, "rate")) == 0.4);
   assert_int_equal(json_array_size(json_object_get(r5, "penalties")), 0);
+  /* day 6: a failed day starts a new streak (VIOLATION, no escalation); day 7 passes and
+   * revokes it again */
+  ask(f, "d6", D0 + 5 * 24 * HOUR + 10 * HOUR);
+  close_day(f, D0 + 5 * 24 * HOUR);
+  assert_int_equal(count_type(f, "type", "VIOLATION"), 4);
+  assert_int_equal(count_type(f, "type", "ESCALATION"), 1);
+  assert_int_equal(kefu_json_int(find(f, "type", "VIOLATION", 3), "consecutive_failed_days", 0), 1);
+  ask(f, "d7", D0 + 6 * 24 * HOUR + 10 * HOUR);
+  reply_at(f, "d7", D0 + 6 * 24 * HOUR + 10 * HOUR + 1000);
+  close_day(f, D0 + 6 * 24 * HOUR);
+  json_t *rev2 = find(f, "type", "PENALTY_REVOKED", 1);
+  assert_non_null(rev2);
+  assert_int_equal(json_array_size(json_object_get(rev2, "penalties")), 2);
+  assert_string_equal(kefu_json_str(rev2, "day"), "2026-03-16");
 }
 
 /* ------------------------------------------------------------------ LOGI, INSIGHT */
