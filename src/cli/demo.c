@@ -376,6 +376,10 @@ static void tally_deliverability(summary_t *s, const json_t *card) {
   s->undeliverable_orders += (long)json_array_size(json_object_get(card, "undeliverable_orders"));
 }
 
+static int by_label(const void *a, const void *b) {
+  return strcmp(((const tally_t *)a)->label, ((const tally_t *)b)->label);
+}
+
 /* RATE: a line per shop and day with the day's rate; verdicts as lines of their own. */
 static void tally_rate(summary_t *s, const json_t *rec) {
   char label[120];
@@ -385,7 +389,7 @@ static void tally_rate(summary_t *s, const json_t *rec) {
     char pct[16] = "-";
     if (json_is_number(rate))
       snprintf(pct, sizeof pct, "%.1f%%", 100.0 * json_number_value(rate));
-    snprintf(label, sizeof label, "%-8s %s  rate %6s  (%lld of %lld effective)",
+    snprintf(label, sizeof label, "%-8s %s  DAILY_REPORT %6s  (%lld of %lld effective)",
              kefu_json_str_or(rec, "shop_id"), kefu_json_str_or(rec, "day"), pct,
              (long long)kefu_json_int(rec, "effective", 0),
              (long long)kefu_json_int(rec, "consultations", 0));
@@ -561,6 +565,9 @@ static void print_outputs(summary_t *s) {
            t == KEFU_T_DLQ ? "  (dead letters, by reason)" : "");
     print_counter(&s->by[t], "    ");
     if (t == KEFU_T_RESPONSE_VIOLATIONS && s->rates.n) {
+      /* records arrive from several partitions in no fixed order: sort for a stable
+       * summary (shop, day, then the report before its verdicts) */
+      qsort(s->rates.items, s->rates.n, sizeof *s->rates.items, by_label);
       printf("    daily 3-minute response rates and verdicts, by shop\n");
       for (size_t i = 0; i < s->rates.n; i++)
         printf("      %s\n", s->rates.items[i].label);
