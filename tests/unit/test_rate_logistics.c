@@ -161,6 +161,26 @@ static void test_RATE_1_3_transfer_mid_wait(void **state) {
                       "AGENT");
 }
 
+/* RATE-5, SPEC §1.3: an event older than the watermark is applied, but a closed day stays
+ * closed: a late message of a closed day opens no wait and adds to no report. */
+static void test_RATE_5_late_event_does_not_reopen_a_closed_day(void **state) {
+  fx_t *f = *state;
+  staffed(f, "");
+  ask(f, "b1", D0 + 10 * HOUR);
+  reply_at(f, "b1", D0 + 10 * HOUR + 1000);
+  close_day(f, D0);
+  assert_int_equal(count_type(f, "type", "DAILY_REPORT"), 1);
+  chat(f, D0 + 11 * HOUR, "BUYER_MSG", "b1", ""); /* late: its day is closed */
+  advance(f, D0 + 11 * HOUR + 180001);
+  ask(f, "b2", D0 + 24 * HOUR + 10 * HOUR); /* the next day */
+  reply_at(f, "b2", D0 + 24 * HOUR + 10 * HOUR + 1000);
+  close_day(f, D0 + 24 * HOUR);
+  assert_int_equal(count_type(f, "type", "RESPONSE_TIMEOUT"), 0);
+  assert_int_equal(count_type(f, "type", "DAILY_REPORT"), 2);
+  assert_string_equal(kefu_json_str(report(f, 1), "day"), "2026-03-11");
+  assert_int_equal(kefu_json_int(report(f, 0), "consultations", 0), 1);
+}
+
 /* RATE-1: buyers on leave-message are consultations of the leave-message target
  * (consultations_other), their waits time out unless a reply comes. */
 static void test_RATE_1_leave_message_consultations(void **state) {
@@ -456,6 +476,7 @@ int main(void) {
       T(test_RATE_1_4_consultations_per_responder),
       T(test_RATE_1_3_transfer_mid_wait),
       T(test_RATE_1_leave_message_consultations),
+      T(test_RATE_5_late_event_does_not_reopen_a_closed_day),
       T(test_RATE_5_6_7_8_penalty_life_cycle),
       T(test_LOGI_1_service_hours_edges),
       T(test_LOGI_1c_qualifying_order),
