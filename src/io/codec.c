@@ -1,26 +1,45 @@
-/* The value codec (see codec.h): Avro binary <-> plain JSON, driven by avro-c's parsed
- * schemas.
+/* The value codec (see codec.h): Confluent framing and Avro binary <-> plain JSON.
  *
- * Why not avro-c's own reader and writer: its generic values cannot fill a reader's
- * defaults during schema resolution (SPEC 1.2), and its binary reader (1.11.1) trusts
- * lengths and counts from the wire: a random varint becomes a malloc of terabytes
- * (which AddressSanitizer aborts on), and 5 bytes make an array of 16 million nulls.
- * Both directions here are a single
- * recursive walk over the schema, straight between the wire bytes and jansson values,
- * so there is no intermediate avro_value_t to fill or copy, and no allocation beyond
- * the JSON itself (encode writes into the caller's reused buffer). The bytes are plain
- * Avro binary; tests/unit/test_codec.c checks them against avro-c's reader and writer.
+ * Who does what. avro-c reads and writes the Avro binary: a frame's datum is read with
+ * avro_value_read() into a generic value of the writer's schema, and a record is
+ * written with avro_value_write() from a generic value of the topic's current schema.
+ * Each codec makes one generic value per schema the first time it meets the schema and
+ * reuses it (avro_value_reset) for every later record, as it reuses one memory reader
+ * and one memory writer, so nothing is parsed or built per event. This file does the
+ * rest: the 5-byte frame, the conversion between generic values and kefu's plain JSON
+ * (by field name; enums as symbols; unions as the bare value; maps in key order), the
+ * defaults avro-c cannot supply (it drops field defaults when it parses a schema, and
+ * its schema resolution cannot fill them; SPEC 1.2), kefu's checks and error messages,
+ * and the validator below.
  *
- * Decoding reads with the writer's schema (the id in the frame) and, beside it, the
- * topic's current schema: every record the writer lacks a field of gets the current
+ * Why a validator runs before avro-c reads a frame: avro_value_read (1.11.1) trusts the
+ * wire. It mallocs a string's or bytes' length before checking it against the data (a
+ * random varint asks for terabytes, a negative one wraps), loops over array and map
+ * counts as given (5 bytes make 16 million nulls), checks a union branch only for being
+ * negative (a large one indexes past avro-c's table of branches) and an enum index not
+ * at all, and leaks what it allocated when a read fails half-way. So every frame first
+ * goes through validate_datum(): a walk over the writer's schema that allocates nothing
+ * and checks every length, count, enum index and union branch against the bytes left
+ * and the schema, bounds nesting and the number of zero-byte items (null, empty
+ * records) per datum, requires UTF-8 strings and map keys (JSON carries nothing else),
+ * and requires the datum to fill the frame exactly. A frame that passes cannot make
+ * avro-c fail (short of memory), and what avro-c allocates for it is a small multiple
+ * of its size plus at most MAX_FREE_ITEMS zero-byte items. The validator also names
+ * what is wrong and where: "avro: <what> at <field path>". tests/unit/test_codec.c
+ * feeds it random and hostile frames and watches avro-c's allocations.
+ *
+ * Decoding uses the writer's schema (the id in the frame) for the bytes and, beside it,
+ * the topic's current schema: every record the writer lacks a field of gets the current
  * schema's default for it (SPEC 1.2: read fields by name, take kefu's defaults).
- * Untrusted input: every length, count, union branch and enum index is checked against
- * the bytes left and the schema before use, nesting is bounded, and strings must be
- * UTF-8 (JSON cannot carry anything else).
  *
- * Encoding writes what Java's and avro-c's encoders write: one block per non-empty
- * array or map, positive counts, and map entries in byte order of their keys, so one
- * record always gives the same bytes (replays compare bytes). */
+ * Encoding sets the generic value field by field from the JSON (unknown fields, unknown
+ * symbols, out-of-range numbers and missing fields without a default are errors) and
+ * lets avro-c write it: one block per non-empty array or map, positive counts, and map
+ * entries in the order they were added, which is byte order of their keys, so one
+ * record always gives the same bytes (replays compare bytes).
+ *
+ * Field paths cost a little on every field, so the walks run without them and, when
+ * one fails, run once more with them to name the field (failures are rare: the DLQ). */
 #include "io/codec.h"
 
 #include <float.h>
@@ -33,14 +52,23 @@
 #include <string.h>
 
 #define MAX_DEPTH 64
-/* Elements of a zero-byte type (null, an empty record) cost no input, so their count
- * cannot be checked against the bytes left; cap it instead. */
+/* Items of a zero-byte type (null, an empty record) cost no input, so their number
+ * cannot be checked against the bytes left; it is capped per datum instead. */
 #define MAX_FREE_ITEMS 65536
 
-/* All per-call state lives on the stack (ctx_t), so a codec holds only its table; it
- * stays an object so that caches can be added without touching callers. */
+/* avro-c's generic value for one schema, made on first use and reused per record. */
+typedef struct cached_value {
+  avro_schema_t schema; /* borrowed from the table */
+  avro_value_iface_t *iface;
+  avro_value_t value;
+} cached_value_t;
+
 struct kefu_codec {
   kefu_schemas_t *schemas; /* borrowed */
+  cached_value_t *values;
+  size_t nvalues, cap;
+  avro_reader_t reader; /* pointed at each frame's datum in turn */
+  avro_writer_t writer; /* pointed at each output buffer in turn */
 };
 
 /* State of one decode or encode call: where we are (for error messages) and how deep. */
@@ -48,8 +76,10 @@ typedef struct ctx {
   const kefu_schemas_t *schemas;
   char *errstr;
   size_t errlen;
-  int decoding; /* errors read "avro: <what> at <path>" rather than "<path>: <what>" */
+  int decoding;  /* errors read "avro: <what> at <path>" rather than "<path>: <what>" */
+  int with_path; /* keep the field path: the second run of a walk that failed */
   int depth;
+  size_t free_items; /* zero-byte items seen in this datum */
   size_t pathlen;
   char path[256];
   char scratch[8]; /* errstr when the caller gave none */
@@ -59,9 +89,11 @@ typedef struct ctx {
 
 static size_t path_push(ctx_t *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Appends to the path; returns the length to restore afterwards. */
+/* Appends to the path (when it is kept); returns the length to restore afterwards. */
 static size_t path_push(ctx_t *x, const char *fmt, ...) {
   size_t old = x->pathlen;
+  if (!x->with_path)
+    return old;
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(x->path + old, sizeof x->path - old, fmt, ap);
@@ -72,12 +104,23 @@ static size_t path_push(ctx_t *x, const char *fmt, ...) {
 }
 
 static size_t path_field(ctx_t *x, const char *name) {
-  return path_push(x, x->pathlen ? ".%s" : "%s", name);
+  return x->with_path ? path_push(x, x->pathlen ? ".%s" : "%s", name) : x->pathlen;
 }
 
 static void path_pop(ctx_t *x, size_t len) {
+  if (!x->with_path)
+    return;
   x->pathlen = len;
   x->path[len] = '\0';
+}
+
+/* Starts a walk over again from the top, keeping the path or not. */
+static void walk_start(ctx_t *x, int with_path) {
+  x->with_path = with_path;
+  x->depth = 0;
+  x->free_items = 0;
+  x->pathlen = 0;
+  x->path[0] = '\0';
 }
 
 static int fail(ctx_t *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -95,6 +138,12 @@ static int fail(ctx_t *x, const char *fmt, ...) {
   else
     snprintf(x->errstr, x->errlen, "%s", what);
   return -1;
+}
+
+/* An avro-c call that returned @p rc: 0, or -1 with avro-c's reason. After the
+ * validator, reads and gets fail only when memory runs out. */
+static int avro_ok(ctx_t *x, int rc) {
+  return rc ? fail(x, "avro-c: %s", avro_strerror()) : 0;
 }
 
 /* ---- schema helpers ------------------------------------------------------------- */
@@ -175,13 +224,38 @@ static size_t min_size(avro_schema_t s, int depth) {
   }
 }
 
-/* ---- decoding: Avro binary -> JSON -------------------------------------------- */
+/* Whether a value of @p s can hold an array or a map (unknown depths count as yes). */
+static int holds_collection(avro_schema_t s, int depth) {
+  s = resolve(s);
+  if (!s || depth > 8)
+    return 1;
+  switch (avro_typeof(s)) {
+  case AVRO_ARRAY:
+  case AVRO_MAP: return 1;
+  case AVRO_RECORD:
+    for (size_t i = 0; i < avro_schema_record_size(s); i++)
+      if (holds_collection(avro_schema_record_field_get_by_index(s, (int)i), depth + 1))
+        return 1;
+    return 0;
+  case AVRO_UNION:
+    for (size_t i = 0; i < avro_schema_union_size(s); i++)
+      if (holds_collection(avro_schema_union_branch(s, (int)i), depth + 1))
+        return 1;
+    return 0;
+  default: return 0;
+  }
+}
+
+/* ---- the validator: is this datum safe to hand to avro-c? ---------------------- */
+
+/* Reads nothing into memory: it only moves over the bytes, checking them against the
+ * writer's schema, and stops at the first problem with its reason. */
 
 typedef struct reader {
   const uint8_t *p, *end;
 } reader_t;
 
-static int dec_value(ctx_t *x, reader_t *r, avro_schema_t w, avro_schema_t cur, json_t **out);
+static int check_value(ctx_t *x, reader_t *r, avro_schema_t w);
 
 static int rd_long(ctx_t *x, reader_t *r, int64_t *out) {
   uint64_t v = 0;
@@ -221,12 +295,255 @@ static int rd_raw(ctx_t *x, reader_t *r, size_t n, const uint8_t **out) {
   return 0;
 }
 
-static uint64_t le_bytes(const uint8_t *p, int n) {
-  uint64_t v = 0;
-  for (int i = n - 1; i >= 0; i--)
-    v = v << 8 | p[i];
-  return v;
+/* Whether @p p holds UTF-8 exactly as jansson accepts it (json_stringn): no overlong
+ * forms, no surrogates, nothing above U+10FFFF; NUL bytes pass. The converter below
+ * then hands strings to jansson unchecked. */
+static int utf8_ok(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n;) {
+    uint8_t b = p[i];
+    size_t more;
+    uint32_t cp, least;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    if (b >= 0xc2 && b <= 0xdf)
+      more = 1, cp = b & 0x1f, least = 0x80;
+    else if (b >= 0xe0 && b <= 0xef)
+      more = 2, cp = b & 0x0f, least = 0x800;
+    else if (b >= 0xf0 && b <= 0xf4)
+      more = 3, cp = b & 0x07, least = 0x10000;
+    else
+      return 0;
+    if (n - i <= more)
+      return 0;
+    for (size_t k = 1; k <= more; k++) {
+      if ((p[i + k] & 0xc0) != 0x80)
+        return 0;
+      cp = cp << 6 | (p[i + k] & 0x3f);
+    }
+    if (cp < least || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return 0;
+    i += more + 1;
+  }
+  return 1;
 }
+
+static int check_scalar(ctx_t *x, reader_t *r, avro_schema_t w) {
+  const uint8_t *p = NULL;
+  int64_t v = 0;
+  size_t n = 0;
+  double d;
+  switch (avro_typeof(w)) {
+  case AVRO_NULL: return 0;
+  case AVRO_BOOLEAN:
+    if (rd_raw(x, r, 1, &p))
+      return -1;
+    return *p > 1 ? fail(x, "boolean byte 0x%02x", *p) : 0;
+  case AVRO_INT32:
+  case AVRO_INT64:
+    if (rd_long(x, r, &v))
+      return -1;
+    if (is_avro_int32(w) && (v < INT32_MIN || v > INT32_MAX))
+      return fail(x, "int %" PRId64 " out of range", v);
+    return 0;
+  case AVRO_FLOAT:
+  case AVRO_DOUBLE: /* IEEE 754, little-endian; JSON has no NaN or infinity */
+    if (rd_raw(x, r, is_avro_float(w) ? 4 : 8, &p))
+      return -1;
+    if (is_avro_float(w)) {
+      float f;
+      uint32_t bits =
+          (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+      memcpy(&f, &bits, sizeof f);
+      d = f;
+    } else {
+      uint64_t bits = 0;
+      for (int i = 7; i >= 0; i--)
+        bits = bits << 8 | p[i];
+      memcpy(&d, &bits, sizeof d);
+    }
+    return isfinite(d) ? 0 : fail(x, "%s is not finite", avro_kind(w));
+  case AVRO_STRING:
+    if (rd_len(x, r, &n) || rd_raw(x, r, n, &p))
+      return -1;
+    return utf8_ok(p, n) ? 0 : fail(x, "string is not UTF-8");
+  case AVRO_BYTES: return rd_len(x, r, &n) || rd_raw(x, r, n, &p) ? -1 : 0;
+  case AVRO_FIXED: return rd_raw(x, r, (size_t)avro_schema_fixed_size(w), &p);
+  default: return fail(x, "unsupported type");
+  }
+}
+
+static int check_enum(ctx_t *x, reader_t *r, avro_schema_t w) {
+  int64_t i;
+  if (rd_long(x, r, &i))
+    return -1;
+  if (i < 0 || i >= avro_schema_enum_number_of_symbols(w))
+    return fail(x, "enum index %" PRId64 " out of range", i);
+  return 0;
+}
+
+static int check_union(ctx_t *x, reader_t *r, avro_schema_t w) {
+  int64_t i;
+  if (rd_long(x, r, &i))
+    return -1;
+  if (i < 0 || (uint64_t)i >= avro_schema_union_size(w))
+    return fail(x, "union branch %" PRId64 " out of range", i);
+  return check_value(x, r, avro_schema_union_branch(w, (int)i));
+}
+
+/* Reads the next block header of an array or map: its item count (0 at the end). The
+ * optional byte size of a negative-count block is read and ignored. Items of
+ * @p item_min bytes or more must fit in the bytes left; zero-byte ones count against
+ * the datum's cap. */
+static int rd_block(ctx_t *x, reader_t *r, size_t item_min, size_t *count) {
+  int64_t n, bytes;
+  if (rd_long(x, r, &n))
+    return -1;
+  if (n == INT64_MIN)
+    return fail(x, "bad block count");
+  if (n < 0) {
+    if (rd_long(x, r, &bytes))
+      return -1;
+    n = -n;
+  }
+  uint64_t left = (uint64_t)(r->end - r->p);
+  if (item_min ? (uint64_t)n > left / item_min : x->free_items + (uint64_t)n > MAX_FREE_ITEMS)
+    return fail(x, "block of %" PRId64 " items exceeds the data", n);
+  if (!item_min)
+    x->free_items += (size_t)n;
+  *count = (size_t)n;
+  return 0;
+}
+
+static int check_array(ctx_t *x, reader_t *r, avro_schema_t w) {
+  avro_schema_t items = avro_schema_array_items(w);
+  size_t item_min = min_size(items, 0), count, index = 0;
+  for (;;) {
+    if (rd_block(x, r, item_min, &count))
+      return -1;
+    if (count == 0)
+      return 0;
+    for (size_t k = 0; k < count; k++, index++) {
+      size_t mark = path_push(x, "[%zu]", index);
+      if (check_value(x, r, items))
+        return -1;
+      path_pop(x, mark);
+    }
+  }
+}
+
+typedef struct map_key {
+  const uint8_t *p;
+  size_t n;
+} map_key_t;
+
+static int key_order(const void *a, const void *b) {
+  const map_key_t *l = a, *r = b;
+  int c = memcmp(l->p, r->p, l->n < r->n ? l->n : r->n);
+  return c ? c : (l->n > r->n) - (l->n < r->n);
+}
+
+/* Of repeated keys the last wins, as in Java, and avro-c agrees when the values are
+ * plain: it reads the repeated entry over the first. Values that hold an array or a
+ * map it would merge instead, so there a repeated key is an error. */
+static int check_unique_keys(ctx_t *x, map_key_t *keys, size_t n) {
+  if (n < 2)
+    return 0;
+  qsort(keys, n, sizeof *keys, key_order);
+  for (size_t i = 1; i < n; i++)
+    if (key_order(&keys[i - 1], &keys[i]) == 0)
+      return fail(x, "map key %.*s repeated", (int)keys[i].n, (const char *)keys[i].p);
+  return 0;
+}
+
+static int check_map(ctx_t *x, reader_t *r, avro_schema_t w) {
+  avro_schema_t values = avro_schema_map_values(w);
+  size_t item_min = 1 + min_size(values, 0), count, n = 0;
+  int unique = holds_collection(values, 0);
+  map_key_t *keys = NULL, key;
+  int rc = -1;
+
+  for (;;) {
+    if (rd_block(x, r, item_min, &count))
+      goto done;
+    if (count == 0)
+      break;
+    if (unique) {
+      map_key_t *grown = realloc(keys, (n + count) * sizeof *keys);
+      if (!grown) {
+        fail(x, "out of memory");
+        goto done;
+      }
+      keys = grown;
+    }
+    for (size_t k = 0; k < count; k++) {
+      if (rd_len(x, r, &key.n) || rd_raw(x, r, key.n, &key.p))
+        goto done;
+      if (!utf8_ok(key.p, key.n) || memchr(key.p, 0, key.n)) {
+        fail(x, "map key is not UTF-8 text");
+        goto done;
+      }
+      if (unique)
+        keys[n++] = key;
+      size_t mark = path_push(x, ".%.*s", (int)key.n, (const char *)key.p);
+      if (check_value(x, r, values))
+        goto done;
+      path_pop(x, mark);
+    }
+  }
+  rc = unique ? check_unique_keys(x, keys, n) : 0;
+done:
+  free(keys);
+  return rc;
+}
+
+static int check_record(ctx_t *x, reader_t *r, avro_schema_t w) {
+  for (size_t i = 0; i < avro_schema_record_size(w); i++) {
+    size_t mark = path_field(x, avro_schema_record_field_name(w, (int)i));
+    if (check_value(x, r, avro_schema_record_field_get_by_index(w, (int)i)))
+      return -1;
+    path_pop(x, mark);
+  }
+  return 0;
+}
+
+static int check_value(ctx_t *x, reader_t *r, avro_schema_t w) {
+  int rc;
+  w = resolve(w);
+  if (!w)
+    return fail(x, "unresolved schema");
+  if (++x->depth > MAX_DEPTH)
+    return fail(x, "nesting deeper than %d", MAX_DEPTH);
+  switch (avro_typeof(w)) {
+  case AVRO_RECORD: rc = check_record(x, r, w); break;
+  case AVRO_ARRAY: rc = check_array(x, r, w); break;
+  case AVRO_MAP: rc = check_map(x, r, w); break;
+  case AVRO_UNION: rc = check_union(x, r, w); break;
+  case AVRO_ENUM: rc = check_enum(x, r, w); break;
+  default: rc = check_scalar(x, r, w); break;
+  }
+  x->depth--;
+  return rc;
+}
+
+/* The datum @p p of @p n bytes, written with @p w: 0 when avro-c may read it. */
+static int validate_datum(ctx_t *x, const uint8_t *p, size_t n, avro_schema_t w) {
+  for (int with_path = 0; with_path < 2; with_path++) {
+    reader_t r = {p, p + n};
+    walk_start(x, with_path);
+    if (check_value(x, &r, w) == 0)
+      return r.p == r.end ? 0 : fail(x, "%zu trailing bytes", (size_t)(r.end - r.p));
+  }
+  return -1;
+}
+
+/* ---- decoding: avro-c's generic value -> JSON ---------------------------------- */
+
+/* The value was read by avro-c from a datum the validator passed, so its strings are
+ * UTF-8, its enum indexes and union branches in range, and its depth bounded. */
+
+static int to_json(ctx_t *x, avro_value_t *v, avro_schema_t w, avro_schema_t cur, json_t **out);
 
 /* Avro's JSON form of bytes and fixed: one code point U+0000..U+00FF per byte. */
 static json_t *latin1_string(const uint8_t *p, size_t n) {
@@ -247,133 +564,95 @@ static json_t *latin1_string(const uint8_t *p, size_t n) {
   return s;
 }
 
-/* float and double: IEEE 754, little-endian. JSON has no NaN or infinity. */
-static int dec_real(ctx_t *x, reader_t *r, avro_schema_t w, json_t **out) {
-  const uint8_t *p = NULL;
-  double d;
-  if (is_avro_float(w)) {
-    float f;
-    uint32_t bits;
-    if (rd_raw(x, r, 4, &p))
-      return -1;
-    bits = (uint32_t)le_bytes(p, 4);
-    memcpy(&f, &bits, sizeof f);
-    d = f;
-  } else {
-    uint64_t bits;
-    if (rd_raw(x, r, 8, &p))
-      return -1;
-    bits = le_bytes(p, 8);
-    memcpy(&d, &bits, sizeof d);
-  }
-  if (!isfinite(d))
-    return fail(x, "%s is not finite", avro_kind(w));
-  *out = json_real(d);
-  return 0;
-}
-
-static int dec_scalar(ctx_t *x, reader_t *r, avro_schema_t w, json_t **out) {
-  const uint8_t *p = NULL;
-  int64_t v = 0;
-  size_t n = 0;
+static int scalar_to_json(ctx_t *x, avro_value_t *v, avro_schema_t w, json_t **out) {
+  const void *buf = NULL;
+  const char *str = NULL;
+  size_t size = 0;
+  int rc, b = 0;
+  int32_t i32 = 0;
+  int64_t i64 = 0;
+  float f = 0;
+  double d = 0;
   switch (avro_typeof(w)) {
   case AVRO_NULL: *out = json_null(); return 0;
   case AVRO_BOOLEAN:
-    if (rd_raw(x, r, 1, &p))
-      return -1;
-    if (*p > 1)
-      return fail(x, "boolean byte 0x%02x", *p);
-    *out = json_boolean(*p);
-    return 0;
+    if ((rc = avro_value_get_boolean(v, &b)) == 0)
+      *out = json_boolean(b);
+    break;
   case AVRO_INT32:
+    if ((rc = avro_value_get_int(v, &i32)) == 0)
+      *out = json_integer(i32);
+    break;
   case AVRO_INT64:
-    if (rd_long(x, r, &v))
-      return -1;
-    if (is_avro_int32(w) && (v < INT32_MIN || v > INT32_MAX))
-      return fail(x, "int %" PRId64 " out of range", v);
-    *out = json_integer((json_int_t)v);
-    return 0;
+    if ((rc = avro_value_get_long(v, &i64)) == 0)
+      *out = json_integer(i64);
+    break;
   case AVRO_FLOAT:
-  case AVRO_DOUBLE: return dec_real(x, r, w, out);
-  case AVRO_STRING:
-    if (rd_len(x, r, &n) || rd_raw(x, r, n, &p))
-      return -1;
-    if (!(*out = json_stringn((const char *)p, n)))
-      return fail(x, "string is not UTF-8");
-    return 0;
+    if ((rc = avro_value_get_float(v, &f)) == 0)
+      *out = json_real(f);
+    break;
+  case AVRO_DOUBLE:
+    if ((rc = avro_value_get_double(v, &d)) == 0)
+      *out = json_real(d);
+    break;
+  case AVRO_STRING: /* avro-c's size counts the NUL it keeps after the text */
+    if ((rc = avro_value_get_string(v, &str, &size)) == 0)
+      *out = json_stringn_nocheck(str, size ? size - 1 : 0);
+    break;
   case AVRO_BYTES:
+    if ((rc = avro_value_get_bytes(v, &buf, &size)) == 0)
+      *out = latin1_string(buf, size);
+    break;
   case AVRO_FIXED:
-    if (is_avro_fixed(w))
-      n = (size_t)avro_schema_fixed_size(w);
-    else if (rd_len(x, r, &n))
-      return -1;
-    if (rd_raw(x, r, n, &p))
-      return -1;
-    *out = latin1_string(p, n);
-    return 0;
+    if ((rc = avro_value_get_fixed(v, &buf, &size)) == 0)
+      *out = latin1_string(buf, size);
+    break;
   default: return fail(x, "unsupported type");
   }
+  return avro_ok(x, rc);
 }
 
-static int dec_enum(ctx_t *x, reader_t *r, avro_schema_t w, json_t **out) {
-  int64_t i;
-  if (rd_long(x, r, &i))
+static int enum_to_json(ctx_t *x, avro_value_t *v, avro_schema_t w, json_t **out) {
+  int i = 0;
+  if (avro_ok(x, avro_value_get_enum(v, &i)))
     return -1;
-  if (i < 0 || i >= avro_schema_enum_number_of_symbols(w))
-    return fail(x, "enum index %" PRId64 " out of range", i);
-  *out = json_string(avro_schema_enum_get(w, (int)i));
+  *out = json_string_nocheck(avro_schema_enum_get(w, i)); /* Avro names: ASCII */
   return 0;
 }
 
-static int dec_union(ctx_t *x, reader_t *r, avro_schema_t w, avro_schema_t cur, json_t **out) {
-  int64_t i;
-  if (rd_long(x, r, &i))
+static int union_to_json(ctx_t *x, avro_value_t *v, avro_schema_t w, avro_schema_t cur,
+                         json_t **out) {
+  int i = 0;
+  avro_value_t branch;
+  if (avro_ok(x, avro_value_get_discriminant(v, &i)) ||
+      avro_ok(x, avro_value_get_current_branch(v, &branch)))
     return -1;
-  if (i < 0 || (uint64_t)i >= avro_schema_union_size(w))
-    return fail(x, "union branch %" PRId64 " out of range", i);
-  return dec_value(x, r, avro_schema_union_branch(w, (int)i), cur, out);
+  /* The current type passes on untouched: the branch finds its own match in it. */
+  return to_json(x, &branch, avro_schema_union_branch(w, i), cur, out);
 }
 
-/* Reads the next block header of an array or map: its item count (0 at the end). The
- * optional byte size of a negative-count block is read and ignored. */
-static int rd_block(ctx_t *x, reader_t *r, size_t item_min, size_t *total, size_t *count) {
-  int64_t n, bytes;
-  if (rd_long(x, r, &n))
-    return -1;
-  if (n == INT64_MIN)
-    return fail(x, "bad block count");
-  if (n < 0) {
-    if (rd_long(x, r, &bytes))
-      return -1;
-    n = -n;
-  }
-  uint64_t left = (uint64_t)(r->end - r->p);
-  if (item_min ? (uint64_t)n > left / item_min : *total + (uint64_t)n > MAX_FREE_ITEMS)
-    return fail(x, "block of %" PRId64 " items exceeds the data", n);
-  *count = (size_t)n;
-  *total += (size_t)n;
-  return 0;
-}
-
-static int dec_array(ctx_t *x, reader_t *r, avro_schema_t w, avro_schema_t cur, json_t **out) {
+static int array_to_json(ctx_t *x, avro_value_t *v, avro_schema_t w, avro_schema_t cur,
+                         json_t **out) {
   avro_schema_t items = avro_schema_array_items(w);
   avro_schema_t cur_items = cur ? avro_schema_array_items(cur) : NULL;
-  size_t item_min = min_size(items, 0), total = 0, count, index = 0;
-  json_t *arr = json_array(), *v;
+  size_t n = 0;
+  json_t *arr = json_array(), *item;
+  avro_value_t child;
 
   if (!arr)
     return fail(x, "out of memory");
-  for (;;) {
-    if (rd_block(x, r, item_min, &total, &count))
+  if (avro_ok(x, avro_value_get_size(v, &n)))
+    goto fail;
+  for (size_t i = 0; i < n; i++) {
+    size_t mark = path_push(x, "[%zu]", i);
+    if (avro_ok(x, avro_value_get_by_index(v, i, &child, NULL)) ||
+        to_json(x, &child, items, cur_items, &item))
       goto fail;
-    if (count == 0)
-      break;
-    for (size_t k = 0; k < count; k++, index++) {
-      size_t mark = path_push(x, "[%zu]", index);
-      if (dec_value(x, r, items, cur_items, &v) || json_array_append_new(arr, v))
-        goto fail;
-      path_pop(x, mark);
+    if (json_array_append_new(arr, item)) {
+      fail(x, "out of memory");
+      goto fail;
     }
+    path_pop(x, mark);
   }
   *out = arr;
   return 0;
@@ -383,83 +662,59 @@ fail:
 }
 
 typedef struct map_entry {
-  char *key;
-  json_t *value;
-  size_t order; /* position on the wire: of repeated keys the last wins, as in Java */
+  const char *key; /* borrowed from avro-c's map */
+  size_t index;
 } map_entry_t;
 
-static int entry_cmp(const void *a, const void *b) {
-  const map_entry_t *l = a, *r = b;
-  int c = strcmp(l->key, r->key);
-  return c ? c : (l->order > r->order) - (l->order < r->order);
+static int entry_order(const void *a, const void *b) {
+  return strcmp(((const map_entry_t *)a)->key, ((const map_entry_t *)b)->key);
 }
 
-static int dec_map_entry(ctx_t *x, reader_t *r, avro_schema_t values, avro_schema_t cur_values,
-                         map_entry_t *e) {
-  const uint8_t *p = NULL;
-  size_t n = 0;
-  if (rd_len(x, r, &n) || rd_raw(x, r, n, &p))
-    return -1;
-  json_t *probe = json_stringn((const char *)p, n); /* validates UTF-8 */
-  int text = probe && !memchr(p, 0, n);
-  json_decref(probe);
-  if (!text)
-    return fail(x, "map key is not UTF-8 text");
-  if (!(e->key = strndup((const char *)p, n)))
-    return fail(x, "out of memory");
-  size_t mark = path_push(x, ".%s", e->key);
-  int rc = dec_value(x, r, values, cur_values, &e->value);
-  path_pop(x, mark);
-  return rc;
-}
-
-/* Map entries are collected first and inserted in key order, whatever order the writer
- * used, so the JSON form of a map is always sorted (SPEC 1.2). */
-static int dec_map(ctx_t *x, reader_t *r, avro_schema_t w, avro_schema_t cur, json_t **out) {
+/* avro-c keeps a map's entries in the order they came (its keys are unique); JSON gets
+ * them in key order, whatever order the writer used (SPEC 1.2). */
+static int map_to_json(ctx_t *x, avro_value_t *v, avro_schema_t w, avro_schema_t cur,
+                       json_t **out) {
   avro_schema_t values = avro_schema_map_values(w);
   avro_schema_t cur_values = cur ? avro_schema_map_values(cur) : NULL;
-  size_t item_min = 1 + min_size(values, 0), total = 0, count, n = 0;
+  size_t n = 0;
   map_entry_t *e = NULL;
-  json_t *obj = NULL;
+  json_t *obj = json_object(), *item;
+  avro_value_t child;
   int rc = -1;
 
-  for (;;) {
-    if (rd_block(x, r, item_min, &total, &count))
-      goto done;
-    if (count == 0)
-      break;
-    map_entry_t *grown = realloc(e, total * sizeof *e);
-    if (!grown) {
-      fail(x, "out of memory");
-      goto done;
-    }
-    e = grown;
-    for (size_t k = 0; k < count; k++, n++) {
-      e[n] = (map_entry_t){.order = n};
-      if (dec_map_entry(x, r, values, cur_values, &e[n])) {
-        n++;
-        goto done;
-      }
-    }
-  }
-  if (n > 1)
-    qsort(e, n, sizeof *e, entry_cmp);
-  if (!(obj = json_object())) {
+  if (!obj)
+    return fail(x, "out of memory");
+  if (avro_ok(x, avro_value_get_size(v, &n)))
+    goto done;
+  if (n && !(e = malloc(n * sizeof *e))) {
     fail(x, "out of memory");
     goto done;
   }
   for (size_t i = 0; i < n; i++) {
-    json_object_set_new(obj, e[i].key, e[i].value);
-    e[i].value = NULL;
+    e[i].index = i;
+    if (avro_ok(x, avro_value_get_by_index(v, i, &child, &e[i].key)))
+      goto done;
   }
-  *out = obj;
+  if (n > 1)
+    qsort(e, n, sizeof *e, entry_order);
+  for (size_t i = 0; i < n; i++) {
+    size_t mark = path_push(x, ".%s", e[i].key);
+    if (avro_ok(x, avro_value_get_by_index(v, e[i].index, &child, NULL)) ||
+        to_json(x, &child, values, cur_values, &item))
+      goto done;
+    if (json_object_set_new_nocheck(obj, e[i].key, item)) {
+      fail(x, "out of memory");
+      goto done;
+    }
+    path_pop(x, mark);
+  }
   rc = 0;
 done:
-  for (size_t i = 0; i < n; i++) {
-    free(e[i].key);
-    json_decref(e[i].value);
-  }
   free(e);
+  if (rc)
+    json_decref(obj);
+  else
+    *out = obj;
   return rc;
 }
 
@@ -479,19 +734,26 @@ static int fill_defaults(ctx_t *x, json_t *obj, avro_schema_t cur) {
   return 0;
 }
 
-static int dec_record(ctx_t *x, reader_t *r, avro_schema_t w, avro_schema_t cur, json_t **out) {
-  json_t *obj = json_object(), *v;
+static int record_to_json(ctx_t *x, avro_value_t *v, avro_schema_t w, avro_schema_t cur,
+                          json_t **out) {
+  json_t *obj = json_object(), *item;
+  avro_value_t field;
 
   if (!obj)
     return fail(x, "out of memory");
   for (size_t i = 0; i < avro_schema_record_size(w); i++) {
     const char *name = avro_schema_record_field_name(w, (int)i);
-    int ci = cur ? avro_schema_record_field_get_index(cur, name) : -1;
+    /* By name: the current schema may have moved, added or dropped fields. */
+    int ci = cur == w ? (int)i : cur ? avro_schema_record_field_get_index(cur, name) : -1;
     avro_schema_t cur_type = ci >= 0 ? avro_schema_record_field_get_by_index(cur, ci) : NULL;
     size_t mark = path_field(x, name);
-    if (dec_value(x, r, avro_schema_record_field_get_by_index(w, (int)i), cur_type, &v) ||
-        json_object_set_new(obj, name, v))
+    if (avro_ok(x, avro_value_get_by_index(v, i, &field, NULL)) ||
+        to_json(x, &field, avro_schema_record_field_get_by_index(w, (int)i), cur_type, &item))
       goto fail;
+    if (json_object_set_new_nocheck(obj, name, item)) {
+      fail(x, "out of memory");
+      goto fail;
+    }
     path_pop(x, mark);
   }
   /* Same schema: nothing can be missing. */
@@ -504,168 +766,114 @@ fail:
   return -1;
 }
 
-static int dec_value(ctx_t *x, reader_t *r, avro_schema_t w, avro_schema_t cur, json_t **out) {
+static int to_json(ctx_t *x, avro_value_t *v, avro_schema_t w, avro_schema_t cur, json_t **out) {
   int rc;
   *out = NULL;
   w = resolve(w);
   if (!w)
     return fail(x, "unresolved schema");
-  if (++x->depth > MAX_DEPTH)
-    return fail(x, "nesting deeper than %d", MAX_DEPTH);
-  /* A union passes the current type on untouched: its branch finds its own match. */
   if (!is_avro_union(w))
     cur = counterpart(cur, w);
   switch (avro_typeof(w)) {
-  case AVRO_RECORD: rc = dec_record(x, r, w, cur, out); break;
-  case AVRO_ARRAY: rc = dec_array(x, r, w, cur, out); break;
-  case AVRO_MAP: rc = dec_map(x, r, w, cur, out); break;
-  case AVRO_UNION: rc = dec_union(x, r, w, cur, out); break;
-  case AVRO_ENUM: rc = dec_enum(x, r, w, out); break;
-  default: rc = dec_scalar(x, r, w, out); break;
+  case AVRO_RECORD: rc = record_to_json(x, v, w, cur, out); break;
+  case AVRO_ARRAY: rc = array_to_json(x, v, w, cur, out); break;
+  case AVRO_MAP: rc = map_to_json(x, v, w, cur, out); break;
+  case AVRO_UNION: rc = union_to_json(x, v, w, cur, out); break;
+  case AVRO_ENUM: rc = enum_to_json(x, v, w, out); break;
+  default: rc = scalar_to_json(x, v, w, out); break;
   }
-  x->depth--;
   if (rc == 0 && !*out)
     rc = fail(x, "out of memory");
   return rc;
 }
 
-/* ---- encoding: JSON -> Avro binary -------------------------------------------- */
+/* ---- encoding: JSON -> avro-c's generic value ---------------------------------- */
 
-typedef struct writer {
-  char **buf;
-  size_t *cap;
-  size_t len;
-} writer_t;
-
-static int enc_value(ctx_t *x, writer_t *w, avro_schema_t s, const json_t *j);
-
-static int wr_reserve(ctx_t *x, writer_t *w, size_t n) {
-  if (*w->cap - w->len >= n && *w->buf)
-    return 0;
-  size_t cap = *w->cap ? *w->cap : 256;
-  while (cap - w->len < n)
-    cap *= 2;
-  char *grown = realloc(*w->buf, cap);
-  if (!grown)
-    return fail(x, "out of memory");
-  *w->buf = grown;
-  *w->cap = cap;
-  return 0;
-}
-
-static int wr_raw(ctx_t *x, writer_t *w, const void *p, size_t n) {
-  if (wr_reserve(x, w, n))
-    return -1;
-  if (n)
-    memcpy(*w->buf + w->len, p, n);
-  w->len += n;
-  return 0;
-}
-
-static int wr_long(ctx_t *x, writer_t *w, int64_t v) {
-  uint8_t b[10];
-  size_t n = 0;
-  uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); /* zigzag */
-  while (z > 0x7f) {
-    b[n++] = (uint8_t)(z & 0x7f) | 0x80;
-    z >>= 7;
-  }
-  b[n++] = (uint8_t)z;
-  return wr_raw(x, w, b, n);
-}
-
-static int wr_le(ctx_t *x, writer_t *w, uint64_t bits, int n) {
-  uint8_t b[8];
-  for (int i = 0; i < n; i++)
-    b[i] = (uint8_t)(bits >> (8 * i));
-  return wr_raw(x, w, b, (size_t)n);
-}
+static int from_json(ctx_t *x, avro_value_t *v, avro_schema_t s, const json_t *j);
 
 static int mismatch(ctx_t *x, avro_schema_t s, const json_t *j) {
   return fail(x, "expected %s, got %s", avro_kind(s), json_kind(j));
 }
 
 /* Bytes and fixed from Avro's JSON form: code points U+0000..U+00FF, one per byte. */
-static int enc_latin1(ctx_t *x, writer_t *w, avro_schema_t s, const json_t *j) {
+static int latin1_from_json(ctx_t *x, avro_value_t *v, avro_schema_t s, const json_t *j) {
   const unsigned char *p = (const unsigned char *)json_string_value(j);
   size_t n = json_string_length(j), k = 0;
-  uint8_t *out = malloc(n + 1);
+  uint8_t *bytes = malloc(n + 1);
   int rc = -1;
-  if (!out)
+  if (!bytes)
     return fail(x, "out of memory");
   for (size_t i = 0; i < n; i++, k++) {
     if (p[i] < 0x80) {
-      out[k] = p[i];
+      bytes[k] = p[i];
     } else if ((p[i] == 0xc2 || p[i] == 0xc3) && i + 1 < n) {
-      out[k] = (uint8_t)((p[i] & 0x03) << 6 | (p[i + 1] & 0x3f));
+      bytes[k] = (uint8_t)((p[i] & 0x03) << 6 | (p[i + 1] & 0x3f));
       i++;
     } else {
       fail(x, "bytes must be code points U+0000..U+00FF");
       goto done;
     }
   }
-  if (is_avro_fixed(s) && (int64_t)k != avro_schema_fixed_size(s))
+  if (!is_avro_fixed(s))
+    rc = avro_ok(x, avro_value_set_bytes(v, bytes, k));
+  else if ((int64_t)k != avro_schema_fixed_size(s))
     fail(x, "fixed takes %" PRId64 " bytes, got %zu", avro_schema_fixed_size(s), k);
-  else if ((is_avro_fixed(s) || wr_long(x, w, (int64_t)k) == 0) && wr_raw(x, w, out, k) == 0)
-    rc = 0;
+  else
+    rc = avro_ok(x, avro_value_set_fixed(v, bytes, k));
 done:
-  free(out);
+  free(bytes);
   return rc;
 }
 
-/* float and double: IEEE 754, little-endian; JSON integers are taken too. */
-static int enc_real(ctx_t *x, writer_t *w, avro_schema_t s, double d) {
-  if (is_avro_double(s)) {
-    uint64_t bits;
-    memcpy(&bits, &d, sizeof bits);
-    return wr_le(x, w, bits, 8);
-  }
+/* float and double take any JSON number; a float must be within its range. */
+static int real_from_json(ctx_t *x, avro_value_t *v, avro_schema_t s, double d) {
+  if (is_avro_double(s))
+    return avro_ok(x, avro_value_set_double(v, d));
   if (fabs(d) > FLT_MAX)
     return fail(x, "%g is out of the float range", d);
-  float f = (float)d;
-  uint32_t bits;
-  memcpy(&bits, &f, sizeof bits);
-  return wr_le(x, w, bits, 4);
+  return avro_ok(x, avro_value_set_float(v, (float)d));
 }
 
-static int enc_scalar(ctx_t *x, writer_t *w, avro_schema_t s, const json_t *j) {
+static int scalar_from_json(ctx_t *x, avro_value_t *v, avro_schema_t s, const json_t *j) {
   switch (avro_typeof(s)) {
-  case AVRO_NULL: return json_is_null(j) ? 0 : mismatch(x, s, j);
-  case AVRO_BOOLEAN: {
-    uint8_t b = json_is_true(j);
-    return json_is_boolean(j) ? wr_raw(x, w, &b, 1) : mismatch(x, s, j);
-  }
-  case AVRO_INT32:
-  case AVRO_INT64: {
+  case AVRO_NULL: return json_is_null(j) ? avro_ok(x, avro_value_set_null(v)) : mismatch(x, s, j);
+  case AVRO_BOOLEAN:
+    if (!json_is_boolean(j))
+      return mismatch(x, s, j);
+    return avro_ok(x, avro_value_set_boolean(v, json_is_true(j)));
+  case AVRO_INT32: {
     if (!json_is_integer(j))
       return mismatch(x, s, j);
-    json_int_t v = json_integer_value(j);
-    if (is_avro_int32(s) && (v < INT32_MIN || v > INT32_MAX))
-      return fail(x, "%" JSON_INTEGER_FORMAT " is out of the int range", v);
-    return wr_long(x, w, (int64_t)v);
+    json_int_t i = json_integer_value(j);
+    if (i < INT32_MIN || i > INT32_MAX)
+      return fail(x, "%" JSON_INTEGER_FORMAT " is out of the int range", i);
+    return avro_ok(x, avro_value_set_int(v, (int32_t)i));
   }
+  case AVRO_INT64:
+    if (!json_is_integer(j))
+      return mismatch(x, s, j);
+    return avro_ok(x, avro_value_set_long(v, (int64_t)json_integer_value(j)));
   case AVRO_FLOAT:
   case AVRO_DOUBLE:
-    return json_is_number(j) ? enc_real(x, w, s, json_number_value(j)) : mismatch(x, s, j);
-  case AVRO_STRING: {
+    return json_is_number(j) ? real_from_json(x, v, s, json_number_value(j)) : mismatch(x, s, j);
+  case AVRO_STRING: /* avro-c's size counts the NUL, which jansson keeps after the text */
     if (!json_is_string(j))
       return mismatch(x, s, j);
-    size_t n = json_string_length(j);
-    return wr_long(x, w, (int64_t)n) || wr_raw(x, w, json_string_value(j), n) ? -1 : 0;
-  }
+    return avro_ok(x,
+                   avro_value_set_string_len(v, json_string_value(j), json_string_length(j) + 1));
   case AVRO_BYTES:
-  case AVRO_FIXED: return json_is_string(j) ? enc_latin1(x, w, s, j) : mismatch(x, s, j);
+  case AVRO_FIXED: return json_is_string(j) ? latin1_from_json(x, v, s, j) : mismatch(x, s, j);
   default: return fail(x, "unsupported type");
   }
 }
 
-static int enc_enum(ctx_t *x, writer_t *w, avro_schema_t s, const json_t *j) {
+static int enum_from_json(ctx_t *x, avro_value_t *v, avro_schema_t s, const json_t *j) {
   if (!json_is_string(j))
     return mismatch(x, s, j);
   int i = avro_schema_enum_get_by_name(s, json_string_value(j));
   if (i < 0)
     return fail(x, "unknown symbol %s", json_string_value(j));
-  return wr_long(x, w, i);
+  return avro_ok(x, avro_value_set_enum(v, i));
 }
 
 static int json_fits(avro_schema_t s, const json_t *j) {
@@ -688,61 +896,65 @@ static int json_fits(avro_schema_t s, const json_t *j) {
 }
 
 /* Plain JSON has no union wrapper: the value picks the first branch of its JSON type. */
-static int enc_union(ctx_t *x, writer_t *w, avro_schema_t s, const json_t *j) {
+static int union_from_json(ctx_t *x, avro_value_t *v, avro_schema_t s, const json_t *j) {
+  avro_value_t branch;
   for (size_t i = 0; i < avro_schema_union_size(s); i++) {
     avro_schema_t b = resolve(avro_schema_union_branch(s, (int)i));
-    if (b && json_fits(b, j))
-      return wr_long(x, w, (int64_t)i) || enc_value(x, w, b, j) ? -1 : 0;
+    if (b && json_fits(b, j)) {
+      if (avro_ok(x, avro_value_set_branch(v, (int)i, &branch)))
+        return -1;
+      return from_json(x, &branch, b, j);
+    }
   }
   return fail(x, "no branch of the union takes a JSON %s", json_kind(j));
 }
 
-static int enc_array(ctx_t *x, writer_t *w, avro_schema_t s, const json_t *j) {
-  size_t n = json_array_size(j);
+/* JSON null reads as an empty array. */
+static int array_from_json(ctx_t *x, avro_value_t *v, avro_schema_t s, const json_t *j) {
+  avro_value_t child;
   if (!json_is_array(j) && !json_is_null(j))
     return mismatch(x, s, j);
-  if (n && wr_long(x, w, (int64_t)n))
-    return -1;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < json_array_size(j); i++) {
     size_t mark = path_push(x, "[%zu]", i);
-    if (enc_value(x, w, avro_schema_array_items(s), json_array_get(j, i)))
+    if (avro_ok(x, avro_value_append(v, &child, NULL)) ||
+        from_json(x, &child, avro_schema_array_items(s), json_array_get(j, i)))
       return -1;
     path_pop(x, mark);
   }
-  return wr_long(x, w, 0);
+  return 0;
 }
 
 static int key_cmp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static int enc_map(ctx_t *x, writer_t *w, avro_schema_t s, const json_t *j) {
+/* Entries are added in byte order of their keys, which is the order avro-c writes
+ * them in, so equal maps give equal bytes. JSON null reads as an empty map. */
+static int map_from_json(ctx_t *x, avro_value_t *v, avro_schema_t s, const json_t *j) {
   size_t n = json_object_size(j), i = 0;
   const char **keys, *k;
-  json_t *v;
+  json_t *item;
+  avro_value_t child;
   int rc = -1;
 
   if (!json_is_object(j) && !json_is_null(j))
     return mismatch(x, s, j);
   if (n == 0)
-    return wr_long(x, w, 0);
+    return 0;
   if (!(keys = malloc(n * sizeof *keys)))
     return fail(x, "out of memory");
-  json_object_foreach((json_t *)j, k, v) {
+  json_object_foreach((json_t *)j, k, item) {
     keys[i++] = k;
   }
   qsort(keys, n, sizeof *keys, key_cmp);
-  if (wr_long(x, w, (int64_t)n))
-    goto done;
   for (i = 0; i < n; i++) {
     size_t mark = path_push(x, ".%s", keys[i]);
-    size_t klen = strlen(keys[i]);
-    if (wr_long(x, w, (int64_t)klen) || wr_raw(x, w, keys[i], klen) ||
-        enc_value(x, w, avro_schema_map_values(s), json_object_get(j, keys[i])))
+    if (avro_ok(x, avro_value_add(v, keys[i], &child, NULL, NULL)) ||
+        from_json(x, &child, avro_schema_map_values(s), json_object_get(j, keys[i])))
       goto done;
     path_pop(x, mark);
   }
-  rc = wr_long(x, w, 0);
+  rc = 0;
 done:
   free(keys);
   return rc;
@@ -776,7 +988,8 @@ static int check_unknown_fields(ctx_t *x, avro_schema_t s, const json_t *j) {
   return 0;
 }
 
-static int enc_record(ctx_t *x, writer_t *w, avro_schema_t s, const json_t *j) {
+static int record_from_json(ctx_t *x, avro_value_t *v, avro_schema_t s, const json_t *j) {
+  avro_value_t field;
   if (!json_is_object(j))
     return mismatch(x, s, j);
   if (check_unknown_fields(x, s, j))
@@ -784,23 +997,24 @@ static int enc_record(ctx_t *x, writer_t *w, avro_schema_t s, const json_t *j) {
   for (size_t i = 0; i < avro_schema_record_size(s); i++) {
     const char *name = avro_schema_record_field_name(s, (int)i);
     avro_schema_t type = avro_schema_record_field_get_by_index(s, (int)i);
-    const json_t *v = json_object_get(j, name);
+    const json_t *jv = json_object_get(j, name);
     size_t mark = path_field(x, name);
     /* Absent, or null where null is not a value: SPEC 1.2 treats both as "not given". */
-    if (!v || (json_is_null(v) && !takes_null(type))) {
+    if (!jv || (json_is_null(jv) && !takes_null(type))) {
       const json_t *def = kefu_schemas_field_default(x->schemas, s, i);
       if (!def)
-        return fail(x, "%s", v ? "null for a required field" : "missing required field");
-      v = def;
+        return fail(x, "%s", jv ? "null for a required field" : "missing required field");
+      jv = def;
     }
-    if (enc_value(x, w, type, v))
+    /* Field i of the generic record is field i of the schema, found above by name. */
+    if (avro_ok(x, avro_value_get_by_index(v, i, &field, NULL)) || from_json(x, &field, type, jv))
       return -1;
     path_pop(x, mark);
   }
   return 0;
 }
 
-static int enc_value(ctx_t *x, writer_t *w, avro_schema_t s, const json_t *j) {
+static int from_json(ctx_t *x, avro_value_t *v, avro_schema_t s, const json_t *j) {
   int rc;
   s = resolve(s);
   if (!s)
@@ -808,12 +1022,12 @@ static int enc_value(ctx_t *x, writer_t *w, avro_schema_t s, const json_t *j) {
   if (++x->depth > MAX_DEPTH)
     return fail(x, "nesting deeper than %d", MAX_DEPTH);
   switch (avro_typeof(s)) {
-  case AVRO_RECORD: rc = enc_record(x, w, s, j); break;
-  case AVRO_ARRAY: rc = enc_array(x, w, s, j); break;
-  case AVRO_MAP: rc = enc_map(x, w, s, j); break;
-  case AVRO_UNION: rc = enc_union(x, w, s, j); break;
-  case AVRO_ENUM: rc = enc_enum(x, w, s, j); break;
-  default: rc = enc_scalar(x, w, s, j); break;
+  case AVRO_RECORD: rc = record_from_json(x, v, s, j); break;
+  case AVRO_ARRAY: rc = array_from_json(x, v, s, j); break;
+  case AVRO_MAP: rc = map_from_json(x, v, s, j); break;
+  case AVRO_UNION: rc = union_from_json(x, v, s, j); break;
+  case AVRO_ENUM: rc = enum_from_json(x, v, s, j); break;
+  default: rc = scalar_from_json(x, v, s, j); break;
   }
   x->depth--;
   return rc;
@@ -821,14 +1035,59 @@ static int enc_value(ctx_t *x, writer_t *w, avro_schema_t s, const json_t *j) {
 
 /* ---- public API --------------------------------------------------------------- */
 
+/* The codec's generic value for schema @p s (made on first use), or NULL when avro-c
+ * cannot make one. The pointer is good until the next call. */
+static avro_value_t *value_for(kefu_codec_t *c, avro_schema_t s) {
+  for (size_t i = 0; i < c->nvalues; i++)
+    if (c->values[i].schema == s)
+      return &c->values[i].value;
+  if (c->nvalues == c->cap) {
+    size_t cap = c->cap ? 2 * c->cap : 8;
+    cached_value_t *grown = realloc(c->values, cap * sizeof *grown);
+    if (!grown)
+      return NULL;
+    c->values = grown;
+    c->cap = cap;
+  }
+  cached_value_t *e = &c->values[c->nvalues];
+  e->schema = s;
+  if (!(e->iface = avro_generic_class_from_schema(s)))
+    return NULL;
+  if (avro_generic_value_new(e->iface, &e->value)) {
+    avro_value_iface_decref(e->iface);
+    return NULL;
+  }
+  c->nvalues++;
+  return &e->value;
+}
+
 kefu_codec_t *kefu_codec_new(kefu_schemas_t *schemas) {
+  static const char nothing[1];
   kefu_codec_t *c = calloc(1, sizeof *c);
-  if (c)
-    c->schemas = schemas;
+  if (!c)
+    return NULL;
+  c->schemas = schemas;
+  c->reader = avro_reader_memory(nothing, 0);
+  c->writer = avro_writer_memory(nothing, 0);
+  if (!c->reader || !c->writer) {
+    kefu_codec_destroy(c);
+    return NULL;
+  }
   return c;
 }
 
 void kefu_codec_destroy(kefu_codec_t *c) {
+  if (!c)
+    return;
+  for (size_t i = 0; i < c->nvalues; i++) {
+    avro_value_decref(&c->values[i].value);
+    avro_value_iface_decref(c->values[i].iface);
+  }
+  free(c->values);
+  if (c->reader)
+    avro_reader_free(c->reader);
+  if (c->writer)
+    avro_writer_free(c->writer);
   free(c);
 }
 
@@ -840,10 +1099,23 @@ static void ctx_init(ctx_t *x, const kefu_codec_t *c, char *errstr, size_t errle
   x->errstr[0] = '\0';
 }
 
+/* The validated value @p v (writer's schema @p w) in plain JSON, with the current
+ * schema's defaults; a failure is run again to name the field. */
+static int value_to_json(ctx_t *x, avro_value_t *v, avro_schema_t w, avro_schema_t cur,
+                         json_t **out) {
+  for (int with_path = 0; with_path < 2; with_path++) {
+    walk_start(x, with_path);
+    if (to_json(x, v, w, cur, out) == 0)
+      return 0;
+  }
+  return -1;
+}
+
 int kefu_codec_decode(kefu_codec_t *c, kefu_topic_t topic, const void *buf, size_t len,
                       json_t **out, char *errstr, size_t errlen) {
   const uint8_t *b = buf;
   kefu_topic_t owner = KEFU_TOPIC_NONE;
+  avro_value_t *v;
   ctx_t x;
 
   *out = NULL;
@@ -859,15 +1131,31 @@ int kefu_codec_decode(kefu_codec_t *c, kefu_topic_t topic, const void *buf, size
   if (owner != topic)
     return fail(&x, "schema id %d belongs to topic %s", (int)id, kefu_topic_name(owner));
 
-  reader_t r = {b + KEFU_CODEC_HEADER_LEN, b + len};
+  const uint8_t *datum = b + KEFU_CODEC_HEADER_LEN;
+  size_t datum_len = len - KEFU_CODEC_HEADER_LEN;
   x.decoding = 1;
-  if (dec_value(&x, &r, w, kefu_schemas_current(c->schemas, topic), out))
+  if (validate_datum(&x, datum, datum_len, w))
     return -1;
-  if (r.p != r.end) {
-    json_decref(*out);
-    *out = NULL;
-    return fail(&x, "%zu trailing bytes", (size_t)(r.end - r.p));
-  }
+  if (!(v = value_for(c, w)))
+    return avro_ok(&x, -1);
+  avro_reader_memory_set_source(c->reader, (const char *)datum, (int64_t)datum_len);
+  if (avro_ok(&x, avro_value_read(c->reader, v)))
+    return -1;
+  return value_to_json(&x, v, w, kefu_schemas_current(c->schemas, topic), out);
+}
+
+/* Makes room for @p n bytes in the caller's buffer. */
+static int reserve(char **buf, size_t *cap, size_t n) {
+  if (*buf && *cap >= n)
+    return 0;
+  size_t grown_cap = *cap ? *cap : 256;
+  while (grown_cap < n)
+    grown_cap *= 2;
+  char *grown = realloc(*buf, grown_cap);
+  if (!grown)
+    return -1;
+  *buf = grown;
+  *cap = grown_cap;
   return 0;
 }
 
@@ -875,10 +1163,11 @@ int kefu_codec_encode(kefu_codec_t *c, kefu_topic_t topic, const json_t *rec, ch
                       size_t *cap, size_t *len, char *errstr, size_t errlen) {
   int32_t id = kefu_schemas_current_id(c->schemas, topic);
   avro_schema_t s = id < 0 ? NULL : kefu_schemas_by_id(c->schemas, id, NULL);
-  writer_t w = {buf, cap, 0};
-  uint8_t head[KEFU_CODEC_HEADER_LEN] = {0, (uint8_t)((uint32_t)id >> 24),
-                                         (uint8_t)((uint32_t)id >> 16),
-                                         (uint8_t)((uint32_t)id >> 8), (uint8_t)id};
+  const uint8_t head[KEFU_CODEC_HEADER_LEN] = {0, (uint8_t)((uint32_t)id >> 24),
+                                               (uint8_t)((uint32_t)id >> 16),
+                                               (uint8_t)((uint32_t)id >> 8), (uint8_t)id};
+  avro_value_t *v;
+  size_t size = 0;
   ctx_t x;
 
   ctx_init(&x, c, errstr, errlen);
@@ -888,9 +1177,29 @@ int kefu_codec_encode(kefu_codec_t *c, kefu_topic_t topic, const json_t *rec, ch
     return fail(&x, "topic %s has no schema", kefu_topic_name(topic));
   if (!json_is_object(rec))
     return fail(&x, "a record must be a JSON object, got %s", rec ? json_kind(rec) : "nothing");
-  if (wr_raw(&x, &w, head, sizeof head) || enc_value(&x, &w, s, rec))
+  if (!(v = value_for(c, s)))
+    return avro_ok(&x, -1);
+  for (int with_path = 0;; with_path = 1) { /* a failure is run again to name the field */
+    walk_start(&x, with_path);
+    if (avro_ok(&x, avro_value_reset(v)))
+      return -1;
+    if (from_json(&x, v, s, rec) == 0)
+      break;
+    if (with_path)
+      return -1;
+  }
+  walk_start(&x, 0);
+  if (avro_ok(&x, avro_value_sizeof(v, &size)))
     return -1;
-  *len = w.len;
+  if (reserve(buf, cap, KEFU_CODEC_HEADER_LEN + size))
+    return fail(&x, "out of memory");
+  memcpy(*buf, head, sizeof head);
+  avro_writer_memory_set_dest(c->writer, *buf + KEFU_CODEC_HEADER_LEN, (int64_t)size);
+  if (avro_ok(&x, avro_value_write(c->writer, v)))
+    return -1;
+  if (avro_writer_tell(c->writer) != (int64_t)size)
+    return fail(&x, "avro-c wrote %" PRId64 " bytes, not %zu", avro_writer_tell(c->writer), size);
+  *len = KEFU_CODEC_HEADER_LEN + size;
   return 0;
 }
 

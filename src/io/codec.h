@@ -2,7 +2,9 @@
  *
  * A framed value is byte 0x00, the schema id as 4 bytes big-endian, then the Avro
  * binary datum. The codec is generic: it knows no topic's fields, only the schemas in
- * the table (io/schemas.h), and it does no I/O, so it is tested alone.
+ * the table (io/schemas.h), and it does no I/O, so it is tested alone. avro-c reads and
+ * writes the Avro binary; the codec frames it, converts avro-c's values to and from
+ * JSON, and validates every frame before avro-c reads it (see codec.c for why).
  *
  * The plain JSON form: field names as in the schema, enums as their symbol strings,
  * unions ["null", X] as null or the bare value (no Avro-JSON wrappers), arrays as
@@ -37,7 +39,8 @@ void kefu_codec_destroy(kefu_codec_t *c);
  *  Fields are read by name from the writer's schema; fields that the writer's schema
  *  lacks but the topic's current schema has get the current schema's default (in
  *  nested records too). Any byte string is safe to pass: every length, count and index
- *  is checked against the buffer and the schema before use.
+ *  is checked against the buffer and the schema before use. Of repeated map keys the
+ *  last wins, except in maps whose values hold arrays or maps, where they are an error.
  *  @returns 0 with a new JSON object in @p *out (owned by the caller), or -1 with a
  *  short reason in @p errstr: "bad framing: ...", "unknown schema id 99",
  *  "schema id 5 belongs to topic kefu.shop.config", "avro: <what> at <field path>",

@@ -444,7 +444,8 @@ static void shop_plan(gen_t *g, shop_plan_t *sp, int k, double zipf_total) {
   /* Most merchants answer in time; every sixth from shop02 is slow enough to fail the
    * 3-minute rate, so that even a small demo shows what a violation looks like. */
   sp->late = k % 6 == 2 ? 0.6 : 0.1;
-  sp->agents = calloc((size_t)sp->nagents, sizeof *sp->agents);
+  sp->agents =
+      calloc(sp->nagents > 0 && sp->nagents < 100000 ? (size_t)sp->nagents : 1, sizeof *sp->agents);
   for (int a = 0; a < sp->nagents; a++)
     snprintf(sp->agents[a].id, sizeof sp->agents[a].id, "a%d", a);
 }
@@ -454,7 +455,9 @@ static void shops_setup(gen_t *g) {
   double zipf_total = 0;
   for (int k = 0; k < o->shops; k++)
     zipf_total += 1.0 / (k + 1);
-  g->shops = calloc((size_t)o->shops, sizeof *g->shops);
+  /* options are checked before this (1..10000 shops); the bound also tells the compiler */
+  size_t nshops = o->shops > 0 && o->shops <= 10000 ? (size_t)o->shops : 1;
+  g->shops = calloc(nshops, sizeof *g->shops);
   for (int k = 0; k < o->shops; k++) {
     shop_plan_t *sp = &g->shops[k];
     shop_plan(g, sp, k, zipf_total);

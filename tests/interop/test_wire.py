@@ -43,6 +43,14 @@ def murmur2(data):
     return h - (1 << 32) if h & 0x80000000 else h
 
 
+def encode(schema_id, schema, record):
+    """Confluent framing around python3-avro's binary encoding."""
+    buf = io.BytesIO()
+    buf.write(b"\x00" + struct.pack(">i", schema_id))
+    avro.io.DatumWriter(schema).write(record, avro.io.BinaryEncoder(buf))
+    return buf.getvalue()
+
+
 def with_defaults(schema, record):
     """python3-avro's writer wants every field; fill the schema defaults."""
     out = dict(record)
