@@ -252,6 +252,8 @@ static void on_revoke(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
     /* Unprocessed records are dropped: nothing of them was applied or committed. */
     for (int k = 0; k < KEFU_KEYED_INPUTS; k++)
       engine_queue_drop_all(&p->tasks[id].q[k]);
+    for (int k = 0; k < KEFU_KEYED_INPUTS; k++) /* no stale lag for a task we gave up */
+      kefu_metric_set(p->m.lag[id][k], 0);
     p->tasks[id].assigned = false;
     json_decref(p->tasks[id].timer_index);
     p->tasks[id].timer_index = NULL;

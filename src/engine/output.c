@@ -165,7 +165,10 @@ txn_error:
     rc = -1;
   } else {
     rc = 1;
-    if (rd_kafka_error_txn_requires_abort(error)) {
+    /* Retry the batch from a clean transaction: abort the open one, also after a
+     * retriable commit timeout (a new begin_transaction would conflict with the
+     * unfinished commit). The batch's outputs come back byte for byte (remembered). */
+    if (p->o->exactly_once) {
       rd_kafka_error_t *e2 = rd_kafka_abort_transaction(p->producer, 30000);
       if (e2)
         rd_kafka_error_destroy(e2);

@@ -71,6 +71,7 @@ static int process_batch(kefu_processor_t *p, batch_t *b, volatile sig_atomic_t 
               errstr);
     if (*stop)
       return -1;
+    kefu_http_heartbeat(); /* alive, just not ready: liveness must not restart us */
     usleep((useconds_t)backoff * 1000);
     backoff = backoff * 2 > p->o->redis_retry_max_ms ? p->o->redis_retry_max_ms : backoff * 2;
   }
@@ -181,6 +182,7 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
   char errstr[256];
   size_t max = (size_t)p->o->batch_max_records;
 
+  kefu_http_set_ready(true, NULL); /* connected to Kafka and Redis: ready until a batch fails */
   while (!*stop) {
     int64_t deadline = engine_wall_ms() + p->o->batch_max_ms;
     size_t queued = 0;
