@@ -169,8 +169,7 @@ done:
 
 /* Applies one valid input to its shop, unless its state is already applied (a
  * re-processed input) or its event id was seen in the last 7 days (a duplicate). */
-static void apply_input(kefu_processor_t *p, batch_state_t *bs, input_t *in, const char *cause,
-                        kefu_emitter_t *em) {
+static void apply_input(kefu_processor_t *p, batch_state_t *bs, input_t *in, kefu_emitter_t *em) {
   size_t slot = shop_slot(p, bs, in->ev.shop_id, in->task); /* may move */
   kefu_shop_t *shop = bs->shops[slot];
   char field[300], offset[32];
@@ -187,7 +186,6 @@ static void apply_input(kefu_processor_t *p, batch_state_t *bs, input_t *in, con
   }
   json_object_set_new(shop->dedup_new, in->ev.event_id, json_integer(in->ev.ts));
   kefu_rules_apply(&p->env, shop, &in->ev, em);
-  (void)cause;
 }
 
 static void add_outputs(batch_state_t *bs, json_t *records, const char *cause, size_t index) {
@@ -283,7 +281,7 @@ void engine_run_rules(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) 
     em.cause_offset = in->offset;
     em.timers = &bs->timers[in->task];
     fire_due(p, bs, in, &em);
-    apply_input(p, bs, in, cause, &em);
+    apply_input(p, bs, in, &em);
     keep_outputs(bs, &em, cause, i);
     kefu_emitter_clear(&em);
   }

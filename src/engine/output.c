@@ -37,7 +37,7 @@ static int produce_dlq(kefu_processor_t *p, const input_t *in, const char *cause
                  rd_kafka_message_timestamp(m, &tstype), hdrs, errstr, errlen);
 }
 
-int engine_produce_output(kefu_processor_t *p, const json_t *out, char *errstr, size_t errlen) {
+static int produce_output(kefu_processor_t *p, const json_t *out, char *errstr, size_t errlen) {
   kefu_topic_t t = (kefu_topic_t)json_integer_value(json_array_get(out, 0));
   const json_t *rec = json_array_get(out, 1);
   const char *cause = json_string_value(json_array_get(out, 2));
@@ -75,7 +75,7 @@ static int produce_pending_idle(kefu_processor_t *p, const batch_t *b, char *err
     json_object_foreach(task->pending_idle, cause, records) {
       json_array_foreach(records, k, r) {
         json_t *out = json_pack("[O, O, s]", json_array_get(r, 0), json_array_get(r, 1), cause);
-        int rc = engine_produce_output(p, out, errstr, errlen);
+        int rc = produce_output(p, out, errstr, errlen);
         json_decref(out);
         if (rc)
           return -1;
@@ -101,7 +101,7 @@ static int produce_all(kefu_processor_t *p, const batch_t *b, const batch_state_
     for (; o < nout &&
            (size_t)json_integer_value(json_array_get(json_array_get(bs->outputs, o), 3)) == i;
          o++)
-      if (engine_produce_output(p, json_array_get(bs->outputs, o), errstr, errlen))
+      if (produce_output(p, json_array_get(bs->outputs, o), errstr, errlen))
         return -1;
   }
   return 0;

@@ -134,7 +134,6 @@ int engine_store_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs,
 int engine_kafka_commit(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs,
                         char *errstr, size_t errlen);
 void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs);
-int engine_produce_output(kefu_processor_t *p, const json_t *out, char *errstr, size_t errlen);
 void engine_maybe_idle_tick(kefu_processor_t *p, task_t *task, batch_t *b);
 int64_t engine_wall_ms(void);
 int engine_redis_flush(kefu_processor_t *p, redisReply ***replies, char *errstr, size_t errlen);

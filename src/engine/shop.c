@@ -97,9 +97,12 @@ void kefu_shop_set_shipped(kefu_shop_t *s, const char *order_id, int64_t shipped
   json_object_set_new(s->shipped_changed, order_id, json_true());
 }
 
+bool kefu_str_eq(const char *a, const char *b) {
+  return a && b && strcmp(a, b) == 0;
+}
+
 bool kefu_json_str_eq(const json_t *o, const char *field, const char *value) {
-  const char *v = kefu_json_str(o, field);
-  return v && strcmp(v, value) == 0;
+  return kefu_str_eq(kefu_json_str(o, field), value);
 }
 
 const char *kefu_json_str_or(const json_t *o, const char *field) {

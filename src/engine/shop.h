@@ -67,6 +67,8 @@ json_t *kefu_cfg_get(const kefu_shop_t *s, const char *field);
 /* Helpers for entity fields. */
 int64_t kefu_json_int(const json_t *o, const char *field, int64_t dflt);
 const char *kefu_json_str(const json_t *o, const char *field);
+/** @brief Both strings present and equal. */
+bool kefu_str_eq(const char *a, const char *b);
 bool kefu_json_str_eq(const json_t *o, const char *field, const char *value);
 /** @brief The string @p field of @p o, or "-" when absent (for printing). */
 const char *kefu_json_str_or(const json_t *o, const char *field);

@@ -28,15 +28,11 @@ bool kefu_is_logistics_intent(const char *intent) {
   return kefu_enum_parse(logistics_intents, intent) >= 0;
 }
 
-static bool str_eq(const char *a, const char *b) {
-  return a && b && strcmp(a, b) == 0;
-}
-
 json_t *kefu_rules_inquiry_order(kefu_shop_t *shop, const kefu_event_t *ev, const char **order_id) {
   json_t *buyer = kefu_shop_get(shop, KEFU_ENT_BUYER, ev->buyer_id), *o = NULL;
   *order_id = ev->order_id;
   o = kefu_shop_get(shop, KEFU_ENT_ORDER, ev->order_id);
-  if (o && str_eq(kefu_json_str(o, "buyer_id"), ev->buyer_id))
+  if (o && kefu_str_eq(kefu_json_str(o, "buyer_id"), ev->buyer_id))
     return o;
   *order_id = kefu_json_str(buyer, "last_order");
   o = kefu_shop_get(shop, KEFU_ENT_ORDER, *order_id);
@@ -47,7 +43,7 @@ json_t *kefu_rules_inquiry_order(kefu_shop_t *shop, const kefu_event_t *ev, cons
 
 static bool in_transit(const json_t *o) {
   const char *s = kefu_json_str(o, "status");
-  return str_eq(s, "SHIPPED") || str_eq(s, "PARTIALLY_SHIPPED");
+  return kefu_str_eq(s, "SHIPPED") || kefu_str_eq(s, "PARTIALLY_SHIPPED");
 }
 
 /* In transit and a supported package courier cannot deliver to the destination now. */
@@ -68,7 +64,7 @@ static bool courier_mismatch(const kefu_rules_env_t *env, const json_t *o, int64
 
 static bool after_sale_is(const json_t *o, const char *a, const char *b) {
   const char *r = kefu_json_str(o, "after_sale");
-  return str_eq(r, a) || str_eq(r, b);
+  return kefu_str_eq(r, a) || kefu_str_eq(r, b);
 }
 
 /* INSIGHT-1: the first cause that holds, in the rule's order. */
@@ -79,7 +75,7 @@ const char *kefu_inquiry_cause(const kefu_rules_env_t *env, const json_t *o, int
   *factor = "UNKNOWN";
   if (!o)
     return cause;
-  if (str_eq(status, "PAID") && ts - kefu_json_int(o, "paid_ts", ts) > 48 * HOUR_MS)
+  if (kefu_str_eq(status, "PAID") && ts - kefu_json_int(o, "paid_ts", ts) > 48 * HOUR_MS)
     cause = "NOT_SHIPPED_ON_TIME";
   else if (courier_mismatch(env, o, ts))
     cause = "UNDELIVERABLE_ROUTE";
@@ -89,7 +85,7 @@ const char *kefu_inquiry_cause(const kefu_rules_env_t *env, const json_t *o, int
     cause = "ADDRESS_CHANGED";
   else if (in_transit(o) && ts - kefu_json_int(o, "scan_ts", ts) > 72 * HOUR_MS)
     cause = "LOGISTICS_STALLED";
-  else if (str_eq(status, "SIGNED"))
+  else if (kefu_str_eq(status, "SIGNED"))
     cause = "SIGNED_NOT_RECEIVED";
   else if (after_sale_is(o, "DAMAGED", "LOST"))
     cause = "DAMAGED_OR_LOST";

@@ -17,19 +17,8 @@
 #include "rules/logistics.h"
 
 #define TIMER_EXPIRY "invitation_expiry"
-#define MINUTE_MS INT64_C(60000)
-#define DAY_MS INT64_C(86400000)
 
 static const char *const default_couriers[] = {"ZTO", "STO", "YUNDA", "YTO", NULL};
-
-static bool str_eq(const char *a, const char *b) {
-  return a && b && strcmp(a, b) == 0;
-}
-
-static json_t *session_of(json_t *buyer) {
-  json_t *s = json_object_get(buyer, "session");
-  return json_is_object(s) ? s : NULL;
-}
 
 static bool courier_supported(const kefu_rules_env_t *env, const char *courier) {
   const char *const *list =
@@ -41,7 +30,8 @@ static bool courier_supported(const kefu_rules_env_t *env, const char *courier) 
 static bool qualifies(const kefu_rules_env_t *env, const json_t *o) {
   const char *s = kefu_json_str(o, "status");
   json_t *pkgs = json_object_get(o, "packages");
-  return (str_eq(s, "SHIPPED") || str_eq(s, "PARTIALLY_SHIPPED")) && json_array_size(pkgs) == 1 &&
+  return (kefu_str_eq(s, "SHIPPED") || kefu_str_eq(s, "PARTIALLY_SHIPPED")) &&
+         json_array_size(pkgs) == 1 &&
          courier_supported(env, kefu_json_str(json_array_get(pkgs, 0), "courier"));
 }
 
@@ -53,7 +43,8 @@ static json_t *qualifying_order(const kefu_rules_env_t *env, kefu_shop_t *shop,
   *order_id = ev->order_id;
   if (ev->order_id) {
     json_t *o = kefu_shop_get(shop, KEFU_ENT_ORDER, ev->order_id);
-    return o && str_eq(kefu_json_str(o, "buyer_id"), ev->buyer_id) && qualifies(env, o) ? o : NULL;
+    return o && kefu_str_eq(kefu_json_str(o, "buyer_id"), ev->buyer_id) && qualifies(env, o) ? o
+                                                                                             : NULL;
   }
   json_array_foreach(json_object_get(buyer, "orders"), i, id) {
     json_t *o = kefu_shop_get(shop, KEFU_ENT_ORDER, json_string_value(id));
@@ -69,8 +60,7 @@ static json_t *qualifying_order(const kefu_rules_env_t *env, kefu_shop_t *shop,
 }
 
 static bool in_service_hours(const kefu_shop_t *shop, int64_t ts) {
-  int64_t t = ts + kefu_cfg_int(shop, "utc_offset_minutes") * MINUTE_MS;
-  int64_t minute = ((t % DAY_MS + DAY_MS) % DAY_MS) / MINUTE_MS;
+  int64_t minute = kefu_rules_local_minute(shop, ts);
   return minute >= 9 * 60 && minute < 21 * 60;
 }
 
@@ -100,9 +90,9 @@ static const char *last_id(kefu_emitter_t *out) {
 }
 
 static void invite(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev,
-                   json_t *buyer, json_t *session, const char *initiator, kefu_emitter_t *out) {
+                   json_t *session, const char *initiator, kefu_emitter_t *out) {
   const char *order_id, *skip = NULL;
-  bool merchant = str_eq(initiator, "MERCHANT");
+  bool merchant = kefu_str_eq(initiator, "MERCHANT");
   json_t *inv = json_pack("{s:s, s:s?}", "initiator", initiator, "agent_id",
                           kefu_json_str(session, "agent_id"));
   json_t *order = NULL, *pending = json_object_get(session, "invitation");
@@ -146,15 +136,14 @@ static void invite(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_ev
   kefu_shop_touch(shop, KEFU_ENT_BUYER, ev->buyer_id);
 done:
   json_decref(inv);
-  (void)buyer;
 }
 
 /* LOGI-4 */
 static void consent(kefu_shop_t *shop, const kefu_event_t *ev, json_t *session,
                     kefu_emitter_t *out) {
   json_t *inv = json_object_get(session, "invitation");
-  if (!json_is_object(inv) || !str_eq(kefu_json_str(inv, "state"), "PENDING") ||
-      !str_eq(kefu_json_str(inv, "id"), kefu_json_str(ev->rec, "invitation_id")))
+  if (!json_is_object(inv) || !kefu_str_eq(kefu_json_str(inv, "state"), "PENDING") ||
+      !kefu_str_eq(kefu_json_str(inv, "id"), kefu_json_str(ev->rec, "invitation_id")))
     return; /* unknown, expired, answered, or its session closed: nothing */
   if (json_is_true(json_object_get(ev->rec, "accepted"))) {
     json_object_set_new(inv, "state", json_string("ACTIVE"));
@@ -172,17 +161,17 @@ static void consent(kefu_shop_t *shop, const kefu_event_t *ev, json_t *session,
 void kefu_rules_logistics(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev,
                           kefu_emitter_t *out) {
   json_t *buyer = ev->buyer_id ? kefu_shop_get(shop, KEFU_ENT_BUYER, ev->buyer_id) : NULL;
-  json_t *session = session_of(buyer);
-  bool with_agent = session && str_eq(kefu_json_str(session, "target"), "AGENT");
+  json_t *session = kefu_rules_session(buyer);
+  bool with_agent = session && kefu_str_eq(kefu_json_str(session, "target"), "AGENT");
   switch (ev->type) {
   case KEFU_CHAT_BUYER_MSG: /* LOGI-1, LOGI-2: only while the session is with an agent */
     if (with_agent && kefu_is_logistics_intent(kefu_json_str(ev->rec, "intent")) &&
         !json_is_true(json_object_get(session, "three_party")))
-      invite(env, shop, ev, buyer, session, "PLATFORM", out);
+      invite(env, shop, ev, session, "PLATFORM", out);
     return;
   case KEFU_CHAT_MERCHANT_INVITE_LOGISTICS: /* LOGI-3 */
     if (with_agent)
-      invite(env, shop, ev, buyer, session, "MERCHANT", out);
+      invite(env, shop, ev, session, "MERCHANT", out);
     return;
   case KEFU_CHAT_LOGISTICS_CONSENT:
     if (session)
@@ -198,7 +187,7 @@ void kefu_rules_logistics_session_end(kefu_shop_t *shop, const char *buyer_id, j
   json_t *inv = json_object_get(session, "invitation");
   if (!json_is_object(inv))
     return;
-  if (str_eq(kefu_json_str(inv, "state"), "ACTIVE")) {
+  if (kefu_str_eq(kefu_json_str(inv, "state"), "ACTIVE")) {
     emit_invitation(shop, buyer_id, inv, "THREE_PARTY_ENDED", NULL, true, ts, out, false);
     emit_invitation(shop, buyer_id, inv, "EVALUATION_REQUESTED", NULL, true, ts, out, false);
   } else {
@@ -209,10 +198,10 @@ void kefu_rules_logistics_session_end(kefu_shop_t *shop, const char *buyer_id, j
 bool kefu_rules_logistics_timer(kefu_shop_t *shop, const kefu_timer_t *t, kefu_emitter_t *out) {
   if (strcmp(t->kind, TIMER_EXPIRY) != 0)
     return false;
-  json_t *buyer = kefu_shop_get(shop, KEFU_ENT_BUYER, t->buyer_id), *s = session_of(buyer);
+  json_t *buyer = kefu_shop_get(shop, KEFU_ENT_BUYER, t->buyer_id), *s = kefu_rules_session(buyer);
   json_t *inv = json_object_get(s, "invitation");
-  if (json_is_object(inv) && str_eq(kefu_json_str(inv, "state"), "PENDING") &&
-      str_eq(kefu_json_str(inv, "id"), kefu_json_str(t->payload, "invitation"))) {
+  if (json_is_object(inv) && kefu_str_eq(kefu_json_str(inv, "state"), "PENDING") &&
+      kefu_str_eq(kefu_json_str(inv, "id"), kefu_json_str(t->payload, "invitation"))) {
     emit_invitation(shop, t->buyer_id, inv, "INVITATION_EXPIRED", NULL, false, t->deadline, out,
                     false);
     json_object_del(s, "invitation");

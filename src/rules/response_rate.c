@@ -29,10 +29,6 @@
 static const char *const penalty_order[] = {"TRAFFIC_DOWNWEIGHT", "LISTING_RESTRICTED",
                                             "MARKETING_RESTRICTED", "SHOP_SUPERVISED"};
 
-static bool str_eq(const char *a, const char *b) {
-  return a && b && strcmp(a, b) == 0;
-}
-
 /* ------------------------------------------------------------------ local time */
 
 static int64_t offset_ms(const kefu_shop_t *shop) {
@@ -52,8 +48,8 @@ static void day_name(int64_t day, char *out, size_t outlen) {
 }
 
 /* RATE-2: [08:00, 23:00) local. */
-static bool in_window(int64_t ts, int64_t off) {
-  int64_t t = ts + off, minute = ((t % DAY_MS + DAY_MS) % DAY_MS) / MINUTE_MS;
+static bool in_window(const kefu_shop_t *shop, int64_t ts) {
+  int64_t minute = kefu_rules_local_minute(shop, ts);
   return minute >= 8 * 60 && minute < 23 * 60;
 }
 
@@ -120,9 +116,9 @@ static bool responder_of(const json_t *buyer, responder_t *r) {
   if (!json_is_object(s))
     return false;
   r->kind = kefu_json_str(s, "target");
-  r->id = str_eq(r->kind, "AGENT")           ? kefu_json_str(s, "agent_id")
-          : str_eq(r->kind, "LEAVE_MESSAGE") ? kefu_json_str(s, "leave_target")
-                                             : NULL;
+  r->id = kefu_str_eq(r->kind, "AGENT")           ? kefu_json_str(s, "agent_id")
+          : kefu_str_eq(r->kind, "LEAVE_MESSAGE") ? kefu_json_str(s, "leave_target")
+                                                  : NULL;
   snprintf(r->key, sizeof r->key, "%s:%s", r->kind ? r->kind : "?", r->id ? r->id : "");
   return r->kind != NULL;
 }
@@ -141,10 +137,8 @@ static void buyer_message(const kefu_rules_env_t *env, kefu_shop_t *shop, const 
                           json_t *buyer, kefu_emitter_t *out) {
   responder_t r;
   char day[16], key[2 * KEFU_ID_MAX + 16];
-  int64_t off = offset_ms(shop);
-  if (!kefu_cfg_bool(shop, "response_rate_assessed") || !in_window(ev->ts, off) ||
-      json_is_true(json_object_get(json_object_get(buyer, "session"), "three_party")) ||
-      !responder_of(buyer, &r) ||
+  if (!kefu_cfg_bool(shop, "response_rate_assessed") || !in_window(shop, ev->ts) ||
+      kefu_rules_buyer_three_party(buyer) || !responder_of(buyer, &r) ||
       !kefu_rules_rate_day_open(env, shop, ev->ts, out, day, sizeof day))
     return;
   json_t *consultations = json_object_get(day_tally(shop, day), "consultations");
@@ -153,8 +147,8 @@ static void buyer_message(const kefu_rules_env_t *env, kefu_shop_t *shop, const 
     json_object_set_new(consultations, key, json_pack("{s:s, s:b}", "kind", r.kind, "ok", 1));
   json_t *waits = waits_of(buyer), *w;
   size_t i;
-  json_array_foreach(waits, i, w) if (str_eq(kefu_json_str(w, "responder"), r.key) &&
-                                      str_eq(kefu_json_str(w, "day"), day)) return;
+  json_array_foreach(waits, i, w) if (kefu_str_eq(kefu_json_str(w, "responder"), r.key) &&
+                                      kefu_str_eq(kefu_json_str(w, "day"), day)) return;
   json_array_append_new(waits,
                         json_pack("{s:s, s:s, s:s?, s:I, s:s}", "responder", r.key, "kind", r.kind,
                                   "id", r.id, "opened", (json_int_t)ev->ts, "day", day));
@@ -194,7 +188,7 @@ static void wait_timeout(kefu_shop_t *shop, const kefu_timer_t *t, kefu_emitter_
   size_t i;
   char key[2 * KEFU_ID_MAX + 16];
   json_array_foreach(json_object_get(buyer, "waits"), i, w) {
-    if (!str_eq(kefu_json_str(w, "responder"), responder) ||
+    if (!kefu_str_eq(kefu_json_str(w, "responder"), responder) ||
         kefu_json_int(w, "opened", -2) != opened)
       continue;
     const char *day = kefu_json_str(w, "day");
@@ -230,10 +224,10 @@ static tally_t count(const json_t *consultations) {
     bool ok = json_is_true(json_object_get(c, "ok"));
     t.n++;
     t.ok += ok;
-    if (str_eq(kind, "BOT")) {
+    if (kefu_str_eq(kind, "BOT")) {
       t.n_bot++;
       t.ok_bot += ok;
-    } else if (str_eq(kind, "AGENT")) {
+    } else if (kefu_str_eq(kind, "AGENT")) {
       t.n_human++;
       t.ok_human += ok;
     } else { /* leave-message and queue */

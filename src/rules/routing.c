@@ -32,14 +32,10 @@
 
 /* ------------------------------------------------------------------ small helpers */
 
-static bool str_eq(const char *a, const char *b) {
-  return a && b && strcmp(a, b) == 0;
-}
-
 static bool array_has(const json_t *arr, const char *s) {
   size_t i;
   json_t *v;
-  json_array_foreach(arr, i, v) if (str_eq(json_string_value(v), s)) return true;
+  json_array_foreach(arr, i, v) if (kefu_str_eq(json_string_value(v), s)) return true;
   return false;
 }
 
@@ -63,14 +59,14 @@ const char *kefu_agent_presence(const json_t *agent) {
 }
 
 static bool agent_online(const json_t *a) {
-  return str_eq(kefu_agent_presence(a), "ONLINE");
+  return kefu_str_eq(kefu_agent_presence(a), "ONLINE");
 }
 
 /* Free slots of @p agent, not counting the buyer's own session with it (ROUTE-7). */
 static int64_t free_slots(const json_t *agent, const char *agent_id, const json_t *session) {
   int64_t load = kefu_json_int(agent, "load", 0);
-  if (session && str_eq(kefu_json_str(session, "target"), "AGENT") &&
-      str_eq(kefu_json_str(session, "agent_id"), agent_id))
+  if (session && kefu_str_eq(kefu_json_str(session, "target"), "AGENT") &&
+      kefu_str_eq(kefu_json_str(session, "agent_id"), agent_id))
     load--;
   return kefu_json_int(agent, "capacity", 20) - load;
 }
@@ -171,7 +167,7 @@ static bool choose_human(kefu_route_ctx_t *c, kefu_route_t *r, const json_t *gro
 
 /* ------------------------------------------------------------------ the steps */
 
-static bool any_agent_online(const kefu_shop_t *shop) {
+bool kefu_shop_any_agent_online(const kefu_shop_t *shop) {
   const char *id;
   json_t *a;
   json_object_foreach(shop->entities[KEFU_ENT_AGENT], id,
@@ -193,7 +189,7 @@ static bool same_group(kefu_route_ctx_t *c, kefu_route_t *r, const json_t *conta
   size_t i, k;
   json_array_foreach(contacts, i, ct) {
     json_t *a = kefu_shop_get(c->shop, KEFU_ENT_AGENT, kefu_json_str(ct, "agent_id"));
-    if (!a || !str_eq(kefu_agent_presence(a), "SUSPENDED"))
+    if (!a || !kefu_str_eq(kefu_agent_presence(a), "SUSPENDED"))
       continue;
     json_array_foreach(json_object_get(a, "groups"), k,
                        g) if (!array_has(groups, json_string_value(g)))
@@ -210,7 +206,7 @@ static bool same_group(kefu_route_ctx_t *c, kefu_route_t *r, const json_t *conta
       }
     }
     explain_add(r, "s2c:groups(%zu)", json_array_size(groups));
-    if (choose_human(c, r, groups, str_eq(strategy, "CONVERSION"))) {
+    if (choose_human(c, r, groups, kefu_str_eq(strategy, "CONVERSION"))) {
       r->step = "RECENT_CONTACT_SAME_GROUP";
       snprintf(r->group_id, sizeof r->group_id, "%s", group_id);
       decided = true;
@@ -235,7 +231,7 @@ static bool recent_contact(kefu_route_ctx_t *c, kefu_route_t *r) {
   json_t *a = kefu_shop_get(c->shop, KEFU_ENT_AGENT, kefu_json_str(ct, "agent_id"));
   const char *presence = a ? kefu_agent_presence(a) : "OFFLINE";
   if (c->ts - kefu_json_int(ct, "ts", 0) <= CONTACT_RECENT &&
-      (str_eq(presence, "ONLINE") || str_eq(presence, "SUSPENDED"))) {
+      (kefu_str_eq(presence, "ONLINE") || kefu_str_eq(presence, "SUSPENDED"))) {
     decide_agent(r, kefu_json_str(ct, "agent_id"), "RECENT_CONTACT_24H");
     decided = true;
     goto done;
@@ -275,20 +271,20 @@ static bool exclusive_agent(kefu_route_ctx_t *c, kefu_route_t *r) {
 const char *kefu_buyer_order_state(kefu_shop_t *shop, const json_t *buyer, const char *buyer_id) {
   const char *order_id = kefu_json_str(json_object_get(buyer, "attrs"), "order_id");
   json_t *o = kefu_shop_get(shop, KEFU_ENT_ORDER, order_id);
-  if (!o || !str_eq(kefu_json_str(o, "buyer_id"), buyer_id))
+  if (!o || !kefu_str_eq(kefu_json_str(o, "buyer_id"), buyer_id))
     o = kefu_shop_get(shop, KEFU_ENT_ORDER, kefu_json_str(buyer, "last_order"));
   if (!o)
     return "NO_ACTIVE_ORDER";
   if (!json_is_null(json_object_get(o, "after_sale")) && json_object_get(o, "after_sale"))
     return "AFTER_SALE";
   const char *s = kefu_json_str(o, "status");
-  if (str_eq(s, "CREATED"))
+  if (kefu_str_eq(s, "CREATED"))
     return "UNPAID";
-  if (str_eq(s, "PAID"))
+  if (kefu_str_eq(s, "PAID"))
     return "PAID_NOT_SHIPPED";
-  if (str_eq(s, "SHIPPED") || str_eq(s, "PARTIALLY_SHIPPED") || str_eq(s, "SIGNED"))
+  if (kefu_str_eq(s, "SHIPPED") || kefu_str_eq(s, "PARTIALLY_SHIPPED") || kefu_str_eq(s, "SIGNED"))
     return "SHIPPED";
-  if (str_eq(s, "COMPLETED"))
+  if (kefu_str_eq(s, "COMPLETED"))
     return "COMPLETED";
   return "NO_ACTIVE_ORDER";
 }
@@ -379,7 +375,7 @@ static bool group_step(kefu_route_ctx_t *c, kefu_route_t *r, bool skip_bot) {
   }
   json_array_foreach(set, i, g) if (!json_is_true(json_object_get(g, "bot_enabled")))
       json_array_append_new(human, json_string(kefu_json_str(g, "group_id")));
-  bool conversion = str_eq(kefu_json_str(first, "strategy"), "CONVERSION");
+  bool conversion = kefu_str_eq(kefu_json_str(first, "strategy"), "CONVERSION");
   decided = choose_human(c, r, human, conversion);
   if (decided)
     r->step = conversion ? "GROUP_CONVERSION" : "GROUP_EFFICIENCY";
@@ -411,7 +407,7 @@ static void no_eligible_human(kefu_route_ctx_t *c, kefu_route_t *r) {
 
 void kefu_route(kefu_route_ctx_t *c, kefu_route_t *r) {
   memset(r, 0, sizeof *r);
-  if (!any_agent_online(c->shop)) {
+  if (!kefu_shop_any_agent_online(c->shop)) {
     r->target = KEFU_TARGET_LEAVE_MESSAGE;
     r->step = "NO_AGENT_ONLINE";
     explain_add(r, "s1:no-agent-online");

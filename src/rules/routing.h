@@ -41,6 +41,9 @@ typedef struct kefu_route {
 /** @brief Runs steps 1-5 and ROUTE-8 for the buyer of @p c. Pure. */
 void kefu_route(kefu_route_ctx_t *c, kefu_route_t *r);
 
+/** @brief ROUTE-2: whether any agent of the shop is ONLINE. */
+bool kefu_shop_any_agent_online(const kefu_shop_t *shop);
+
 /** @brief ONLINE, SUSPENDED or OFFLINE (an agent never seen in PRESENCE is OFFLINE). */
 const char *kefu_agent_presence(const json_t *agent);
 

@@ -18,9 +18,23 @@ json_t *kefu_rules_buyer(kefu_shop_t *shop, const char *buyer_id) {
   return b;
 }
 
+json_t *kefu_rules_session(const json_t *buyer) {
+  json_t *s = json_object_get(buyer, "session");
+  return json_is_object(s) ? s : NULL;
+}
+
+bool kefu_rules_buyer_three_party(const json_t *buyer) {
+  return json_is_true(json_object_get(kefu_rules_session(buyer), "three_party"));
+}
+
 bool kefu_rules_three_party(kefu_shop_t *shop, const char *buyer_id) {
-  json_t *s = json_object_get(kefu_shop_get(shop, KEFU_ENT_BUYER, buyer_id), "session");
-  return json_is_true(json_object_get(s, "three_party"));
+  return kefu_rules_buyer_three_party(kefu_shop_get(shop, KEFU_ENT_BUYER, buyer_id));
+}
+
+int64_t kefu_rules_local_minute(const kefu_shop_t *shop, int64_t ts) {
+  const int64_t minute = 60000, day = 24 * 60 * minute;
+  int64_t t = ts + kefu_cfg_int(shop, "utc_offset_minutes") * minute;
+  return ((t % day + day) % day) / minute;
 }
 
 void kefu_rules_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev,

@@ -40,8 +40,16 @@ void kefu_rules_order_event(kefu_shop_t *shop, const kefu_event_t *ev);
 void kefu_rules_deliverability_query(const kefu_rules_env_t *env, kefu_shop_t *shop,
                                      const kefu_event_t *ev, kefu_emitter_t *out);
 
+/** @brief The buyer entity's open session, or NULL. Borrowed. */
+json_t *kefu_rules_session(const json_t *buyer);
+
 /** @brief LOGI-5: whether the buyer's session is in a three-party chat. */
 bool kefu_rules_three_party(kefu_shop_t *shop, const char *buyer_id);
+bool kefu_rules_buyer_three_party(const json_t *buyer);
+
+/** @brief Minute of the shop's local day (0..1439) at @p ts: RATE-2's and LOGI-1a's
+ *  windows are in shop local time (SPEC §1.3). */
+int64_t kefu_rules_local_minute(const kefu_shop_t *shop, int64_t ts);
 
 /** @brief The buyer entity, created empty when unknown (not marked dirty). */
 json_t *kefu_rules_buyer(kefu_shop_t *shop, const char *buyer_id);

@@ -25,17 +25,8 @@
 
 const char *const kefu_target_names[] = {"NONE", "AGENT", "BOT", "LEAVE_MESSAGE", "QUEUE"};
 
-static bool str_eq(const char *a, const char *b) {
-  return a && b && strcmp(a, b) == 0;
-}
-
-static json_t *session_of(const json_t *buyer) {
-  json_t *s = json_object_get(buyer, "session");
-  return json_is_object(s) ? s : NULL;
-}
-
 static bool session_is(const json_t *session, const char *target) {
-  return session && str_eq(kefu_json_str(session, "target"), target);
+  return session && kefu_str_eq(kefu_json_str(session, "target"), target);
 }
 
 /* ------------------------------------------------------------------ the queue */
@@ -54,7 +45,7 @@ static int queue_position(kefu_shop_t *shop, const char *buyer_id) {
   size_t i;
   json_t *e;
   json_array_foreach(queue_list(shop), i,
-                     e) if (str_eq(kefu_json_str(e, "buyer_id"), buyer_id)) return (int)i +
+                     e) if (kefu_str_eq(kefu_json_str(e, "buyer_id"), buyer_id)) return (int)i +
       1;
   return 0;
 }
@@ -90,7 +81,7 @@ static void record_contact(json_t *buyer, const char *agent_id, int64_t ts) {
   size_t i;
   json_array_append_new(kept, json_pack("{s:s, s:I}", "agent_id", agent_id, "ts", (json_int_t)ts));
   json_array_foreach(old, i, c) {
-    if (str_eq(kefu_json_str(c, "agent_id"), agent_id) ||
+    if (kefu_str_eq(kefu_json_str(c, "agent_id"), agent_id) ||
         ts - kefu_json_int(c, "ts", 0) > CONTACT_MAX_AGE || json_array_size(kept) >= CONTACTS_KEPT)
       continue;
     json_array_append(kept, c);
@@ -115,7 +106,7 @@ static void touch_buyer(kefu_shop_t *shop, const char *buyer_id) {
 
 /* ROUTE-10: chat activity keeps the session open. */
 static void activity(kefu_shop_t *shop, const char *buyer_id, json_t *buyer, int64_t ts) {
-  json_t *s = session_of(buyer);
+  json_t *s = kefu_rules_session(buyer);
   if (s && ts > kefu_json_int(s, "activity", 0)) {
     json_object_set_new(s, "activity", json_integer(ts));
     touch_buyer(shop, buyer_id);
@@ -127,9 +118,9 @@ static void activity(kefu_shop_t *shop, const char *buyer_id, json_t *buyer, int
 static void apply_decision(const kefu_rules_env_t *env, kefu_shop_t *shop, const char *buyer_id,
                            json_t *buyer, const kefu_route_t *r, int64_t ts, bool via_transfer,
                            kefu_emitter_t *out) {
-  json_t *s = session_of(buyer);
+  json_t *s = kefu_rules_session(buyer);
   const char *old_agent = session_is(s, "AGENT") ? kefu_json_str(s, "agent_id") : NULL;
-  bool same_agent = r->target == KEFU_TARGET_AGENT && str_eq(old_agent, r->agent_id);
+  bool same_agent = r->target == KEFU_TARGET_AGENT && kefu_str_eq(old_agent, r->agent_id);
   bool was_queued = session_is(s, "QUEUE");
   if (old_agent && !same_agent)
     add_load(shop, old_agent, -1);
@@ -174,15 +165,11 @@ static int exposure_bucket(const char *shop_id, const char *buyer_id) {
   return (int)(((uint32_t)kefu_murmur2(key, (size_t)n) & 0x7fffffffu) % 100u);
 }
 
-static bool three_party_active(const json_t *buyer) {
-  return json_is_true(json_object_get(session_of(buyer), "three_party"));
-}
-
 static void emit_card(kefu_shop_t *shop, const char *buyer_id, const json_t *buyer,
                       const char *card, json_t *extra, int64_t ts, kefu_emitter_t *out) {
-  json_t *rec =
-      json_pack("{s:s, s:s, s:s, s:b, s:I}", "card", card, "shop_id", shop->id, "buyer_id",
-                buyer_id, "assessment_exempt", three_party_active(buyer), "ts", (json_int_t)ts);
+  json_t *rec = json_pack("{s:s, s:s, s:s, s:b, s:I}", "card", card, "shop_id", shop->id,
+                          "buyer_id", buyer_id, "assessment_exempt",
+                          kefu_rules_buyer_three_party(buyer), "ts", (json_int_t)ts);
   if (extra)
     json_object_update(rec, extra);
   json_decref(extra);
@@ -203,7 +190,7 @@ static void emit_decision(kefu_shop_t *shop, const char *buyer_id, const json_t 
       "queue_position", pos ? json_integer(pos) : json_null(), "step", r->step, "candidates",
       agent ? r->candidates : 0, "exposure_bucket",
       bot ? json_integer(exposure_bucket(shop->id, buyer_id)) : json_null(), "assessment_exempt",
-      three_party_active(buyer), "explain", r->explain);
+      kefu_rules_buyer_three_party(buyer), "explain", r->explain);
   kefu_emit(out, KEFU_T_ROUTING_DECISIONS, 'd', "decision_id", rec);
   if (r->target == KEFU_TARGET_QUEUE)
     emit_card(shop, buyer_id, buyer, "QUEUE_NOTICE", json_pack("{s:i}", "queue_position", pos), ts,
@@ -214,12 +201,12 @@ static void emit_decision(kefu_shop_t *shop, const char *buyer_id, const json_t 
 
 static void route_and_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, const char *buyer_id,
                             json_t *buyer, const char *trigger, int64_t ts, kefu_emitter_t *out) {
-  kefu_route_ctx_t c = {shop, buyer_id, buyer, session_of(buyer), ts, false, out};
+  kefu_route_ctx_t c = {shop, buyer_id, buyer, kefu_rules_session(buyer), ts, false, out};
   kefu_route_t r;
   kefu_route(&c, &r);
-  bool freed = session_is(session_of(buyer), "AGENT") &&
+  bool freed = session_is(kefu_rules_session(buyer), "AGENT") &&
                !(r.target == KEFU_TARGET_AGENT &&
-                 str_eq(kefu_json_str(session_of(buyer), "agent_id"), r.agent_id));
+                 kefu_str_eq(kefu_json_str(kefu_rules_session(buyer), "agent_id"), r.agent_id));
   apply_decision(env, shop, buyer_id, buyer, &r, ts, false, out);
   emit_decision(shop, buyer_id, buyer, &r, trigger, ts, out);
   if (freed)
@@ -230,17 +217,17 @@ static void route_and_apply(const kefu_rules_env_t *env, kefu_shop_t *shop, cons
  * leave-message target or an agent who is not OFFLINE does not re-route. */
 static bool session_continues(const kefu_rules_env_t *env, kefu_shop_t *shop, const char *buyer_id,
                               json_t *buyer, int64_t ts, kefu_emitter_t *out) {
-  json_t *s = session_of(buyer);
+  json_t *s = kefu_rules_session(buyer);
   if (!s)
     return false;
   kefu_route_t r = {.step = "SESSION_CONTINUES", .candidates = 1};
   const char *target = kefu_json_str(s, "target");
   for (int t = KEFU_TARGET_AGENT; t <= KEFU_TARGET_QUEUE; t++)
-    if (str_eq(target, kefu_target_names[t]))
+    if (kefu_str_eq(target, kefu_target_names[t]))
       r.target = (kefu_target_t)t;
   if (r.target == KEFU_TARGET_AGENT) {
     json_t *a = kefu_shop_get(shop, KEFU_ENT_AGENT, kefu_json_str(s, "agent_id"));
-    if (!a || str_eq(kefu_agent_presence(a), "OFFLINE"))
+    if (!a || kefu_str_eq(kefu_agent_presence(a), "OFFLINE"))
       return false;
     snprintf(r.agent_id, sizeof r.agent_id, "%s", kefu_json_str(s, "agent_id"));
   }
@@ -270,7 +257,7 @@ static json_t *attrs_of(json_t *buyer) {
 /* XFER-1: the first reply of a session; a bot's earns the transfer-entry card once. */
 static void first_reply(kefu_shop_t *shop, const kefu_event_t *ev, json_t *buyer,
                         kefu_emitter_t *out) {
-  json_t *s = session_of(buyer);
+  json_t *s = kefu_rules_session(buyer);
   if (!s || !json_is_null(json_object_get(s, "first_reply")))
     return;
   bool bot = ev->type == KEFU_CHAT_BOT_MSG;
@@ -285,22 +272,13 @@ static void first_reply(kefu_shop_t *shop, const kefu_event_t *ev, json_t *buyer
   }
 }
 
-static bool any_online(kefu_shop_t *shop) {
-  const char *id;
-  json_t *a;
-  json_object_foreach(shop->entities[KEFU_ENT_AGENT], id,
-                      a) if (json_is_object(a) &&
-                             str_eq(kefu_agent_presence(a), "ONLINE")) return true;
-  return false;
-}
-
 /* XFER-2, XFER-3 */
 static void transfer_click(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev,
                            json_t *buyer, kefu_emitter_t *out) {
-  json_t *s = session_of(buyer);
+  json_t *s = kefu_rules_session(buyer);
   if (!session_is(s, "BOT") || json_is_true(json_object_get(s, "transferred")))
     return; /* outside a bot session, or after a successful transfer: nothing */
-  if (!any_online(shop)) {
+  if (!kefu_shop_any_agent_online(shop)) {
     emit_card(shop, ev->buyer_id, buyer, "TRANSFER_FAILED",
               json_pack("{s:s}", "reason", "NO_AGENT_ONLINE"), ev->ts, out);
     return;
@@ -320,7 +298,7 @@ static void transfer_click(const kefu_rules_env_t *env, kefu_shop_t *shop, const
 
 static void close_session(const kefu_rules_env_t *env, kefu_shop_t *shop, const char *buyer_id,
                           json_t *buyer, int64_t ts, kefu_emitter_t *out) {
-  json_t *s = session_of(buyer);
+  json_t *s = kefu_rules_session(buyer);
   if (!s)
     return;
   bool freed = session_is(s, "AGENT");
@@ -358,7 +336,7 @@ void kefu_rules_chat_routing(const kefu_rules_env_t *env, kefu_shop_t *shop, con
     set_attr(attrs, ev->rec, "order_id", true);
     touch_buyer(shop, ev->buyer_id);
     activity(shop, ev->buyer_id, buyer, ev->ts);
-    if (!session_of(buyer))
+    if (!kefu_rules_session(buyer))
       route_and_apply(env, shop, ev->buyer_id, buyer, "BUYER_MSG", ev->ts, out);
     return;
   }
@@ -386,14 +364,14 @@ void kefu_rules_queue_release(const kefu_rules_env_t *env, kefu_shop_t *shop, in
   json_array_foreach(snapshot, i, e) {
     const char *buyer_id = kefu_json_str(e, "buyer_id");
     json_t *buyer = kefu_shop_get(shop, KEFU_ENT_BUYER, buyer_id);
-    if (!buyer || !session_is(session_of(buyer), "QUEUE"))
+    if (!buyer || !session_is(kefu_rules_session(buyer), "QUEUE"))
       continue;
-    kefu_route_ctx_t c = {shop, buyer_id, buyer, session_of(buyer), ts, true, out};
+    kefu_route_ctx_t c = {shop, buyer_id, buyer, kefu_rules_session(buyer), ts, true, out};
     kefu_route_t r;
     kefu_route(&c, &r);
     if (r.target != KEFU_TARGET_AGENT)
       continue;
-    json_t *s = session_of(buyer);
+    json_t *s = kefu_rules_session(buyer);
     if (json_is_true(json_object_get(s, "via_transfer")))
       json_object_set_new(s, "transferred", json_true()); /* XFER-2 */
     apply_decision(env, shop, buyer_id, buyer, &r, ts, false, out);
@@ -404,7 +382,7 @@ void kefu_rules_queue_release(const kefu_rules_env_t *env, kefu_shop_t *shop, in
 
 static void session_idle(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_timer_t *t,
                          kefu_emitter_t *out) {
-  json_t *buyer = kefu_shop_get(shop, KEFU_ENT_BUYER, t->buyer_id), *s = session_of(buyer);
+  json_t *buyer = kefu_shop_get(shop, KEFU_ENT_BUYER, t->buyer_id), *s = kefu_rules_session(buyer);
   if (!s || kefu_json_int(s, "idle_timer", -1) != t->deadline)
     return; /* closed, or a newer timer stands */
   json_object_set_new(s, "idle_timer", json_null());
@@ -421,7 +399,7 @@ static void session_idle(const kefu_rules_env_t *env, kefu_shop_t *shop, const k
 
 static void queue_timeout(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_timer_t *t,
                           kefu_emitter_t *out) {
-  json_t *buyer = kefu_shop_get(shop, KEFU_ENT_BUYER, t->buyer_id), *s = session_of(buyer);
+  json_t *buyer = kefu_shop_get(shop, KEFU_ENT_BUYER, t->buyer_id), *s = kefu_rules_session(buyer);
   if (!session_is(s, "QUEUE") ||
       kefu_json_int(s, "queued_since", -1) != kefu_json_int(t->payload, "since", -2))
     return;
