@@ -259,6 +259,7 @@ static int check_value(ctx_t *x, reader_t *r, avro_schema_t w);
 
 static int rd_long(ctx_t *x, reader_t *r, int64_t *out) {
   uint64_t v = 0;
+  *out = 0; /* defined on every path: -O3 cannot see that fail() is never 0 */
   for (int i = 0; i < 10; i++) {
     if (r->p == r->end)
       return fail(x, "truncated");
