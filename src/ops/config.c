@@ -51,7 +51,7 @@ static int check_topic_prefix(const char *v, char *why, size_t whylen);
 static int check_id(const char *v, char *why, size_t whylen);
 static int check_instance_id(const char *v, char *why, size_t whylen);
 static int check_nonempty(const char *v, char *why, size_t whylen);
-static int check_http_url(const char *v, char *why, size_t whylen);
+static int check_registry_url(const char *v, char *why, size_t whylen);
 static int check_redis_url(const char *v, char *why, size_t whylen);
 static int check_listen(const char *v, char *why, size_t whylen);
 
@@ -89,9 +89,9 @@ static const cfg_key_t cfg_keys[] = {
     ENUM("processing.guarantee", "exactly_once", SYMS("exactly_once", "at_least_once"),
          "exactly_once: outputs and input offsets in one Kafka transaction; at_least_once: "
          "idempotent producer, offsets committed after delivery (SPEC §5)"),
-    STR("schema.registry.url", "", check_http_url, "empty, http://... or https://...",
-        "Confluent-compatible Schema Registry (http:// or https://); empty: the built-in "
-        "schema ids of schemas/ids.tsv"),
+    STR("schema.registry.url", "", check_registry_url, "empty (no registry client yet)",
+        "Confluent-compatible Schema Registry; kefu has no registry client yet, so only "
+        "empty is accepted: the built-in schema ids of schemas/ids.tsv"),
     STR("instance.id", "", check_instance_id, "empty or 1 to 64 of [A-Za-z0-9._-]",
         "Name of this instance in logs and metrics; empty: hostname-pid"),
     /* Redis */
@@ -266,7 +266,9 @@ static int check_nonempty(const char *v, char *why, size_t whylen) {
   return 0;
 }
 
-static int check_http_url(const char *v, char *why, size_t whylen) {
+/* A well-formed URL is refused too: accepting it would promise a registry lookup that
+ * nothing does (docs/DECISIONS.md). */
+static int check_registry_url(const char *v, char *why, size_t whylen) {
   if (!*v)
     return 0;
   const char *rest = NULL;
@@ -278,7 +280,10 @@ static int check_http_url(const char *v, char *why, size_t whylen) {
     snprintf(why, whylen, "expected http://host[:port][/path] or https://...");
     return -1;
   }
-  return 0;
+  snprintf(why, whylen,
+           "kefu has no Schema Registry client yet: leave it empty, and kefu reads and "
+           "writes the built-in schema ids of schemas/ids.tsv");
+  return -1;
 }
 
 static int parse_redis_url(const char *url, kefu_redis_endpoint_t *ep, char *why, size_t whylen);

@@ -244,7 +244,10 @@ static void test_validation_strings(void **state) {
   assert_int_equal(set(c, "group.id", ""), -1);
   assert_int_equal(set(c, "instance.id", "a/b"), -1);
   assert_int_equal(set(c, "schema.registry.url", "localhost:8081"), -1);
-  assert_int_equal(set(c, "schema.registry.url", "http://localhost:8081"), 0);
+  /* No registry client yet: a key that did nothing would be a lie, so it is refused. */
+  assert_int_equal(set(c, "schema.registry.url", "http://localhost:8081"), -1);
+  assert_non_null(strstr(errbuf, "no Schema Registry client yet"));
+  assert_int_equal(set(c, "schema.registry.url", ""), 0);
   assert_int_equal(set(c, "redis.url", "http://localhost"), -1);
   assert_int_equal(set(c, "redis.url", "rediss://localhost"), -1);
   assert_non_null(strstr(errbuf, "tunnel"));
