@@ -1,8 +1,13 @@
 /* kefu broker: the embedded development cluster (librdkafka's mock cluster, which speaks
  * the Kafka protocol over TCP on loopback). Creates every topic of SPEC §1.1, prints the
- * bootstrap servers as the first line of stdout and serves until SIGINT/SIGTERM. */
+ * bootstrap servers as the first line of stdout and serves until SIGINT/SIGTERM.
+ *
+ * With --control it also reads fault-injection commands from stdin, one per line, and
+ * answers each with one line on stdout ("ok" or "error: ..."): the fault tests' handle on
+ * the cluster (kefu_mock_control in src/io/mock.c). */
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,20 +24,24 @@ static void on_signal(int sig) {
 }
 
 static void usage(FILE *out) {
-  fprintf(out, "usage: kefu broker [--brokers N] [--partitions P] [--prefix PREFIX]\n"
-               "  Starts librdkafka's mock cluster on loopback with every kefu topic,\n"
-               "  prints the bootstrap servers on the first line of stdout and serves\n"
-               "  until SIGINT or SIGTERM. Development and tests only: it keeps no data\n"
-               "  on disk, does not compact, and has no Admin API (SPEC §5).\n");
+  fprintf(out,
+          "usage: kefu broker [--brokers N] [--partitions P] [--prefix PREFIX] [--control]\n"
+          "  Starts librdkafka's mock cluster on loopback with every kefu topic,\n"
+          "  prints the bootstrap servers on the first line of stdout and serves\n"
+          "  until SIGINT or SIGTERM. Development and tests only: it keeps no data\n"
+          "  on disk, does not compact, and has no Admin API (SPEC §5).\n"
+          "  --control: read fault-injection commands from stdin, one per line, and\n"
+          "  answer each on stdout with \"ok\" or \"error: REASON\":\n%s",
+          kefu_mock_control_help);
 }
 
 int kefu_cmd_broker(int argc, char **argv) {
-  static const struct option opts[] = {{"brokers", required_argument, 0, 'n'},
-                                       {"partitions", required_argument, 0, 'p'},
-                                       {"prefix", required_argument, 0, 'x'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+  static const struct option opts[] = {
+      {"brokers", required_argument, 0, 'n'}, {"partitions", required_argument, 0, 'p'},
+      {"prefix", required_argument, 0, 'x'},  {"control", no_argument, 0, 'c'},
+      {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   int brokers = 1, partitions = 4, c;
+  bool control = false;
   const char *prefix = "kefu.";
   char errstr[256];
 
@@ -42,6 +51,7 @@ int kefu_cmd_broker(int argc, char **argv) {
     case 'n': brokers = atoi(optarg); break;
     case 'p': partitions = atoi(optarg); break;
     case 'x': prefix = optarg; break;
+    case 'c': control = true; break;
     case 'h': usage(stdout); return KEFU_EXIT_OK;
     default: usage(stderr); return KEFU_EXIT_USAGE;
     }
@@ -56,12 +66,19 @@ int kefu_cmd_broker(int argc, char **argv) {
     fprintf(stderr, "kefu broker: %s\n", errstr);
     return KEFU_EXIT_FAIL;
   }
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
+  struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: a read returns */
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
   printf("%s\n", kefu_mock_bootstraps(mock));
   fflush(stdout);
-  while (!stop_requested)
+  char line[2048], reply[512];
+  while (control && !stop_requested && fgets(line, sizeof line, stdin)) {
+    kefu_mock_control(mock, line, reply, sizeof reply);
+    printf("%s\n", reply);
+    fflush(stdout);
+  }
+  while (!stop_requested) /* no --control, or stdin closed */
     pause();
   kefu_mock_stop(mock);
   return KEFU_EXIT_OK;

@@ -15,6 +15,14 @@ kefu_mock_t *kefu_mock_start(int brokers, int partitions, const char *prefix, ch
 /** @brief "host:port,..." of the cluster; owned by @p m. */
 const char *kefu_mock_bootstraps(const kefu_mock_t *m);
 
+/** @brief Carries out one fault-injection command of `kefu broker --control` on @p m
+ *  (the grammar is in kefu_mock_control_help). 0 with "ok" in @p reply, or -1 with the
+ *  reason. */
+int kefu_mock_control(kefu_mock_t *m, const char *line, char *reply, size_t replylen);
+
+/** @brief The control commands, one per line, for --help. */
+extern const char kefu_mock_control_help[];
+
 /** @brief Stops the cluster and frees @p m. */
 void kefu_mock_stop(kefu_mock_t *m);
 

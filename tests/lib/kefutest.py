@@ -139,12 +139,25 @@ class Redis:
 
 
 class Broker:
-    def __init__(self, partitions=4):
-        self.proc = subprocess.Popen([KEFU, "broker", "--partitions", str(partitions)],
+    """`kefu broker`; with control=True, faults are injected with control() (librdkafka's
+    mock error injection, see `kefu broker --help`)."""
+
+    def __init__(self, partitions=4, brokers=1, control=False):
+        args = [KEFU, "broker", "--partitions", str(partitions), "--brokers", str(brokers)]
+        self.proc = subprocess.Popen(args + (["--control"] if control else []),
+                                     stdin=subprocess.PIPE if control else None,
                                      stdout=subprocess.PIPE, text=True)
         self.bootstrap = self.proc.stdout.readline().strip()
         if not self.bootstrap:
             raise RuntimeError("kefu broker printed no bootstrap servers")
+
+    def control(self, command):
+        """One fault-injection command; raises unless the broker answers ok."""
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline().strip()
+        if reply != "ok":
+            raise AssertionError("kefu broker: %s: %s" % (command, reply))
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
