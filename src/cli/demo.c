@@ -7,8 +7,9 @@
  *      ts (valid_from for courier status);
  *   4. the processor, in this process, configured like `kefu run` but from a
  *      configuration of its own: no idle advance (a replayed day must not be closed by
- *      today's wall clock), no HTTP endpoint, a long task_idle_ms (so the same seed
- *      gives the same summary) and a stop once every input is read;
+ *      today's wall clock), no HTTP endpoint and a stop once every input is read (the
+ *      merge holds a task while a partition's records are still on their way, so the
+ *      same seed gives the same summary);
  *   5. every output topic read back from the beginning and summarised on stdout.
  * The redis-server and the cluster are stopped at the end, also on SIGINT/SIGTERM;
  * with --keep-running they stay up (and the processor keeps consuming) until then.
@@ -827,14 +828,9 @@ int kefu_cmd_demo(int argc, char **argv) {
   kefu_traffic_defaults(&a.traffic);
   /* quieter than `kefu run` by default: stdout has the summary, stderr only what matters */
   char errstr[256];
-  /* Defaults of the demo's own, before --set: quieter than `kefu run` (stdout has the
-   * summary, stderr only what matters), and a long task_idle_ms. The whole day is in
-   * the topics before the processor starts, so the wait only covers a partition whose
-   * first fetch is still in flight; with run's 500 ms it could time out and merge that
-   * partition late (a live-only event, SPEC §1.3), and the summary would change from run
-   * to run. */
-  if (kefu_config_set(cfg, "log.level", "warn", errstr, sizeof errstr) ||
-      kefu_config_set(cfg, "task_idle_ms", "10000", errstr, sizeof errstr))
+  /* A default of the demo's own, before --set: quieter than `kefu run` (stdout has the
+   * summary, stderr only what matters). */
+  if (kefu_config_set(cfg, "log.level", "warn", errstr, sizeof errstr))
     KEFU_WARN("demo", "%s", errstr);
   int rc = parse_args(argc, argv, &a, cfg);
   if (rc == 0 && a.generate_prefix)

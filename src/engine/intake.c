@@ -210,6 +210,21 @@ static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KE
   return 0;
 }
 
+/* Whether @p tp (its start offset set) has nothing to read now: its end offset (a
+ * watermark query, one request to the partition's leader) is not beyond the start. An
+ * unknown end offset counts as more to read: the task then waits for the first fetch. */
+static bool nothing_to_read(kefu_processor_t *p, const rd_kafka_topic_partition_t *tp) {
+  int64_t lo, hi;
+  rd_kafka_resp_err_t err =
+      rd_kafka_query_watermark_offsets(p->consumer, tp->topic, tp->partition, &lo, &hi, 10000);
+  if (err) {
+    KEFU_WARN("engine", "end offset of %s [%d] unknown (%s): waiting for its first fetch",
+              tp->topic, tp->partition, rd_kafka_err2str(err));
+    return false;
+  }
+  return tp->offset == RD_KAFKA_OFFSET_BEGINNING ? hi <= lo : hi <= tp->offset;
+}
+
 /* On assignment, start each partition from the later of Kafka's committed offset and the
  * position kefu wrote to Redis after the transaction that covered it (SPEC §5: the mock
  * cluster does not store offsets sent with a transaction). */
@@ -230,7 +245,6 @@ static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
       task->last_input_ms = engine_wall_ms(); /* a backlog is read before any idle advance */
       for (int k = 0; k < KEFU_KEYED_INPUTS; k++) {
         task->q[k].at_end = false;
-        task->q[k].empty_since = engine_wall_ms();
         task->next_offset[k] = -1;
       }
     }
@@ -239,7 +253,10 @@ static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
       tp->offset = pos[t];
     if (tp->offset < 0)
       tp->offset = RD_KAFKA_OFFSET_BEGINNING;
-    KEFU_INFO("engine", "assigned %s [%d] from offset %lld", tp->topic, id, (long long)tp->offset);
+    task->q[t].at_end = nothing_to_read(p, tp);
+    task->q[t].empty_since = engine_wall_ms();
+    KEFU_INFO("engine", "assigned %s [%d] from offset %lld%s", tp->topic, id, (long long)tp->offset,
+              task->q[t].at_end ? " (nothing to read)" : "");
   }
   rd_kafka_assign(p->consumer, parts);
 }
@@ -284,6 +301,8 @@ void engine_enqueue(kefu_processor_t *p, rd_kafka_message_t *m) {
   }
   queue_t *q = &p->tasks[id].q[t];
   if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    if (!q->at_end && !engine_queue_head(q))
+      q->empty_since = engine_wall_ms(); /* the task_idle_ms wait starts now */
     q->at_end = true;
     rd_kafka_message_destroy(m);
     return;
@@ -317,7 +336,13 @@ void engine_batch_add(batch_t *b, input_t *in) {
   b->items[b->n++] = in;
 }
 
-/* Moves the task's records that may be processed now into @p b, in merge order. */
+/* Moves the task's records that may be processed now into @p b, in merge order.
+ *
+ * An empty partition that is not at its end has records on the broker that have not
+ * arrived yet (its fetch is slow, or it drains between small fetches): it holds the task
+ * for as long as that takes, or a backlog would merge in another order (SPEC §1.3, as
+ * Kafka Streams since KIP-695). An empty partition at its end may get new records any
+ * time: it is waited for at most task_idle_ms, then the task goes on without it. */
 void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max) {
   int64_t now = engine_wall_ms();
   while (b->n < max) {
@@ -326,8 +351,8 @@ void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max
       queue_t *q = &task->q[t];
       input_t *h = engine_queue_head(q);
       if (!h) {
-        if (!q->at_end && now - q->empty_since < p->o->task_idle_ms)
-          return; /* wait: this partition may still receive an earlier record */
+        if (!q->at_end || now - q->empty_since < p->o->task_idle_ms)
+          return; /* wait: this partition may still hold an earlier record */
         continue;
       }
       if (best < 0 || before(h, engine_queue_head(&task->q[best])))
@@ -337,7 +362,7 @@ void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max
       return;
     queue_t *q = &task->q[best];
     engine_batch_add(b, q->items[q->head++]);
-    if (q->head == q->tail)
+    if (q->head == q->tail && q->at_end)
       q->empty_since = now;
   }
 }

@@ -46,11 +46,13 @@ typedef struct input {
   char error[256];
 } input_t;
 
+/* One input partition of a task. Its records wait here until the merge takes them. */
 typedef struct queue {
   input_t **items;
   size_t head, tail, cap;
-  bool at_end;         /* the partition was read to its end offset */
-  int64_t empty_since; /* wall-clock ms the queue became empty */
+  bool at_end;         /* read to its end offset (an EOF from a fetch, or nothing to read at
+                          assignment): only then may the task go on without it (SPEC §1.3) */
+  int64_t empty_since; /* wall-clock ms it became empty while at its end */
 } queue_t;
 
 typedef struct task {

@@ -162,6 +162,9 @@ class Broker:
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(20)
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f:
+                f.close()
 
 
 class KefuTestCase(unittest.TestCase):
