@@ -240,6 +240,7 @@ static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
     task_t *task = &p->tasks[id];
     if (!task->assigned) {
       task->assigned = true;
+      task->generation++;
       task->id = id;
       task->watermark = INT64_MIN;
       task->last_input_ms = engine_wall_ms(); /* a backlog is read before any idle advance */
@@ -259,6 +260,12 @@ static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
               task->q[t].at_end ? " (nothing to read)" : "");
   }
   rd_kafka_assign(p->consumer, parts);
+  /* librdkafka keeps a partition's pause flag across assignments: set it as it must be
+   * now (paused while a batch is retried), never left over from before. */
+  if (p->paused)
+    rd_kafka_pause_partitions(p->consumer, parts);
+  else
+    rd_kafka_resume_partitions(p->consumer, parts);
 }
 
 static void on_revoke(kefu_processor_t *p, rd_kafka_topic_partition_list_t *parts) {
@@ -272,10 +279,12 @@ static void on_revoke(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
     for (int k = 0; k < KEFU_KEYED_INPUTS; k++) /* no stale lag for a task we gave up */
       kefu_metric_set(p->m.lag[id][k], 0);
     p->tasks[id].assigned = false;
+    p->tasks[id].generation++; /* what a batch holds of it is no longer ours */
     json_decref(p->tasks[id].timer_index);
     p->tasks[id].timer_index = NULL;
     KEFU_INFO("engine", "revoked task %d", id);
   }
+  rd_kafka_resume_partitions(p->consumer, parts); /* see on_assign */
   rd_kafka_assign(p->consumer, NULL);
   kefu_metric_add(p->m.rebalances, 1);
 }
@@ -292,7 +301,24 @@ void engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ---------------------------------------------------------------- polling and merging */
 
+/* A consumer error that is not a partition's EOF (a broker down, an offset out of
+ * range...): librdkafka retries by itself; it is logged, at most once a second, and is
+ * never taken for a record. */
+static void consumer_error(kefu_processor_t *p, rd_kafka_message_t *m) {
+  int64_t now = engine_wall_ms();
+  if (now - p->last_consumer_error_ms >= 1000) {
+    p->last_consumer_error_ms = now;
+    KEFU_WARN("engine", "consumer: %s%s%.0d: %s", m->rkt ? rd_kafka_topic_name(m->rkt) : "",
+              m->rkt ? " partition " : "", m->rkt ? m->partition : 0, rd_kafka_message_errstr(m));
+  }
+  rd_kafka_message_destroy(m);
+}
+
 void engine_enqueue(kefu_processor_t *p, rd_kafka_message_t *m) {
+  if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    consumer_error(p, m);
+    return;
+  }
   kefu_topic_t t = kefu_topic_by_name(rd_kafka_topic_name(m->rkt));
   int id = m->partition;
   if (t == KEFU_TOPIC_NONE || t >= KEFU_KEYED_INPUTS || id >= MAX_TASKS || !p->tasks[id].assigned) {
@@ -309,6 +335,7 @@ void engine_enqueue(kefu_processor_t *p, rd_kafka_message_t *m) {
   }
   input_t *in = calloc(1, sizeof *in);
   in->msg = m;
+  in->generation = p->tasks[id].generation;
   in->task = m->partition;
   in->offset = m->offset;
   in->polled_ms = engine_wall_ms();

@@ -124,20 +124,48 @@ static rd_kafka_topic_partition_list_t *batch_offsets(const batch_t *b) {
   return l;
 }
 
+/* Delivery reports (served by flush and poll): a record that could not be delivered
+ * fails its batch. Without this an at_least_once batch would commit its input offsets
+ * over a lost output. */
+void engine_delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  kefu_processor_t *p = opaque;
+  (void)rk;
+  if (!m->err)
+    return;
+  if (!p->undelivered++)
+    snprintf(p->undelivered_error, sizeof p->undelivered_error, "%s [%d]: %s",
+             rd_kafka_topic_name(m->rkt), m->partition, rd_kafka_err2str(m->err));
+}
+
+/* After a failed commit: ENGINE_NEW_PRODUCER when the producer is unusable (fenced, or
+ * an idempotence fatal error), else ENGINE_RETRY. */
+static int retry_or_new_producer(kefu_processor_t *p, char *errstr, size_t errlen) {
+  char why[256];
+  if (!rd_kafka_fatal_error(p->producer, why, sizeof why))
+    return ENGINE_RETRY;
+  size_t n = strlen(errstr);
+  snprintf(errstr + n, errlen - n, " (producer: %s)", why);
+  return ENGINE_NEW_PRODUCER;
+}
+
 /* Kafka side of a batch: outputs and offsets in one transaction (exactly_once), or
- * delivered outputs then committed offsets (at_least_once). 0 ok, 1 retry the batch,
- * -1 fatal. */
+ * delivered outputs then committed offsets (at_least_once). ENGINE_DONE, ENGINE_RETRY
+ * (the batch again, maybe after a rebalance), or ENGINE_NEW_PRODUCER (the producer is
+ * fenced or failed for good: a new one, then the batch again). */
 int engine_kafka_commit(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs,
                         char *errstr, size_t errlen) {
   rd_kafka_topic_partition_list_t *offsets = batch_offsets(b);
   rd_kafka_error_t *error = NULL;
-  int rc = 0;
+  int rc = ENGINE_DONE;
+
+  p->undelivered = 0;
 
   if (p->o->exactly_once && (error = rd_kafka_begin_transaction(p->producer)))
     goto txn_error;
   if (produce_all(p, b, bs, errstr, errlen)) {
-    rc = 1;
-    if (p->o->exactly_once && (error = rd_kafka_abort_transaction(p->producer, 30000)))
+    rc = retry_or_new_producer(p, errstr, errlen);
+    if (rc == ENGINE_RETRY && p->o->exactly_once &&
+        (error = rd_kafka_abort_transaction(p->producer, 30000)))
       goto txn_error;
     goto done;
   }
@@ -151,20 +179,27 @@ int engine_kafka_commit(kefu_processor_t *p, const batch_t *b, const batch_state
     kefu_metric_add(p->m.commits, 1);
   } else {
     rd_kafka_resp_err_t err = rd_kafka_flush(p->producer, 60000);
-    if (!err && offsets->cnt)
-      err = rd_kafka_commit(p->consumer, offsets, 0);
     if (err) {
-      snprintf(errstr, errlen, "at_least_once commit: %s", rd_kafka_err2str(err));
-      rc = 1;
+      snprintf(errstr, errlen, "at_least_once: delivery: %s", rd_kafka_err2str(err));
+    } else if (p->undelivered) {
+      err = RD_KAFKA_RESP_ERR__FAIL;
+      snprintf(errstr, errlen, "at_least_once: %d records not delivered, first %s", p->undelivered,
+               p->undelivered_error);
+    } else if (offsets->cnt && (err = rd_kafka_commit(p->consumer, offsets, 0))) {
+      /* REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION: the retry loop
+       * serves the rebalance and drops what is no longer ours before trying again. */
+      snprintf(errstr, errlen, "at_least_once: offset commit: %s", rd_kafka_err2str(err));
     }
+    if (err)
+      rc = retry_or_new_producer(p, errstr, errlen);
   }
   goto done;
 txn_error:
   snprintf(errstr, errlen, "transaction: %s", rd_kafka_error_string(error));
   if (rd_kafka_error_is_fatal(error)) {
-    rc = -1;
+    rc = ENGINE_NEW_PRODUCER; /* fenced (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH...) */
   } else {
-    rc = 1;
+    rc = ENGINE_RETRY;
     /* Retry the batch from a clean transaction: abort the open one, also after a
      * retriable commit timeout (a new begin_transaction would conflict with the
      * unfinished commit). The batch's outputs come back byte for byte (remembered). */
@@ -173,6 +208,7 @@ txn_error:
       if (e2)
         rd_kafka_error_destroy(e2);
       kefu_metric_add(p->m.aborts, 1);
+      rc = retry_or_new_producer(p, errstr, errlen); /* the abort may have failed for good */
     }
   }
   rd_kafka_error_destroy(error);

@@ -24,6 +24,8 @@
 
 /* ---------------------------------------------------------------- the loop */
 
+static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen);
+
 static int reconnect_redis(kefu_processor_t *p, char *errstr, size_t errlen) {
   kefu_redis_close(p->redis);
   p->redis = kefu_redis_connect(p->o->redis_url, p->o->redis_user, p->o->redis_password,
@@ -61,21 +63,120 @@ done:
   return rc;
 }
 
+/* Pauses (or resumes) every assigned input partition: while a batch is retried nothing
+ * more is fetched (SPEC §6), but the consumer is still polled. */
+static void pause_inputs(kefu_processor_t *p, bool pause) {
+  rd_kafka_topic_partition_list_t *a = NULL;
+  if (!rd_kafka_assignment(p->consumer, &a) && a->cnt) {
+    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(p->consumer, a)
+                                    : rd_kafka_resume_partitions(p->consumer, a);
+    if (err)
+      KEFU_WARN("engine", "%s inputs: %s", pause ? "pausing" : "resuming", rd_kafka_err2str(err));
+  }
+  if (a)
+    rd_kafka_topic_partition_list_destroy(a);
+  p->paused = pause;
+}
+
+/* Polls the consumer for @p ms between two attempts at a batch. This is where a
+ * rebalance is served (the callback runs inside the poll) and what keeps the member in
+ * its group (max.poll.interval.ms): a retry loop that only slept could never rejoin
+ * after its commit failed with REBALANCE_IN_PROGRESS or UNKNOWN_MEMBER_ID. Records
+ * fetched before the pause took effect are queued as usual. */
+static void serve_consumer(kefu_processor_t *p, int ms, volatile sig_atomic_t *stop) {
+  int64_t until = engine_wall_ms() + ms;
+  do {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, ms < 50 ? ms : 50);
+    if (m)
+      engine_enqueue(p, m);
+    kefu_http_heartbeat(); /* alive, just not ready: liveness must not restart us */
+  } while (engine_wall_ms() < until && !*stop);
+  if (p->paused)
+    pause_inputs(p, true); /* partitions assigned meanwhile too */
+}
+
+/* Drops the batch's records of tasks revoked or assigned anew since they were read, as
+ * Kafka Streams does with a migrated task: their next owner (maybe this instance again,
+ * from the committed position) processes them, never a commit under a stale
+ * generation. Returns how many were dropped. */
+static size_t drop_migrated(kefu_processor_t *p, batch_t *b) {
+  size_t kept = 0, n = b->n;
+  for (size_t i = 0; i < n; i++) {
+    input_t *in = b->items[i];
+    const task_t *task = &p->tasks[in->task];
+    if (task->assigned && task->generation == in->generation)
+      b->items[kept++] = in;
+    else
+      engine_input_free(in);
+  }
+  b->n = kept;
+  return n - kept;
+}
+
+/* A new producer for one that is fenced or failed for good. With exactly_once its
+ * init_transactions fences any older epoch of our transactional.id and aborts what it
+ * left open; the batch is then processed again and emits the same bytes. */
+static int new_producer(kefu_processor_t *p, char *errstr, size_t errlen) {
+  if (p->producer) {
+    rd_kafka_purge(p->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_destroy(p->producer);
+    p->producer = NULL;
+  }
+  kefu_metric_add(p->m.producer_restarts, 1);
+  return open_producer(p, errstr, errlen);
+}
+
 static int process_batch(kefu_processor_t *p, batch_t *b, volatile sig_atomic_t *stop) {
   char errstr[512];
-  int backoff = 100, rc;
+  int backoff = 100, rc, new_producers = 0;
   int64_t start = engine_wall_ms();
-  while ((rc = process_once(p, b, errstr, sizeof errstr)) == 1) {
+  while ((rc = p->producer ? process_once(p, b, errstr, sizeof errstr) : ENGINE_NEW_PRODUCER) !=
+         ENGINE_DONE) {
+    if (rc == ENGINE_FATAL)
+      break;
     kefu_http_set_ready(false, errstr);
-    KEFU_WARN("engine", "batch of %zu records not done, retrying in %d ms: %s", b->n, backoff,
-              errstr);
-    if (*stop)
-      return -1;
-    kefu_http_heartbeat(); /* alive, just not ready: liveness must not restart us */
-    usleep((useconds_t)backoff * 1000);
+    if (rc == ENGINE_NEW_PRODUCER) {
+      if (++new_producers > 5) {
+        snprintf(errstr + strlen(errstr), sizeof errstr - strlen(errstr),
+                 "; the producer was fenced %d times in a row: is another instance using "
+                 "instance.id %s?",
+                 new_producers - 1, p->o->instance_id);
+        rc = ENGINE_FATAL;
+        break;
+      }
+      KEFU_WARN("engine", "batch of %zu records not done: %s; creating a new producer", b->n,
+                errstr);
+      if (new_producer(p, errstr, sizeof errstr))
+        KEFU_WARN("engine", "new producer: %s", errstr);
+    } else {
+      KEFU_WARN("engine", "batch of %zu records not done, retrying in %d ms: %s", b->n, backoff,
+                errstr);
+    }
+    if (*stop) { /* SPEC §6: the batch is abandoned, nothing of it committed */
+      KEFU_WARN("engine",
+                "stopping with a batch of %zu records not done: the next owner of "
+                "its tasks processes it again",
+                b->n);
+      return 0;
+    }
+    if (!p->paused)
+      pause_inputs(p, true);
+    serve_consumer(p, backoff, stop);
+    size_t dropped = drop_migrated(p, b);
+    if (dropped)
+      KEFU_INFO("engine",
+                "rebalanced while retrying: %zu records of the batch are no longer ours "
+                "to process (%zu left)",
+                dropped, b->n);
+    if (b->n == 0) {
+      rc = ENGINE_DONE;
+      break;
+    }
     backoff = backoff * 2 > p->o->redis_retry_max_ms ? p->o->redis_retry_max_ms : backoff * 2;
   }
-  if (rc < 0) {
+  if (p->paused)
+    pause_inputs(p, false);
+  if (rc == ENGINE_FATAL) {
     KEFU_ERROR("engine", "fatal: %s", errstr);
     return -1;
   }
@@ -171,6 +272,7 @@ void engine_maybe_idle_tick(kefu_processor_t *p, task_t *task, batch_t *b) {
   input_t *in = calloc(1, sizeof *in);
   in->idle = true;
   in->task = task->id;
+  in->generation = task->generation;
   in->sort_ts = target;
   snprintf(in->error, sizeof in->error, "idle-%d-%lld", task->id, (long long)target);
   engine_batch_add(b, in);
@@ -244,8 +346,13 @@ static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen) {
   if (kefu_kafka_set(conf, "enable.idempotence", "true", errstr, errlen) ||
       kefu_kafka_set(conf, "linger.ms", "5", errstr, errlen) ||
       kefu_kafka_set(conf, "partitioner", "murmur2_random", errstr, errlen) ||
-      (o->exactly_once && kefu_kafka_set(conf, "transactional.id", txn_id, errstr, errlen)) ||
-      !(p->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errlen))) {
+      (o->exactly_once && kefu_kafka_set(conf, "transactional.id", txn_id, errstr, errlen))) {
+    rd_kafka_conf_destroy(conf);
+    return -1;
+  }
+  rd_kafka_conf_set_opaque(conf, p);
+  rd_kafka_conf_set_dr_msg_cb(conf, engine_delivery_report);
+  if (!(p->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errlen))) {
     if (!p->producer)
       rd_kafka_conf_destroy(conf);
     return -1;
@@ -255,6 +362,8 @@ static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen) {
     if (error) {
       snprintf(errstr, errlen, "init_transactions: %s", rd_kafka_error_string(error));
       rd_kafka_error_destroy(error);
+      rd_kafka_destroy(p->producer); /* unusable: the retry loop makes another */
+      p->producer = NULL;
       return -1;
     }
   }
@@ -394,6 +503,8 @@ static void register_metrics(engine_metrics_t *m) {
   m->aborts =
       kefu_metrics_counter("kefu_transactions_total", "Kafka transactions", "result=\"abort\"");
   m->rebalances = kefu_metrics_counter("kefu_rebalances_total", "Consumer group rebalances", NULL);
+  m->producer_restarts = kefu_metrics_counter(
+      "kefu_producer_restarts_total", "Producers replaced after fencing or a fatal error", NULL);
   m->batch_seconds =
       kefu_metrics_histogram("kefu_batch_seconds", "Time to process one batch", NULL,
                              kefu_metrics_buckets_short, kefu_metrics_buckets_short_n);

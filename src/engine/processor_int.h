@@ -37,8 +37,9 @@ typedef struct input {
   rd_kafka_message_t *msg; /* owned; NULL for an idle tick */
   int task;                /* the partition number */
   int64_t offset;
-  bool idle;         /* SPEC §1.3 idle advance: fires timers, no record behind it */
-  int64_t polled_ms; /* wall clock when read, for the event-to-output latency */
+  bool idle;           /* SPEC §1.3 idle advance: fires timers, no record behind it */
+  int64_t polled_ms;   /* wall clock when read, for the event-to-output latency */
+  uint32_t generation; /* its task's generation when read (task_t) */
   kefu_topic_t topic;
   bool valid;
   kefu_event_t ev;
@@ -58,6 +59,8 @@ typedef struct queue {
 typedef struct task {
   bool assigned;
   int id;
+  uint32_t generation; /* bumped at each assignment and revocation: a record read under
+                          another generation is not this assignment's to process */
   queue_t q[KEFU_KEYED_INPUTS];
   int64_t watermark;                      /* highest valid ts - lateness; INT64_MIN before any */
   int64_t next_offset[KEFU_KEYED_INPUTS]; /* position after the batch; -1 unknown */
@@ -71,7 +74,8 @@ typedef struct task {
 typedef struct engine_metrics {
   kefu_metric_t *in[KEFU_T__COUNT], *out[KEFU_T__COUNT], *lag[MAX_TASKS][KEFU_KEYED_INPUTS];
   kefu_metric_t *watermark[MAX_TASKS];
-  kefu_metric_t *dlq, *duplicates, *encode_errors, *commits, *aborts, *rebalances, *late;
+  kefu_metric_t *dlq, *duplicates, *encode_errors, *commits, *aborts, *rebalances, *late,
+      *producer_restarts;
   kefu_histogram_t *batch_seconds, *redis_seconds, *event_to_output;
   kefu_metric_t *timer_shops[MAX_TASKS];
   int64_t last_gauges_ms;
@@ -95,6 +99,10 @@ struct kefu_processor {
   char *enc_buf;
   size_t enc_cap;
   bool fatal;
+  bool paused;                    /* inputs paused while a batch is retried */
+  int undelivered;                /* records of this batch not delivered (reports) */
+  char undelivered_error[256];    /* the first one's topic, partition and error */
+  int64_t last_consumer_error_ms; /* consumer errors are logged at most once a second */
 };
 
 typedef struct batch {
@@ -114,6 +122,14 @@ typedef struct batch_state {
   kefu_timer_queue_t timers[MAX_TASKS]; /* per task: timers that may fire in this batch */
   int64_t max_ts[MAX_TASKS];            /* per task: the batch's highest valid ts */
 } batch_state_t;
+
+/* What an attempt at a batch (or its Kafka commit) left to do. */
+enum {
+  ENGINE_FATAL = -1,
+  ENGINE_DONE = 0,
+  ENGINE_RETRY = 1,        /* Redis or Kafka failed: the batch again, after a backoff */
+  ENGINE_NEW_PRODUCER = 2, /* the producer is fenced or failed for good */
+};
 
 input_t *engine_queue_head(const queue_t *q);
 void engine_input_free(input_t *in);
@@ -136,6 +152,7 @@ int engine_store_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs,
 int engine_kafka_commit(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs,
                         char *errstr, size_t errlen);
 void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs);
+void engine_delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 void engine_maybe_idle_tick(kefu_processor_t *p, task_t *task, batch_t *b);
 int64_t engine_wall_ms(void);
 int engine_redis_flush(kefu_processor_t *p, redisReply ***replies, char *errstr, size_t errlen);

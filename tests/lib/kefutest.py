@@ -171,10 +171,12 @@ class KefuTestCase(unittest.TestCase):
     """Starts a broker and a redis-server per test."""
 
     partitions = 4
+    brokers = 1
+    broker_control = False  # True: self.broker.control() injects faults
 
     def setUp(self):
         self.redis = Redis()
-        self.broker = Broker(self.partitions)
+        self.broker = Broker(self.partitions, self.brokers, self.broker_control)
         self.addCleanup(self.redis.stop)
         self.addCleanup(self.broker.stop)
 
