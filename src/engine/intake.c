@@ -143,6 +143,38 @@ void engine_task_key(const kefu_processor_t *p, int task, char *out, size_t outl
   snprintf(out, outlen, "%s:{task-%d}:pos", p->o->redis_namespace, task);
 }
 
+/* Remembered outputs of inputs before where the task now starts: their commit is known
+ * (Kafka's committed offset, or a Redis position, written only after it), but a stop
+ * between the commit and the HDEL of engine_store_positions left them behind. */
+static void drop_committed_outputs(kefu_processor_t *p, int task,
+                                   const rd_kafka_topic_partition_list_t *parts) {
+  task_out_cmds_t tc = {.verb = "HDEL"};
+  char key[128], errstr[256];
+  redisReply **r;
+  kefu_cmd_t c;
+  kefu_cmd_init(&c);
+  kefu_cmd_str(&c, "HKEYS");
+  snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, task);
+  kefu_cmd_str(&c, key);
+  kefu_redis_append(p->redis, &c);
+  kefu_cmd_clear(&c);
+  if (engine_redis_flush(p, &r, errstr, sizeof errstr) != 1 || r[0]->type != REDIS_REPLY_ARRAY)
+    return; /* they wait for the next assignment */
+  for (size_t i = 0; i < r[0]->elements; i++) {
+    const char *cause = r[0]->element[i]->str, *slash = strrchr(cause, '/');
+    for (int k = 0; slash && k < parts->cnt; k++) {
+      const rd_kafka_topic_partition_t *tp = &parts->elems[k];
+      size_t n = strlen(tp->topic);
+      if (tp->partition == task && tp->offset > 0 && strncmp(cause, tp->topic, n) == 0 &&
+          cause[n] == '/' && strtol(cause + n + 1, NULL, 10) == task &&
+          strchr(cause + n + 1, '/') == slash && strtoll(slash + 1, NULL, 10) < tp->offset)
+        kefu_cmd_str(engine_task_out_cmd(p, &tc, task), cause);
+    }
+  }
+  if (engine_task_out_send(p, &tc) && engine_redis_flush(p, &r, errstr, sizeof errstr) != 1)
+    KEFU_WARN("engine", "task %d: dropping committed outputs: %s", task, errstr);
+}
+
 /* The Redis position of each keyed partition of @p task, and its watermark. */
 static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KEYED_INPUTS]) {
   char key[128], errstr[256];
@@ -259,6 +291,13 @@ static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
     KEFU_INFO("engine", "assigned %s [%d] from offset %lld%s", tp->topic, id, (long long)tp->offset,
               task->q[t].at_end ? " (nothing to read)" : "");
   }
+  if (p->redis)
+    for (int id = 0; id < p->partitions && id < MAX_TASKS; id++)
+      for (int i = 0; i < parts->cnt; i++)
+        if (parts->elems[i].partition == id) {
+          drop_committed_outputs(p, id, parts);
+          break;
+        }
   rd_kafka_assign(p->consumer, parts);
   /* librdkafka keeps a partition's pause flag across assignments: set it as it must be
    * now (paused while a batch is retried), never left over from before. */

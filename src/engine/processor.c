@@ -297,11 +297,16 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
       engine_poll_couriers(p, false, errstr, sizeof errstr);
     } while (queued < max && engine_wall_ms() < deadline && !*stop);
     b.n = 0;
-    for (int t = 0; t < MAX_TASKS && b.n < max; t++)
-      if (p->tasks[t].assigned) {
-        engine_take_ready(p, &p->tasks[t], &b, max);
-        engine_maybe_idle_tick(p, &p->tasks[t], &b);
+    /* Each batch starts with the next task, so a full batch never starves the higher
+     * ones (a task's own order is its merge; which task comes first does not matter). */
+    int first = p->partitions > 0 ? (int)(p->m.batches % (uint64_t)p->partitions) : 0;
+    for (int i = 0; i < p->partitions && i < MAX_TASKS && b.n < max; i++) {
+      task_t *task = &p->tasks[(first + i) % p->partitions];
+      if (task->assigned) {
+        engine_take_ready(p, task, &b, max);
+        engine_maybe_idle_tick(p, task, &b);
       }
+    }
     kefu_http_heartbeat();
     update_gauges(p);
     if (b.n == 0) {

@@ -98,16 +98,11 @@ class CrashTest(KefuTestCase):
                 log.write(self.run_kefu(*(settings + ["task_idle_ms=100"]), timeout=180))
             self.assertTrue(mid >= 1, "no kill landed mid-processing:\n" + "\n".join(report))
             distinct, repeats, per_topic, reemitted = verify(self, w, kills)
-            # Remembered outputs are dropped once their commit is known. With
-            # exactly_once the mock cluster never stores transactional offsets, so every
-            # uncommitted position is read again and its outputs dropped then.
-            # (at_least_once: a kill between the offset commit and the Redis write
-            # would leave some behind for good; reported, not asserted.)
+            # Remembered outputs are dropped once their commit is known: after the
+            # commit, or (a kill between the commit and that write) at the next
+            # assignment, for every input before where the partition then starts.
             left = remembered_outputs(self.redis, self.partitions)
-            if guarantee == "exactly_once":
-                self.assertEqual(left, {}, "remembered outputs never dropped")
-            elif left:
-                print("remembered outputs left behind: %s" % left)
+            self.assertEqual(left, {}, "remembered outputs never dropped")
             print("%s (seed %d): %d kills landed (%d mid-processing), %d outputs, "
                   "%d repeated copies %s, all byte-identical; %d outputs of uncommitted "
                   "inputs written again; %.1f s" % (
