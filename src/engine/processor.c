@@ -28,6 +28,10 @@ static int reconnect_redis(kefu_processor_t *p, char *errstr, size_t errlen) {
   kefu_redis_close(p->redis);
   p->redis = kefu_redis_connect(p->o->redis_url, p->o->redis_user, p->o->redis_password,
                                 p->o->redis_timeout_ms, errstr, errlen);
+  if (p->redis && engine_state_check_reconnect(p)) {
+    snprintf(errstr, errlen, "Redis lost kefu's state");
+    return -1;
+  }
   return p->redis ? 0 : -1;
 }
 
@@ -42,8 +46,10 @@ static int process_once(kefu_processor_t *p, const batch_t *b, char *errstr, siz
   for (size_t i = 0; i < b->n; i++)
     if (b->items[i]->valid && b->items[i]->ev.ts > max_ts)
       max_ts = b->items[i]->ev.ts;
-  if (!p->redis && reconnect_redis(p, errstr, errlen))
+  if (!p->redis && reconnect_redis(p, errstr, errlen)) {
+    rc = p->fatal ? -1 : 1;
     goto done;
+  }
   if (engine_load_state(p, b, &bs, errstr, errlen))
     goto redis_failed;
   engine_run_rules(p, b, &bs);
@@ -193,7 +199,11 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
         queued++;
       }
       engine_poll_couriers(p, false, errstr, sizeof errstr);
-    } while (queued < max && engine_wall_ms() < deadline && !*stop);
+    } while (queued < max && engine_wall_ms() < deadline && !*stop && !p->fatal);
+    if (p->fatal) { /* set at assignment: Redis lost the state */
+      rc = -1;
+      break;
+    }
     b.n = 0;
     for (int t = 0; t < MAX_TASKS && b.n < max; t++)
       if (p->tasks[t].assigned) {
