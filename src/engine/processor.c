@@ -449,6 +449,8 @@ void kefu_processor_destroy(kefu_processor_t *p) {
       engine_queue_drop_all(&p->tasks[t].q[k]);
       free(p->tasks[t].q[k].items);
     }
+  for (int t = 0; t < MAX_TASKS; t++)
+    json_decref(p->tasks[t].forget_later);
   if (p->courier_consumer) {
     rd_kafka_consumer_close(p->courier_consumer);
     rd_kafka_destroy(p->courier_consumer);

@@ -64,7 +64,9 @@ typedef struct task {
   json_t *pending_idle;  /* idle-tick cause -> outputs found in Redis at assignment, to
                             emit again: their transaction may not have committed */
   int64_t committed[KEFU_KEYED_INPUTS]; /* Kafka's committed offsets at assignment; -1 none */
-  bool state_seen; /* this instance saw ns:{task-N}:pos in Redis (state_check.c) */
+  bool state_seen;      /* this instance saw ns:{task-N}:pos in Redis (state_check.c) */
+  bool pos_stale;       /* the last position write failed: the next batch writes it */
+  json_t *forget_later; /* causes whose remembered outputs are to be dropped (committed) */
 } task_t;
 
 /* The engine's metrics, registered once (SPEC §8). */
