@@ -63,6 +63,8 @@ class RedisFaultsTest(KefuTestCase):
         self.http_port = free_port()
         fd, self.log_path = tempfile.mkstemp(prefix="kefu-redisfault-", suffix=".log")
         log = os.fdopen(fd, "w")
+        path = self.log_path
+        self.addCleanup(lambda: getattr(self, "keep_log", False) or os.remove(path))
         self.addCleanup(log.close)
         proc = start_kefu(self, log, "processing.guarantee=" + guarantee, "instance.id=rf",
                           "http.listen=127.0.0.1:%d" % self.http_port, "redis.timeout_ms=500",
@@ -128,7 +130,8 @@ class RedisFaultsTest(KefuTestCase):
                 self.fault_name, guarantee, recovery, "yes" if seen_503 else "no"), flush=True)
             self.finish(proc, w)
         except BaseException:
-            print("kefu log %s:\n%s" % (self.log_path, self.log()[-6000:]))
+            self.keep_log = True
+            print("kefu log %s (kept):\n%s" % (self.log_path, self.log()[-6000:]))
             raise
         conflicts = self.log().count("state conflict")
         print("  retried batches that met the CAS (state conflict): %d" % conflicts)
