@@ -262,6 +262,8 @@ static bool nothing_to_read(kefu_processor_t *p, const rd_kafka_topic_partition_
  * cluster does not store offsets sent with a transaction). */
 static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *parts) {
   rd_kafka_committed(p->consumer, parts, 10000);
+  if (engine_state_check_assign(p, parts))
+    return; /* Redis lost the state: the loop stops (p->fatal) */
   for (int i = 0; i < parts->cnt; i++) {
     rd_kafka_topic_partition_t *tp = &parts->elems[i];
     kefu_topic_t t = kefu_topic_by_name(tp->topic);

@@ -251,27 +251,38 @@ static int store_timer_index(kefu_processor_t *p, const batch_state_t *bs) {
   return n;
 }
 
-/* The batch's remembered outputs, now committed: one variadic HDEL per task. */
+/* The batch's remembered outputs, now committed, and those of earlier batches whose
+ * position write failed (task->forget_later): one variadic HDEL per task. */
 static int forget_outputs(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs) {
   task_out_cmds_t tc = {.verb = "HDEL"};
   char cause[300];
   for (size_t i = 0; i < b->n; i++) {
+    task_t *task = &p->tasks[b->items[i]->task];
+    if (!task->forget_later)
+      task->forget_later = json_object();
     engine_cause_of(b->items[i], cause, sizeof cause);
     if (json_object_get(bs->computed, cause) || json_object_get(bs->remembered, cause))
-      kefu_cmd_str(engine_task_out_cmd(p, &tc, b->items[i]->task), cause);
-    task_t *task = &p->tasks[b->items[i]->task];
+      json_object_set_new(task->forget_later, cause, json_true());
     const char *idle;
     json_t *v;
     json_object_foreach(task->pending_idle, idle, v) /* emitted with this batch */
-        kefu_cmd_str(engine_task_out_cmd(p, &tc, b->items[i]->task), idle);
+        json_object_set_new(task->forget_later, idle, json_true());
     json_decref(task->pending_idle);
     task->pending_idle = NULL;
+  }
+  for (int t = 0; t < MAX_TASKS; t++) {
+    const char *c;
+    json_t *v;
+    json_object_foreach(p->tasks[t].forget_later, c, v)
+        kefu_cmd_str(engine_task_out_cmd(p, &tc, t), c);
   }
   return engine_task_out_send(p, &tc);
 }
 
 /* After the commit: positions and watermarks to Redis, remembered outputs dropped. Not
- * fatal when it fails: Kafka's offsets and the shops' applied offsets still hold. */
+ * fatal when it fails: Kafka's offsets and the shops' applied offsets still hold, and
+ * the next batch writes the task's positions and drops those outputs (pos_stale,
+ * forget_later), so an outage does not leave them behind. */
 void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs) {
   rd_kafka_topic_partition_list_t *offsets = batch_offsets(b);
   char key[128], errstr[256];
@@ -286,6 +297,8 @@ void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_s
   }
   for (size_t i = 0; i < b->n; i++) /* idle ticks move the watermark */
     touched[b->items[i]->task] = true;
+  for (int t = 0; t < MAX_TASKS; t++) /* an earlier write failed */
+    touched[t] |= p->tasks[t].assigned && p->tasks[t].pos_stale;
   for (int t = 0; t < MAX_TASKS; t++) {
     if (!touched[t])
       continue;
@@ -307,7 +320,16 @@ void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_s
   }
   n += store_timer_index(p, bs);
   n += forget_outputs(p, b, bs);
-  if (n && engine_redis_flush(p, &r, errstr, sizeof errstr) != n)
-    KEFU_WARN("engine", "writing positions: %s", errstr);
+  if (n && engine_redis_flush(p, &r, errstr, sizeof errstr) != n) {
+    KEFU_WARN("engine", "writing positions: %s (written with the next batch)", errstr);
+    for (int t = 0; t < MAX_TASKS; t++)
+      p->tasks[t].pos_stale |= touched[t];
+  } else {
+    for (int t = 0; t < MAX_TASKS; t++) {
+      p->tasks[t].pos_stale = false;
+      json_decref(p->tasks[t].forget_later);
+      p->tasks[t].forget_later = NULL;
+    }
+  }
   rd_kafka_topic_partition_list_destroy(offsets);
 }

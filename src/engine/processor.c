@@ -30,6 +30,10 @@ static int reconnect_redis(kefu_processor_t *p, char *errstr, size_t errlen) {
   kefu_redis_close(p->redis);
   p->redis = kefu_redis_connect(p->o->redis_url, p->o->redis_user, p->o->redis_password,
                                 p->o->redis_timeout_ms, errstr, errlen);
+  if (p->redis && engine_state_check_reconnect(p)) {
+    snprintf(errstr, errlen, "Redis lost kefu's state");
+    return -1;
+  }
   return p->redis ? 0 : -1;
 }
 
@@ -44,8 +48,10 @@ static int process_once(kefu_processor_t *p, const batch_t *b, char *errstr, siz
   for (size_t i = 0; i < b->n; i++)
     if (b->items[i]->valid && b->items[i]->ev.ts > max_ts)
       max_ts = b->items[i]->ev.ts;
-  if (!p->redis && reconnect_redis(p, errstr, errlen))
+  if (!p->redis && reconnect_redis(p, errstr, errlen)) {
+    rc = p->fatal ? -1 : 1;
     goto done;
+  }
   if (engine_load_state(p, b, &bs, errstr, errlen))
     goto redis_failed;
   engine_run_rules(p, b, &bs);
@@ -162,6 +168,11 @@ static int process_batch(kefu_processor_t *p, batch_t *b, volatile sig_atomic_t 
     if (!p->paused)
       pause_inputs(p, true);
     serve_consumer(p, backoff, stop);
+    if (p->fatal) { /* an assignment meanwhile found that Redis lost the state */
+      snprintf(errstr, sizeof errstr, "Redis lost kefu's state");
+      rc = ENGINE_FATAL;
+      break;
+    }
     size_t dropped = drop_migrated(p, b);
     if (dropped)
       KEFU_INFO("engine",
@@ -295,7 +306,11 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
         queued++;
       }
       engine_poll_couriers(p, false, errstr, sizeof errstr);
-    } while (queued < max && engine_wall_ms() < deadline && !*stop);
+    } while (queued < max && engine_wall_ms() < deadline && !*stop && !p->fatal);
+    if (p->fatal) { /* set at assignment: Redis lost the state */
+      rc = -1;
+      break;
+    }
     b.n = 0;
     /* Each batch starts with the next task, so a full batch never starves the higher
      * ones (a task's own order is its merge; which task comes first does not matter). */
@@ -555,6 +570,8 @@ void kefu_processor_destroy(kefu_processor_t *p) {
       engine_queue_drop_all(&p->tasks[t].q[k]);
       free(p->tasks[t].q[k].items);
     }
+  for (int t = 0; t < MAX_TASKS; t++)
+    json_decref(p->tasks[t].forget_later);
   if (p->courier_consumer) {
     rd_kafka_consumer_close(p->courier_consumer);
     rd_kafka_destroy(p->courier_consumer);

@@ -68,6 +68,10 @@ typedef struct task {
   int64_t last_input_ms; /* wall clock of the last record read (idle advance) */
   json_t *pending_idle;  /* idle-tick cause -> outputs found in Redis at assignment, to
                             emit again: their transaction may not have committed */
+  int64_t committed[KEFU_KEYED_INPUTS]; /* Kafka's committed offsets at assignment; -1 none */
+  bool state_seen;      /* this instance saw ns:{task-N}:pos in Redis (state_check.c) */
+  bool pos_stale;       /* the last position write failed: the next batch writes it */
+  json_t *forget_later; /* causes whose remembered outputs are to be dropped (committed) */
 } task_t;
 
 /* The engine's metrics, registered once (SPEC §8). */
@@ -155,6 +159,16 @@ void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_s
 void engine_delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 void engine_maybe_idle_tick(kefu_processor_t *p, task_t *task, batch_t *b);
 int64_t engine_wall_ms(void);
+
+/** @brief At assignment, right after Kafka's committed offsets are read into @p parts:
+ *  refuses (-1: logged, /readyz 503, p->fatal set) when Kafka shows that a task was
+ *  processed but Redis has no state for it; marks new tasks in Redis. 0 otherwise, also
+ *  when Redis cannot be reached (then the next reconnect checks). state_check.c. */
+int engine_state_check_assign(kefu_processor_t *p, const rd_kafka_topic_partition_list_t *parts);
+
+/** @brief After a reconnect: -1 (as above) when a task's state that this instance saw in
+ *  Redis is gone; 0 otherwise. */
+int engine_state_check_reconnect(kefu_processor_t *p);
 int engine_redis_flush(kefu_processor_t *p, redisReply ***replies, char *errstr, size_t errlen);
 
 /* One variadic command per task on ns:{task-N}:out (HSET or HDEL), built up across a

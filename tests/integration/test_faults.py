@@ -4,9 +4,8 @@ import json
 import os
 import signal
 import subprocess
-import urllib.request
 
-from kefutest import KEFU, KefuTestCase, free_port, main, wait_for
+from kefutest import KEFU, KefuTestCase, free_port, http_get, main, wait_for
 
 T0 = 1773068400000
 
@@ -31,13 +30,7 @@ class FaultsTest(KefuTestCase):
         return proc
 
     def http(self, port, path):
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=2) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except OSError:
-            return None, ""
+        return http_get(port, path)
 
     def card_ids(self):
         return [c["card_id"] for c in self.consume("cards")]

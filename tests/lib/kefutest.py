@@ -93,6 +93,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+def http_get(port, path):
+    """(status, body) of GET http://127.0.0.1:port/path; (None, "") when nothing answers."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return None, ""
+
+
 def wait_for(predicate, timeout=30.0, what="condition"):
     """Polls predicate until it is true; never a fixed sleep."""
     deadline = time.monotonic() + timeout
@@ -105,15 +118,32 @@ def wait_for(predicate, timeout=30.0, what="condition"):
 
 
 class Redis:
-    def __init__(self):
+    """A redis-server of the test's own. aof=True: every write fsynced to the append-only
+    file before it is acknowledged (--appendonly yes --appendfsync always), so a SIGKILL
+    loses nothing; kill() and start() restart it on the same port and directory. DEBUG is
+    enabled for loopback clients (DEBUG SLEEP stalls it)."""
+
+    def __init__(self, aof=False):
         self.dir = tempfile.mkdtemp(prefix="kefu-redis-")
         self.port = free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: self.ping(), 10, "redis-server")
+        self.aof = aof
         self.url = "redis://127.0.0.1:%d/0" % self.port
+        self.start()
+
+    def start(self):
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--dir", self.dir, "--enable-debug-command", "local"]  # DEBUG SLEEP
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else \
+            ["--appendonly", "no"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.ping() or self.proc.poll() is not None, 10, "redis-server")
+        if self.proc.poll() is not None:
+            raise RuntimeError("redis-server exited with %d" % self.proc.returncode)
+
+    def kill(self):
+        """SIGKILL: no shutdown, no final save."""
+        self.proc.kill()
+        self.proc.wait(10)
 
     def cli(self, *args):
         out = subprocess.run(["redis-cli", "-p", str(self.port), "--raw", *args],
@@ -133,8 +163,9 @@ class Redis:
             return False
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
