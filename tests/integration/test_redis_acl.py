@@ -21,21 +21,11 @@ import subprocess
 import tempfile
 
 import test_conformance
-from kefutest import (KEFU, SOURCE, Broker, KefuTestCase, Redis, free_port, main,
-                      wait_for)
+from kefutest import (KEFU, SOURCE, Broker, KefuTestCase, Redis, free_port, http_get,
+                      main, wait_for)
 
 ACL_CONF = os.path.join(SOURCE, "deploy", "redis", "kefu-acl.conf")
 ADMIN = ("admin", "admin-" + secrets.token_hex(8))
-
-
-def http_get(port, path):
-    import urllib.error
-    import urllib.request
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def kefu_user_line():
@@ -117,7 +107,7 @@ class RedisAclTest(KefuTestCase):
         self.produce("config", [{"event_id": "c1", "shop_id": "s1", "ts": 1773014400000,
                                  "couriers": ["ZTO"]}])
         port = free_port()
-        log = tempfile.TemporaryFile(mode="w+")
+        log = tempfile.TemporaryFile(mode="w+", errors="replace")
         args = [KEFU, "run", "-b", self.broker.bootstrap, "--redis", self.redis.url,
                 "--set", "redis.user=kefu", "--set", "redis.password=" + self.password,
                 "--set", "redis.namespace=other", "--set", "idle_advance=false",

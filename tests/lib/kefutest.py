@@ -112,6 +112,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def http_get(port, path, timeout=10):
+    """(status, body) of GET http://127.0.0.1:port/path; (None, "") when nothing answers."""
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                    timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return None, ""
+
+
 def wait_for(predicate, timeout=30.0, what="condition"):
     """Polls predicate until it is true; never a fixed sleep."""
     deadline = time.monotonic() + timeout
