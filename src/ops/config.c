@@ -222,14 +222,18 @@ static bool all_id_chars(const char *v) {
 }
 
 /* Writes "key = "value": why" to errstr; the value of a secret is never written and a
- * URL shows without its password. */
+ * URL shows without its password. A value with an '@' but no "://" is a mistyped URL
+ * ("redis:/kefu:pw@host"): all before its last '@' may be a password, so it is hidden. */
 static void value_error(char *errstr, size_t errlen, const char *key, const char *value,
                         const char *why) {
   char shown[512];
+  const char *at = strrchr(value, '@');
   if (kefu_config_is_secret(key))
     snprintf(shown, sizeof shown, "[redacted]");
   else if (strstr(value, "://"))
     kefu_config_redact_url(value, shown, sizeof shown);
+  else if (at)
+    snprintf(shown, sizeof shown, "***%s", at);
   else
     snprintf(shown, sizeof shown, "%s", value);
   snprintf(errstr, errlen, "%s = \"%s\": %s", key, shown, why);
@@ -286,11 +290,9 @@ static int check_registry_url(const char *v, char *why, size_t whylen) {
   return -1;
 }
 
-static int parse_redis_url(const char *url, kefu_redis_endpoint_t *ep, char *why, size_t whylen);
-
 static int check_redis_url(const char *v, char *why, size_t whylen) {
   kefu_redis_endpoint_t ep;
-  int rc = parse_redis_url(v, &ep, why, whylen);
+  int rc = kefu_redis_url_parse(v, &ep, why, whylen);
   memset(&ep, 0, sizeof ep); /* it held the password */
   return rc;
 }
@@ -818,118 +820,12 @@ void kefu_config_redact_url(const char *url, char *out, size_t outlen) {
   snprintf(out, outlen, "%.*s:***%s", (int)(colon - url), url, at);
 }
 
-/* Copies @p len bytes of @p s into @p out, decoding %XX; -1 on a bad escape or when it
- * does not fit. */
-static int percent_decode(const char *s, size_t len, char *out, size_t outlen) {
-  size_t n = 0;
-  for (size_t i = 0; i < len; i++) {
-    char ch = s[i];
-    if (ch == '%') {
-      char hex[3] = {0};
-      if (i + 2 >= len || !isxdigit((unsigned char)s[i + 1]) || !isxdigit((unsigned char)s[i + 2]))
-        return -1;
-      hex[0] = s[i + 1];
-      hex[1] = s[i + 2];
-      ch = (char)strtol(hex, NULL, 16);
-      i += 2;
-    }
-    if (n + 1 >= outlen)
-      return -1;
-    out[n++] = ch;
-  }
-  out[n] = '\0';
-  return 0;
-}
-
-/* Reads decimal digits s[0..len) into *out within [lo, hi]; -1 otherwise. */
-static int parse_number(const char *s, size_t len, long lo, long hi, int *out) {
-  long v = 0;
-  if (len == 0 || len > 10)
-    return -1;
-  for (size_t i = 0; i < len; i++) {
-    if (!isdigit((unsigned char)s[i]))
-      return -1;
-    v = v * 10 + (s[i] - '0');
-  }
-  if (v < lo || v > hi)
-    return -1;
-  *out = (int)v;
-  return 0;
-}
-
-static int url_fail(char *why, size_t whylen, const char *msg) {
-  snprintf(why, whylen, "%s (expected redis://[user[:password]@]host[:port][/db])", msg);
-  return -1;
-}
-
-/* host[:port] or [v6]:port, @p len bytes, into ep->host and ep->port. */
-static int parse_hostport(const char *s, size_t len, kefu_redis_endpoint_t *ep, char *why,
-                          size_t whylen) {
-  const char *host = s, *port = NULL;
-  size_t hostlen = len;
-  if (len && s[0] == '[') {
-    const char *close = memchr(s, ']', len);
-    if (!close)
-      return url_fail(why, whylen, "unclosed [ in the host");
-    host = s + 1;
-    hostlen = (size_t)(close - host);
-    if (close + 1 < s + len && close[1] != ':')
-      return url_fail(why, whylen, "unexpected text after ]");
-    port = close + 1 < s + len ? close + 2 : NULL;
-  } else {
-    const char *colon = memchr(s, ':', len);
-    if (colon) {
-      hostlen = (size_t)(colon - s);
-      port = colon + 1;
-    }
-  }
-  if (hostlen == 0 || hostlen >= sizeof ep->host)
-    return url_fail(why, whylen, "missing or too long host");
-  memcpy(ep->host, host, hostlen);
-  ep->host[hostlen] = '\0';
-  ep->port = 6379;
-  if (port && parse_number(port, (size_t)(s + len - port), 1, 65535, &ep->port) != 0)
-    return url_fail(why, whylen, "bad port");
-  return 0;
-}
-
-static int parse_redis_url(const char *url, kefu_redis_endpoint_t *ep, char *why, size_t whylen) {
-  static const char scheme[] = "redis://";
-  memset(ep, 0, sizeof *ep);
-  if (strncasecmp(url, "rediss://", 9) == 0)
-    return url_fail(why, whylen,
-                    "rediss:// needs TLS, which Debian 12's hiredis lacks: use "
-                    "a TLS tunnel (deploy/) and redis:// to it");
-  if (strncasecmp(url, scheme, sizeof scheme - 1) != 0)
-    return url_fail(why, whylen, "not a redis:// URL");
-  const char *rest = url + sizeof scheme - 1;
-  const char *at = strrchr(rest, '@');
-  if (at) {
-    const char *colon = memchr(rest, ':', (size_t)(at - rest));
-    const char *user_end = colon ? colon : at;
-    if (percent_decode(rest, (size_t)(user_end - rest), ep->user, sizeof ep->user) != 0 ||
-        (colon && percent_decode(colon + 1, (size_t)(at - colon - 1), ep->password,
-                                 sizeof ep->password) != 0))
-      return url_fail(why, whylen, "bad %-escape or too long user or password");
-    rest = at + 1;
-  }
-  if (strpbrk(rest, "?#"))
-    return url_fail(why, whylen, "query parameters are not supported");
-  const char *slash = strchr(rest, '/');
-  size_t hplen = slash ? (size_t)(slash - rest) : strlen(rest);
-  if (parse_hostport(rest, hplen, ep, why, whylen) != 0)
-    return -1;
-  if (slash && slash[1] && parse_number(slash + 1, strlen(slash + 1), 0, 1000000, &ep->db) != 0)
-    return url_fail(why, whylen, "bad database number");
-  return 0;
-}
-
 int kefu_config_redis_endpoint(const kefu_config_t *c, kefu_redis_endpoint_t *out, char *errstr,
                                size_t errlen) {
   char why[384];
   const char *user = kefu_config_str(c, "redis.user");
   const char *password = kefu_config_str(c, "redis.password");
-  if (parse_redis_url(kefu_config_str(c, "redis.url"), out, why, sizeof why) != 0) {
+  if (kefu_redis_url_parse(kefu_config_str(c, "redis.url"), out, why, sizeof why) != 0) {
     snprintf(errstr, errlen, "redis.url: %s", why);
     return -1;
   }

@@ -27,6 +27,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/redis_url.h"
+
 typedef struct kefu_config kefu_config_t;
 
 /** @brief A configuration holding every key's default. NULL only when out of memory.
@@ -103,15 +105,6 @@ void kefu_config_print(const kefu_config_t *c, FILE *out);
 /** @brief Writes docs/CONFIG.md, the whole document: a unit test keeps the checked-in
  *  file equal to this output. */
 void kefu_config_print_markdown(FILE *out);
-
-/* The Redis endpoint, with redis.user and redis.password overriding the URL's parts. */
-typedef struct kefu_redis_endpoint {
-  char host[256];
-  int port;
-  int db;
-  char user[128];     /* "" when none: AUTH with the password only, or no AUTH */
-  char password[256]; /* "" when none; a secret: never log it */
-} kefu_redis_endpoint_t;
 
 /** @brief Parses redis.url (redis://[user[:password]@]host[:port][/db], parts
  *  %-decoded, port default 6379, db default 0) and applies redis.user/redis.password.

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/embedded.h"
+#include "common/redis_url.h"
 
 struct kefu_redis {
   redisContext *ctx;
@@ -58,45 +59,6 @@ static void free_replies(kefu_redis_t *r) {
   r->nreplies = 0;
 }
 
-/* redis://[user[:password]@]host[:port][/db] */
-typedef struct redis_url {
-  char user[128], password[256], host[256];
-  int port, db;
-} redis_url_t;
-
-static int parse_url(const char *url, redis_url_t *u, char *errstr, size_t errlen) {
-  const char *p = url, *at, *slash, *colon;
-  memset(u, 0, sizeof *u);
-  u->port = 6379;
-  if (strncmp(p, "redis://", 8) != 0) {
-    snprintf(errstr, errlen, "redis.url must start with redis://");
-    return -1;
-  }
-  p += 8;
-  slash = strchr(p, '/');
-  at = strchr(p, '@');
-  if (at && (!slash || at < slash)) {
-    colon = memchr(p, ':', (size_t)(at - p));
-    const char *user_end = colon ? colon : at;
-    snprintf(u->user, sizeof u->user, "%.*s", (int)(user_end - p), p);
-    if (colon)
-      snprintf(u->password, sizeof u->password, "%.*s", (int)(at - colon - 1), colon + 1);
-    p = at + 1;
-  }
-  size_t hostlen = slash ? (size_t)(slash - p) : strlen(p);
-  colon = memchr(p, ':', hostlen);
-  snprintf(u->host, sizeof u->host, "%.*s", (int)(colon ? (size_t)(colon - p) : hostlen), p);
-  if (colon)
-    u->port = atoi(colon + 1);
-  if (slash && slash[1])
-    u->db = atoi(slash + 1);
-  if (!u->host[0] || u->port <= 0) {
-    snprintf(errstr, errlen, "redis.url has no host:port");
-    return -1;
-  }
-  return 0;
-}
-
 static int command_ok(kefu_redis_t *r, const char *what, int argc, const char **argv, char *errstr,
                       size_t errlen) {
   redisReply *reply = redisCommandArgv(r->ctx, argc, argv, NULL);
@@ -110,7 +72,8 @@ static int command_ok(kefu_redis_t *r, const char *what, int argc, const char **
   return ok ? 0 : -1;
 }
 
-static int session_setup(kefu_redis_t *r, const redis_url_t *u, char *errstr, size_t errlen) {
+static int session_setup(kefu_redis_t *r, const kefu_redis_endpoint_t *u, char *errstr,
+                         size_t errlen) {
   char db[16];
   const kefu_embedded_t *lua = kefu_embedded_find("src/store/kefu.lua");
   if (u->password[0]) {
@@ -130,10 +93,14 @@ static int session_setup(kefu_redis_t *r, const redis_url_t *u, char *errstr, si
 
 kefu_redis_t *kefu_redis_connect(const char *url, const char *user, const char *password,
                                  int timeout_ms, char *errstr, size_t errlen) {
-  redis_url_t u;
+  kefu_redis_endpoint_t u;
+  char why[256];
   struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-  if (parse_url(url, &u, errstr, errlen))
+  if (kefu_redis_url_parse(url, &u, why, sizeof why)) {
+    memset(&u, 0, sizeof u);
+    snprintf(errstr, errlen, "redis.url: %s", why);
     return NULL;
+  }
   if (user && *user)
     snprintf(u.user, sizeof u.user, "%s", user);
   if (password && *password)

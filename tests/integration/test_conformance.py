@@ -41,7 +41,8 @@ def canonical(record, fields):
 class ConformanceTest(KefuTestCase):
     partitions = 4
 
-    def run_stream(self, name):
+    def run_stream(self, name, *settings):
+        """@p settings: more --set KEY=VALUE for both runs of kefu."""
         base = os.path.join(CONFORMANCE, name)
         self.assertTrue(os.path.isdir(os.path.join(base, "expected")),
                         "conformance stream missing: " + base)
@@ -49,9 +50,9 @@ class ConformanceTest(KefuTestCase):
             records = load_jsonl(os.path.join(base, "input", topic + ".jsonl"))
             if records:
                 self.produce(TOPIC_KEY[topic], records)
-        self.run_kefu()
+        self.run_kefu(*settings)
         self.produce("chat", load_jsonl(os.path.join(base, "clock.jsonl")))
-        self.run_kefu()
+        self.run_kefu(*settings)
         failures = []
         for family, (topic, wanted) in FAMILIES.items():
             if (name, family) in KNOWN_GAPS:

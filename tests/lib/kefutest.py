@@ -27,6 +27,25 @@ TOPICS = {
 }
 
 
+# KEFU_VALGRIND=1 (scripts/memcheck.sh): every `kefu run` of run_kefu() and
+# workload.start_kefu() runs under valgrind memcheck, its report in
+# $KEFU_VALGRIND_LOG_DIR/kefu-run.<pid>.log; an error or a definite leak makes it exit 99,
+# which fails the test. Timeouts are stretched by SLOW.
+VALGRIND = os.environ.get("KEFU_VALGRIND", "") not in ("", "0")
+SLOW = 10 if VALGRIND else 1
+
+
+def kefu_run_command(args):
+    """@p args (a `kefu run` command line), under valgrind when KEFU_VALGRIND is set."""
+    if not VALGRIND:
+        return list(args)
+    logs = os.environ.get("KEFU_VALGRIND_LOG_DIR") or tempfile.gettempdir()
+    return ["valgrind", "--error-exitcode=99", "--leak-check=full",
+            "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+            "--suppressions=" + os.path.join(SOURCE, "tests", "valgrind.supp"),
+            "--log-file=" + os.path.join(logs, "kefu-run.%p.log")] + list(args)
+
+
 # Input topics in the order a stream is produced (the courier table first).
 INPUT_ORDER = ["kefu.courier.status", "kefu.shop.config", "kefu.agent.events",
                "kefu.order.events", "kefu.chat.events"]
@@ -93,12 +112,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def http_get(port, path):
+def http_get(port, path, timeout=10):
     """(status, body) of GET http://127.0.0.1:port/path; (None, "") when nothing answers."""
     import urllib.error
     import urllib.request
     try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=2) as r:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                    timeout=timeout) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -121,12 +141,16 @@ class Redis:
     """A redis-server of the test's own. aof=True: every write fsynced to the append-only
     file before it is acknowledged (--appendonly yes --appendfsync always), so a SIGKILL
     loses nothing; kill() and start() restart it on the same port and directory. DEBUG is
-    enabled for loopback clients (DEBUG SLEEP stalls it)."""
+    enabled for loopback clients (DEBUG SLEEP stalls it). @p args: more server options
+    (e.g. "--aclfile", path); @p auth: (user, password) that cli() authenticates with
+    (None: no AUTH)."""
 
-    def __init__(self, aof=False):
+    def __init__(self, aof=False, args=(), auth=None):
         self.dir = tempfile.mkdtemp(prefix="kefu-redis-")
         self.port = free_port()
         self.aof = aof
+        self.args = list(args)
+        self.auth = auth
         self.url = "redis://127.0.0.1:%d/0" % self.port
         self.start()
 
@@ -135,6 +159,7 @@ class Redis:
                 "--dir", self.dir, "--enable-debug-command", "local"]  # DEBUG SLEEP
         args += ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else \
             ["--appendonly", "no"]
+        args += self.args
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: self.ping() or self.proc.poll() is not None, 10, "redis-server")
         if self.proc.poll() is not None:
@@ -145,16 +170,32 @@ class Redis:
         self.proc.kill()
         self.proc.wait(10)
 
-    def cli(self, *args):
-        out = subprocess.run(["redis-cli", "-p", str(self.port), "--raw", *args],
-                             capture_output=True)
+    def cli_args(self, auth=None):
+        """redis-cli's command line, authenticated as @p auth (default: self.auth); the
+        password goes in REDISCLI_AUTH (see cli_env), never on the command line."""
+        auth = auth or self.auth
+        args = ["redis-cli", "-p", str(self.port)]
+        if auth and auth[0]:
+            args += ["--user", auth[0]]
+        return args
+
+    def cli_env(self, auth=None):
+        auth = auth or self.auth
+        env = dict(os.environ)
+        if auth:
+            env["REDISCLI_AUTH"] = auth[1]
+        return env
+
+    def cli(self, *args, auth=None):
+        out = subprocess.run(self.cli_args(auth) + ["--raw", *args], capture_output=True,
+                             env=self.cli_env(auth))
         return out.stdout.decode("utf-8", "backslashreplace")
 
     def snapshot(self, pattern):
         """Every key matching pattern with its serialized value (DUMP), for equality."""
         keys = sorted(self.cli("KEYS", pattern).split())
-        return {k: subprocess.run(["redis-cli", "-p", str(self.port), "DUMP", k],
-                                  capture_output=True).stdout for k in keys}
+        return {k: subprocess.run(self.cli_args() + ["DUMP", k], capture_output=True,
+                                  env=self.cli_env()).stdout for k in keys}
 
     def ping(self):
         try:
@@ -232,10 +273,11 @@ class KefuTestCase(unittest.TestCase):
     def run_kefu(self, *settings, timeout=120, expect=0):
         args = [KEFU, "run", "-b", self.broker.bootstrap, "--redis", self.redis.url,
                 "--exit-when-idle", "--set", "http.listen=", "--set", "idle_advance=false",
-                "--set", "task_idle_ms=200"]
+                "--set", "task_idle_ms=%d" % (200 * SLOW)]
         for s in settings:
             args += ["--set", s]
-        out = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(kefu_run_command(args), capture_output=True, text=True,
+                             timeout=timeout * SLOW)
         if out.returncode != expect:
             sys.stderr.write(out.stderr)
         self.assertEqual(out.returncode, expect)

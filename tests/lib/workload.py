@@ -20,7 +20,7 @@ import random
 import subprocess
 import time
 
-from kefutest import KEFU, TOPICS, decode, schema_table
+from kefutest import KEFU, SLOW, TOPICS, decode, kefu_run_command, schema_table
 
 T0 = 1773014400000  # 2026-03-09T00:00:00Z, 08:00 in the shops' local time (+480)
 
@@ -49,7 +49,7 @@ def seed_from_env():
 
 
 RUN_SETTINGS = ["batch.max_records=20", "batch.max_ms=10", "http.listen=",
-                "idle_advance=false", "task_idle_ms=100"]
+                "idle_advance=false", "task_idle_ms=%d" % (100 * SLOW)]
 
 
 class Workload:
@@ -492,7 +492,8 @@ def kefu_args(test, *settings):
 
 
 def start_kefu(test, log, *settings):
-    return subprocess.Popen(kefu_args(test, *settings), stdout=subprocess.DEVNULL, stderr=log)
+    return subprocess.Popen(kefu_run_command(kefu_args(test, *settings)),
+                            stdout=subprocess.DEVNULL, stderr=log)
 
 
 def wait_exit(proc, timeout):

@@ -382,6 +382,12 @@ static void test_spec6_secrets_redacted(void **state) {
   assert_int_equal(set(c, "redis.url", "redis://kefu:urlpw4711@redis.internal:bad/2"), -1);
   assert_null(strstr(errbuf, "4711"));
   assert_non_null(strstr(errbuf, "bad port"));
+  /* mistyped URLs: no "://" to find the password by */
+  assert_int_equal(set(c, "redis.url", "redis:/kefu:urlpw4711@redis.internal:6380"), -1);
+  assert_null(strstr(errbuf, "4711"));
+  assert_non_null(strstr(errbuf, "***@redis.internal:6380"));
+  assert_int_equal(set(c, "redis.url", "kefu:urlpw4711@redis.internal"), -1);
+  assert_null(strstr(errbuf, "4711"));
   assert_int_equal(set(c, "kafka.sasl.password", "x"), 0);
   assert_true(kefu_config_is_secret("kafka.sasl.jaas.config"));
   assert_true(kefu_config_is_secret("kafka.ssl.key.pem"));
