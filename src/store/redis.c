@@ -58,13 +58,7 @@ static void free_replies(kefu_redis_t *r) {
   r->nreplies = 0;
 }
 
-/* redis://[user[:password]@]host[:port][/db] */
-typedef struct redis_url {
-  char user[128], password[256], host[256];
-  int port, db;
-} redis_url_t;
-
-static int parse_url(const char *url, redis_url_t *u, char *errstr, size_t errlen) {
+int kefu_redis_parse_url(const char *url, kefu_redis_url_t *u, char *errstr, size_t errlen) {
   const char *p = url, *at, *slash, *colon;
   memset(u, 0, sizeof *u);
   u->port = 6379;
@@ -110,7 +104,7 @@ static int command_ok(kefu_redis_t *r, const char *what, int argc, const char **
   return ok ? 0 : -1;
 }
 
-static int session_setup(kefu_redis_t *r, const redis_url_t *u, char *errstr, size_t errlen) {
+static int session_setup(kefu_redis_t *r, const kefu_redis_url_t *u, char *errstr, size_t errlen) {
   char db[16];
   const kefu_embedded_t *lua = kefu_embedded_find("src/store/kefu.lua");
   if (u->password[0]) {
@@ -130,9 +124,9 @@ static int session_setup(kefu_redis_t *r, const redis_url_t *u, char *errstr, si
 
 kefu_redis_t *kefu_redis_connect(const char *url, const char *user, const char *password,
                                  int timeout_ms, char *errstr, size_t errlen) {
-  redis_url_t u;
+  kefu_redis_url_t u;
   struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-  if (parse_url(url, &u, errstr, errlen))
+  if (kefu_redis_parse_url(url, &u, errstr, errlen))
     return NULL;
   if (user && *user)
     snprintf(u.user, sizeof u.user, "%s", user);

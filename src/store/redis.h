@@ -23,6 +23,17 @@ void kefu_cmd_str(kefu_cmd_t *c, const char *s);
 void kefu_cmd_fmt(kefu_cmd_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kefu_cmd_clear(kefu_cmd_t *c);
 
+/* The parts of redis://[user[:password]@]host[:port][/db], as kefu_redis_connect() uses
+ * them. */
+typedef struct kefu_redis_url {
+  char user[128], password[256], host[256];
+  int port, db;
+} kefu_redis_url_t;
+
+/** @brief Parses @p url as kefu_redis_connect() does (port default 6379, db default 0).
+ *  @returns 0, or -1 with @p errstr (never containing the password). */
+int kefu_redis_parse_url(const char *url, kefu_redis_url_t *u, char *errstr, size_t errlen);
+
 /** @brief Connects to @p url (redis://[user[:password]@]host[:port][/db]); @p user and
  *  @p password, when not empty, override the URL's. AUTH and SELECT are sent; the kefu
  *  function library is loaded. NULL with @p errstr (never containing the password). */
