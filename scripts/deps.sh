@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config librdkafka-dev libavro-dev libhiredis-dev
       libjansson-dev libmicrohttpd-dev libcmocka-dev redis-server kcat python3
-      python3-confluent-kafka python3-avro python3-yaml clang-format valgrind)
+      python3-confluent-kafka python3-avro python3-yaml clang-format valgrind clang
+      libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

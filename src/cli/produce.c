@@ -9,6 +9,7 @@
 #include <sys/time.h>
 
 #include "cli/cli.h"
+#include "cli/produce.h"
 #include "io/codec.h"
 #include "io/kafka.h"
 #include "io/schemas.h"
@@ -63,36 +64,55 @@ static int send_one(produce_ctx_t *p, const char *key, size_t keylen, const void
   return 0;
 }
 
-static int produce_line(produce_ctx_t *p, const char *line, char *errstr, size_t errlen) {
+int kefu_produce_record_from_line(kefu_produce_record_t *r, kefu_codec_t *codec, kefu_topic_t topic,
+                                  const char *line, char **buf, size_t *cap, char *errstr,
+                                  size_t errlen) {
   json_error_t jerr;
-  json_t *rec = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
-  char key[256];
-  size_t len = 0;
-  int rc = -1;
+  int keylen;
 
-  if (!json_is_object(rec)) {
-    snprintf(errstr, errlen, "not a JSON object: %s", rec ? "wrong type" : jerr.text);
-    goto done;
+  memset(r, 0, sizeof *r);
+  r->rec = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
+  if (!json_is_object(r->rec)) {
+    snprintf(errstr, errlen, "not a JSON object: %s", r->rec ? "wrong type" : jerr.text);
+    return -1;
   }
-  if (json_object_get(rec, "$key")) {
-    const char *k = json_string_value(json_object_get(rec, "$key"));
-    if (!k || !json_is_null(json_object_get(rec, "$value")) || json_object_size(rec) != 2) {
+  if (json_object_get(r->rec, "$key")) {
+    const char *k = json_string_value(json_object_get(r->rec, "$key"));
+    if (!k || !json_is_null(json_object_get(r->rec, "$value")) || json_object_size(r->rec) != 2) {
       snprintf(errstr, errlen, "a tombstone is {\"$key\": \"K\", \"$value\": null}");
-      goto done;
+      return -1;
     }
-    rc = send_one(p, k, strlen(k), NULL, 0, record_timestamp(rec), errstr, errlen);
-    goto done;
+    r->key = k;
+    r->keylen = strlen(k);
+    r->tombstone = true;
+    r->ts = record_timestamp(r->rec);
+    return 0;
   }
-  int keylen = kefu_topic_key(p->topic, rec, key, sizeof key);
-  if (keylen < 0) {
+  if ((keylen = kefu_topic_key(topic, r->rec, r->keybuf, sizeof r->keybuf)) < 0) {
     snprintf(errstr, errlen, "record lacks its key field(s)");
-    goto done;
+    return -1;
   }
-  if (kefu_codec_encode(p->codec, p->topic, rec, &p->buf, &p->cap, &len, errstr, errlen))
-    goto done;
-  rc = send_one(p, key, (size_t)keylen, p->buf, len, record_timestamp(rec), errstr, errlen);
-done:
-  json_decref(rec);
+  r->key = r->keybuf;
+  r->keylen = (size_t)keylen;
+  if (kefu_codec_encode(codec, topic, r->rec, buf, cap, &r->len, errstr, errlen))
+    return -1;
+  r->ts = record_timestamp(r->rec);
+  return 0;
+}
+
+void kefu_produce_record_clear(kefu_produce_record_t *r) {
+  json_decref(r->rec);
+  memset(r, 0, sizeof *r);
+}
+
+static int produce_line(produce_ctx_t *p, const char *line, char *errstr, size_t errlen) {
+  kefu_produce_record_t r;
+  int rc =
+      kefu_produce_record_from_line(&r, p->codec, p->topic, line, &p->buf, &p->cap, errstr, errlen);
+  if (rc == 0)
+    rc = send_one(p, r.key, r.keylen, r.tombstone ? NULL : p->buf, r.tombstone ? 0 : r.len, r.ts,
+                  errstr, errlen);
+  kefu_produce_record_clear(&r);
   return rc;
 }
 

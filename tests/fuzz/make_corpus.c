@@ -1,0 +1,133 @@
+/* Writes the seed corpora of fuzz_decode and fuzz_produce_json from JSON-lines files
+ * named kefu.<topic suffix>.jsonl (the conformance sets' input/ and expected/ files):
+ *
+ *   make_corpus OUTDIR FILE...
+ *
+ * Of each topic it keeps the first record of every kind (type, card or step), at most
+ * MAX_PER_TOPIC, and writes
+ * OUTDIR/fuzz_produce_json/<suffix>-NN (the topic byte and the JSON line) and, for the
+ * input topics, OUTDIR/fuzz_decode/<suffix>-NN (the topic byte and the frame that
+ * kefu produce would write). Topic bytes are letters, so the JSON seeds read as text. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/produce.h"
+#include "io/codec.h"
+#include "io/schemas.h"
+#include "io/topics.h"
+
+#define MAX_PER_TOPIC 20
+#define MAX_SHAPES (KEFU_T__COUNT * MAX_PER_TOPIC)
+
+static char shapes[MAX_SHAPES][128];
+static int nshapes, per_topic[KEFU_T__COUNT];
+
+/* A letter whose value modulo @p n is @p t: the topic byte of a seed. */
+static int topic_byte(int t, int n) {
+  for (int c = 'a'; c <= 'z'; c++)
+    if (c % n == t)
+      return c;
+  return t;
+}
+
+static kefu_topic_t topic_of_path(const char *path) {
+  const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+  char name[128];
+  size_t n = strlen(base);
+  if (n < 7 || strcmp(base + n - 6, ".jsonl") != 0 || n - 6 >= sizeof name)
+    return KEFU_TOPIC_NONE;
+  snprintf(name, sizeof name, "%.*s", (int)(n - 6), base);
+  return kefu_topic_by_name(name);
+}
+
+/* "<topic>/<type, card or step>": records of one kind share most of their fields. */
+static void shape_of(kefu_topic_t t, const json_t *rec, char *out, size_t len) {
+  const char *kind = json_string_value(json_object_get(rec, "type"));
+  if (!kind)
+    kind = json_string_value(json_object_get(rec, "card"));
+  if (!kind)
+    kind = json_string_value(json_object_get(rec, "step"));
+  snprintf(out, len, "%d/%s", (int)t, kind ? kind : "");
+}
+
+static int is_new_shape(kefu_topic_t t, const json_t *rec) {
+  char shape[128];
+  if (per_topic[t] >= MAX_PER_TOPIC || nshapes >= MAX_SHAPES)
+    return 0;
+  shape_of(t, rec, shape, sizeof shape);
+  for (int i = 0; i < nshapes; i++)
+    if (strcmp(shapes[i], shape) == 0)
+      return 0;
+  snprintf(shapes[nshapes++], sizeof shapes[0], "%s", shape);
+  return 1;
+}
+
+static int write_seed(const char *dir, const char *target, kefu_topic_t t, int n, int byte,
+                      const void *body, size_t len) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s/%s-%02d", dir, target, kefu_topics[t].suffix, n);
+  FILE *f = fopen(path, "wb");
+  if (!f) {
+    perror(path);
+    return -1;
+  }
+  fputc(byte, f);
+  fwrite(body, 1, len, f);
+  return fclose(f);
+}
+
+/* Writes the seeds of one JSON line when its shape is new; -1 on an error. */
+static int one_line(const char *dir, kefu_codec_t *codec, kefu_topic_t t, const char *line,
+                    char **buf, size_t *cap) {
+  char errstr[512];
+  kefu_produce_record_t r;
+  int rc = 0;
+  if (kefu_produce_record_from_line(&r, codec, t, line, buf, cap, errstr, sizeof errstr) != 0) {
+    fprintf(stderr, "make_corpus: %s: %s\n", kefu_topics[t].suffix, errstr);
+    kefu_produce_record_clear(&r);
+    return -1;
+  }
+  if (is_new_shape(t, r.rec)) {
+    int n = per_topic[t]++;
+    rc = write_seed(dir, "fuzz_produce_json", t, n, topic_byte(t, KEFU_T_DLQ), line, strlen(line));
+    if (rc == 0 && t <= KEFU_T_COURIER_STATUS)
+      rc = write_seed(dir, "fuzz_decode", t, n, topic_byte(t, KEFU_KEYED_INPUTS + 1), *buf, r.len);
+  }
+  kefu_produce_record_clear(&r);
+  return rc;
+}
+
+static int one_file(const char *dir, kefu_codec_t *codec, const char *path) {
+  kefu_topic_t t = topic_of_path(path);
+  FILE *f = t == KEFU_TOPIC_NONE || t == KEFU_T_DLQ ? NULL : fopen(path, "r");
+  char *line = NULL, *buf = NULL;
+  size_t linecap = 0, cap = 0;
+  int rc = 0;
+  if (!f) {
+    fprintf(stderr, "make_corpus: %s: not a readable kefu.<topic>.jsonl file\n", path);
+    return -1;
+  }
+  while (rc == 0 && getline(&line, &linecap, f) > 0)
+    if (strspn(line, " \t\r\n") != strlen(line))
+      rc = one_line(dir, codec, t, line, &buf, &cap);
+  free(line);
+  free(buf);
+  fclose(f);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  char errstr[256];
+  kefu_schemas_t *schemas = kefu_schemas_new(errstr, sizeof errstr);
+  kefu_codec_t *codec = schemas ? kefu_codec_new(schemas) : NULL;
+  int rc = codec && argc >= 3 ? 0 : 1;
+  if (argc < 3)
+    fprintf(stderr, "usage: make_corpus OUTDIR kefu.<topic>.jsonl...\n");
+  for (int i = 2; rc == 0 && i < argc; i++)
+    rc = one_file(argv[1], codec, argv[i]) ? 1 : 0;
+  kefu_codec_destroy(codec);
+  kefu_schemas_destroy(schemas);
+  return rc;
+}
