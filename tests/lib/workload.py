@@ -458,6 +458,15 @@ def check_reemitted(test, outputs, kills):
     every output a killed run wrote for an input at or beyond where the next run starts
     (not covered by a commit) must be written again by a later run. @p kills: one
     after_kill() per kill, in order. Returns how many such outputs there were."""
+    needed, missing = reemit_missing(outputs, kills)
+    test.assertEqual(missing, [], "outputs of uncommitted inputs written by a killed run "
+                                  "and never written again")
+    return needed
+
+
+def reemit_missing(outputs, kills):
+    """check_reemitted without the assertion: (outputs that had to be written again,
+    descriptions of those that were not)."""
     by_id = {}
     for key, part, off, oid, cause, copy in outputs:
         by_id.setdefault((key, oid), []).append((part, off))
@@ -479,9 +488,7 @@ def check_reemitted(test, outputs, kills):
                 missing.append("run %d: %s %s (cause %s) at %d/%d" % (
                     i, key, oid, cause, part, off))
         start = kill["ends"]
-    test.assertEqual(missing, [], "outputs of uncommitted inputs written by a killed run "
-                                  "and never written again")
-    return needed
+    return needed, missing
 
 
 def kefu_args(test, *settings):
