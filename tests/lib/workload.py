@@ -648,7 +648,8 @@ def print_failure(what, seed, logdir, report, log_paths, head=8, tail=8):
     for line in report:
         print("  " + line)
     for path in log_paths:
-        lines = log_lines(path)
+        lines = [line for line in log_lines(path) if "ignoring KEFU_" not in line and
+                 "CONFWARN" not in line]  # start-up noise: the environment, shared settings
         if len(lines) > head + tail:
             lines = lines[:head] + ["..."] + lines[-tail:]
         for line in lines:
