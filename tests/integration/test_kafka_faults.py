@@ -48,20 +48,23 @@ from workload import (COURIER_STATUS, Sampler, Workload, after_kill, caught_up,
                       tally, verify, wait_exit)
 
 # A rebalance on the mock cluster waits session.timeout.ms - 1 s (see test_group.py):
-# a short session keeps a rejoin to a few seconds.
+# a short session keeps a rejoin to a few seconds. So the 10 s outage outlasts the
+# session: the coordinator drops the member and kefu must rejoin (the *_session45s rows
+# keep librdkafka's default session, which the outage does not outlast).
 SESSION = ["kafka.session.timeout.ms=6000", "kafka.heartbeat.interval.ms=500"]
 # librdkafka's debug log of the transaction manager, the consumer group, produce and
 # fetch: it shows whether kefu's clients met the injected errors (seen=).
 DEBUG = ["log.level=debug", "kafka.debug=eos,cgrp,msg,fetch"]
 EVENTS = 2000
 OUTAGE_S = 10.0
-WAIT_S = 60  # every wait for kefu is bounded: a wedged instance fails the case
+WAIT_S = 45  # every wait for kefu is bounded: a wedged instance fails the case
 
 
 class Case:
     def __init__(self, name, guarantee, commands, when="before_rest", fatal=False, ci=False,
-                 outage=False):
+                 outage=False, settings=()):
         self.name, self.guarantee, self.commands = name, guarantee, commands
+        self.settings = list(settings)  # kefu settings of this row, after the shared ones
         self.when = when      # "before_rest": inject, then produce the rest;
         #                       "mid": produce the rest, inject while kefu works on it
         self.fatal = fatal    # kefu may exit non-zero; restarted as a supervisor would
@@ -109,6 +112,11 @@ CASES = [
     # -- the broker down for OUTAGE_S mid-stream
     Case("broker_down_10s", EOS, ["down 1"], "mid", outage=True, ci=True),
     Case("broker_down_10s", ALO, ["down 1"], "mid", outage=True, ci=True),
+    # the same outage within librdkafka's default session (45 s): the member is not dropped
+    Case("broker_down_10s_session45s", EOS, ["down 1"], "mid", outage=True,
+         settings=["kafka.session.timeout.ms=45000", "kafka.heartbeat.interval.ms=3000"]),
+    Case("broker_down_10s_session45s", ALO, ["down 1"], "mid", outage=True,
+         settings=["kafka.session.timeout.ms=45000", "kafka.heartbeat.interval.ms=3000"]),
 ]
 
 
@@ -178,11 +186,14 @@ class KafkaFaultsTest(KefuTestCase):
         self.addCleanup(self.broker.stop)
 
     def start(self, case, port, logdir, n):
+        # "mid": small batches, so that kefu is still working through the rest of the
+        # stream when the fault lands (test_crash.py checks the same: kills mid-processing)
+        small = ["batch.max_records=4"] if case.when == "mid" else []
         log = open(os.path.join(logdir, "run%d.log" % n), "w")
         self.addCleanup(log.close)
         args = kefu_args(self, "processing.guarantee=" + case.guarantee, "instance.id=fault",
                          "http.listen=127.0.0.1:%d" % port, "redis.retry_max_ms=1000",
-                         *(SESSION + DEBUG))
+                         *(SESSION + DEBUG + small + case.settings))
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
         proc.log_path = log.name
         self.addCleanup(lambda: proc.poll() is None and proc.kill())
