@@ -23,7 +23,10 @@ kills land mid-processing. A last run with --exit-when-idle finishes the stream.
       first copy (the mock cluster's read_committed readers also see aborted records,
       so exactly_once shows copies too).
 
-KEFU_CRASH_SEED=<n> reproduces a run (the stream and the kill schedule).
+KEFU_CRASH_SEED=<n> reproduces a run (the stream and the kill schedule). KEFU_CRASH_KILLS=<n>
+sets the number of kills (default: 3 to 6, seeded, CI-sized); KEFU_CRASH_KILLS=50 is the
+long version for nightly runs (docs/TESTING.md, "Long runs"), with a stream that grows
+with the kills so that every run still has work to be killed in.
 """
 import os
 import random
@@ -50,8 +53,12 @@ class CrashTest(KefuTestCase):
         seed = seed_from_env()
         print("\n%s: KEFU_CRASH_SEED=%d" % (guarantee, seed), flush=True)
         rng = random.Random(seed)
-        w = Workload(rng, shops=8, events=3000, duplicates=12, bad=8)
-        nkills = rng.randint(3, 6)
+        kills_env = os.environ.get("KEFU_CRASH_KILLS", "").strip()
+        nkills = int(kills_env) if kills_env else None
+        events = max(3000, 120 * (nkills or 0))
+        w = Workload(rng, shops=8, events=events, duplicates=12, bad=8)
+        seeded = rng.randint(3, 6)  # drawn always: a seed gives the same stream either way
+        nkills = max(2, nkills or seeded)
         chunks = w.chunks(nkills + 1)
         # At least two kills wait for progress first, so that they land mid-processing.
         modes = ["mid", "mid"] + [rng.choice(["start", "mid"]) for _ in range(nkills - 2)]

@@ -18,6 +18,7 @@ import json
 import os
 import random
 import subprocess
+import threading
 import time
 
 from kefutest import KEFU, SLOW, TOPICS, decode, kefu_run_command, schema_table
@@ -458,6 +459,15 @@ def check_reemitted(test, outputs, kills):
     every output a killed run wrote for an input at or beyond where the next run starts
     (not covered by a commit) must be written again by a later run. @p kills: one
     after_kill() per kill, in order. Returns how many such outputs there were."""
+    needed, missing = reemit_missing(outputs, kills)
+    test.assertEqual(missing, [], "outputs of uncommitted inputs written by a killed run "
+                                  "and never written again")
+    return needed
+
+
+def reemit_missing(outputs, kills):
+    """check_reemitted without the assertion: (outputs that had to be written again,
+    descriptions of those that were not)."""
     by_id = {}
     for key, part, off, oid, cause, copy in outputs:
         by_id.setdefault((key, oid), []).append((part, off))
@@ -479,9 +489,7 @@ def check_reemitted(test, outputs, kills):
                 missing.append("run %d: %s %s (cause %s) at %d/%d" % (
                     i, key, oid, cause, part, off))
         start = kill["ends"]
-    test.assertEqual(missing, [], "outputs of uncommitted inputs written by a killed run "
-                                  "and never written again")
-    return needed
+    return needed, missing
 
 
 def kefu_args(test, *settings):
@@ -550,3 +558,100 @@ def remembered_outputs(redis, partitions):
         if fields:
             out[p] = sorted(fields)
     return out
+
+
+def tally(test, w, inputs, outputs, kills):
+    """The three properties as counts, for the fault matrix's lines (verify() asserts
+    them exactly): (inputs applied twice or copies that differ, inputs or outputs lost,
+    whether every re-emitted copy is byte-identical)."""
+    r = test.redis
+    twice = lost = 0
+    seen = {s: set(r.cli("ZRANGE", "kefu:{%s}:dedup" % s, "0", "-1").split()) for s in w.shops}
+    for shop, want in w.expected_dedup().items():
+        lost += len(want - seen[shop])
+    # The last event of an order (or of an agent's presence) applied (its id seen) but
+    # another status left: an older event applied again. Not applied: lost, or not yet
+    # processed when the run gave up.
+    last = {}
+    for topic, rec in w.timeline:
+        if topic == "order":
+            last[("o", rec["shop_id"], rec["order_id"])] = (rec["event_id"], rec["type"])
+        elif topic == "agent" and rec["type"] == "PRESENCE":
+            last[("a", rec["shop_id"], rec["agent_id"])] = (rec["event_id"], rec["presence"])
+    tables = {(kind, s): hgetall(r, "kefu:{%s}:%s" % (s, name))
+              for kind, name in (("o", "orders"), ("a", "agents")) for s in w.shops}
+    for (kind, shop, ident), (eid, value) in last.items():
+        text = tables[(kind, shop)].get(ident)
+        got = json.loads(text).get("status" if kind == "o" else "presence") if text else None
+        if eid not in seen[shop]:
+            continue  # counted as lost above
+        if got != value:
+            twice += 1
+    first, differ = {}, 0
+    for key, part, off, oid, cause, copy in outputs:
+        if (key, oid) in first:
+            differ += first[(key, oid)] != copy  # a query applied twice: another cause
+        else:
+            first[(key, oid)] = copy
+    cards = {oid for key, oid in first if key == "cards"}
+    lost += len(w.expected_cards() - cards)
+    bad_ids = {rec["event_id"] for _, _, _, rec in w.bad if isinstance(rec, dict)}
+    bad = {"%s/%d/%d" % (TOPICS[k], p, o) for k, p, o, s, eid in inputs
+           if eid is None or eid in bad_ids}
+    lost += len(bad - {oid for key, oid in first if key == "dlq"})
+    lost += len(reemit_missing(outputs, kills)[1])
+    return twice + differ, lost, differ == 0
+
+
+class Sampler(threading.Thread):
+    """kefu's progress (inputs whose position is stored) every 0.1 s, with the time."""
+
+    def __init__(self, redis, partitions):
+        super().__init__(daemon=True)
+        self.redis, self.partitions = redis, partitions
+        self.samples, self.stop = [], threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.samples.append((time.time(), progress(self.redis, self.partitions)))
+            self.stop.wait(0.1)
+
+    def recovery(self, since):
+        """Seconds from @p since to the first sample that shows progress beyond the last
+        one before it; 0 when nothing was left to do, None when it never came."""
+        base = None
+        for t, n in self.samples:
+            if t <= since:
+                base = n
+            elif base is None:
+                base = n
+            elif n > base:
+                return t - since
+        return None
+
+
+def check_remembered(test, guarantee, partitions):
+    """Remembered outputs are dropped once their commit is known. With exactly_once the
+    mock cluster never stores transactional offsets, so every uncommitted position is
+    read again and its outputs dropped then; at_least_once: a kill between the offset
+    commit and the Redis write may leave some behind for good (reported, not asserted)."""
+    left = remembered_outputs(test.redis, partitions)
+    if guarantee == "exactly_once":
+        test.assertEqual(left, {}, "remembered outputs never dropped")
+    elif left:
+        print("remembered outputs left behind: %s" % left)
+
+
+def print_failure(what, seed, logdir, report, log_paths, head=8, tail=8):
+    """What a failed run leaves for its reader: the seed, the kept logs, the test's own
+    report lines, and the first and last warnings and errors of every kefu log."""
+    print("FAILED %s with KEFU_CRASH_SEED=%d; kefu logs kept in %s" % (what, seed, logdir))
+    for line in report:
+        print("  " + line)
+    for path in log_paths:
+        lines = [line for line in log_lines(path) if "ignoring KEFU_" not in line and
+                 "CONFWARN" not in line]  # start-up noise: the environment, shared settings
+        if len(lines) > head + tail:
+            lines = lines[:head] + ["..."] + lines[-tail:]
+        for line in lines:
+            print("  %s: %s" % (os.path.basename(path), line))
