@@ -136,8 +136,12 @@ static int process_batch(kefu_processor_t *p, batch_t *b, volatile sig_atomic_t 
   char errstr[512];
   int backoff = 100, rc, new_producers = 0;
   int64_t start = engine_wall_ms();
-  while ((rc = p->producer ? process_once(p, b, errstr, sizeof errstr) : ENGINE_NEW_PRODUCER) !=
-         ENGINE_DONE) {
+  for (;;) {
+    kefu_http_busy(true); /* /readyz tells if this blocks for long (a broker outage) */
+    rc = p->producer ? process_once(p, b, errstr, sizeof errstr) : ENGINE_NEW_PRODUCER;
+    kefu_http_busy(false);
+    if (rc == ENGINE_DONE)
+      break;
     if (rc == ENGINE_FATAL)
       break;
     kefu_http_set_ready(false, errstr);

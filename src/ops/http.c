@@ -30,12 +30,15 @@
 #include <unistd.h>
 
 #define DEFAULT_HEARTBEAT_TIMEOUT_MS 30000
+#define DEFAULT_BUSY_LIMIT_MS 10000
 
 static struct MHD_Daemon *http_daemon; /* touched only by start/stop (the main thread) */
 static int http_port;
 static _Atomic long long last_heartbeat_ms;
 static _Atomic int heartbeat_timeout_ms = DEFAULT_HEARTBEAT_TIMEOUT_MS;
 static _Atomic bool is_ready;
+static _Atomic long long busy_since_ms; /* 0: no blocking step under way */
+static _Atomic int busy_limit_ms = DEFAULT_BUSY_LIMIT_MS;
 static pthread_mutex_t reason_lock = PTHREAD_MUTEX_INITIALIZER;
 static char not_ready_reason[256] = "starting";
 
@@ -54,6 +57,14 @@ void kefu_http_heartbeat(void) {
 
 void kefu_http_set_heartbeat_timeout(int ms) {
   atomic_store(&heartbeat_timeout_ms, ms > 0 ? ms : DEFAULT_HEARTBEAT_TIMEOUT_MS);
+}
+
+void kefu_http_busy(bool busy) {
+  atomic_store_explicit(&busy_since_ms, busy ? monotonic_ms() : 0, memory_order_relaxed);
+}
+
+void kefu_http_set_busy_limit(int ms) {
+  atomic_store(&busy_limit_ms, ms > 0 ? ms : DEFAULT_BUSY_LIMIT_MS);
 }
 
 void kefu_http_set_ready(bool ready, const char *reason) {
@@ -120,6 +131,11 @@ static enum MHD_Result serve_healthz(struct MHD_Connection *conn) {
 
 static enum MHD_Result serve_readyz(struct MHD_Connection *conn) {
   char reason[sizeof not_ready_reason];
+  long long since = atomic_load(&busy_since_ms), busy = since ? monotonic_ms() - since : 0;
+  if (atomic_load(&is_ready) && busy > atomic_load(&busy_limit_ms))
+    return respond_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+                        "not ready: a batch has been waiting on Kafka or Redis for %lld ms\n",
+                        busy);
   if (atomic_load(&is_ready))
     return respond_text(conn, MHD_HTTP_OK, "ready\n");
   pthread_mutex_lock(&reason_lock);

@@ -37,6 +37,15 @@ void kefu_http_heartbeat(void);
  *  tests shorten it). */
 void kefu_http_set_heartbeat_timeout(int ms);
 
+/** @brief Marks the start (true) or end (false) of a step that may block on Kafka or
+ *  Redis (one attempt at a batch). While one has lasted longer than the busy limit,
+ *  /readyz answers 503 even when ready: a transaction commit blocked by a broker outage
+ *  cannot say so itself. @locality any thread. */
+void kefu_http_busy(bool busy);
+
+/** @brief The busy limit of kefu_http_busy (default 10000 ms; <= 0 restores it). */
+void kefu_http_set_busy_limit(int ms);
+
 /** @brief Sets what /readyz answers: ready, or not ready because of @p reason (copied;
  *  may be NULL; ignored when ready). @locality any thread. */
 void kefu_http_set_ready(bool ready, const char *reason);

@@ -298,6 +298,22 @@ static void test_spec8_http_endpoints(void **state) {
   kefu_http_set_ready(true, NULL);
   http_request(port, "GET", "/readyz", &r);
   assert_int_equal(r.status, 200);
+  /* A batch blocked on Kafka or Redis past the busy limit is not ready, even though
+   * nothing failed yet (SPEC §6: a transaction commit blocked by a broker outage). */
+  kefu_http_set_busy_limit(600000);
+  kefu_http_busy(true);
+  http_request(port, "GET", "/readyz", &r);
+  assert_int_equal(r.status, 200); /* within the limit: normal work */
+  kefu_http_set_busy_limit(1);
+  sleep_ms(20);
+  http_request(port, "GET", "/readyz", &r);
+  assert_int_equal(r.status, 503);
+  assert_non_null(strstr(r.body, "waiting on Kafka or Redis"));
+  kefu_http_busy(false);
+  http_request(port, "GET", "/readyz", &r);
+  assert_int_equal(r.status, 200);
+  kefu_http_set_busy_limit(0);
+  kefu_http_heartbeat();
 
   http_request(port, "GET", "/nothing", &r);
   assert_int_equal(r.status, 404);
