@@ -24,24 +24,12 @@ import random
 import signal
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
-from kefutest import KefuTestCase, free_port, main, wait_for
+from kefutest import KefuTestCase, free_port, http_get, main, wait_for
 from workload import (COURIER_STATUS, Workload, caught_up, end_offsets, log_lines,
                       produce_chunk, progress, seed_from_env, start_kefu, verify)
 
 SESSION = ["kafka.session.timeout.ms=6000", "kafka.heartbeat.interval.ms=500"]
-
-
-def http_status(port, path):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return None
 
 
 class RebalanceTest(KefuTestCase):
@@ -77,7 +65,7 @@ class RebalanceTest(KefuTestCase):
                      or proc.poll() is not None, 180, "the second half after the fault "
                      "(progress %d of %d)" % (before, sum(ends.values())))
             self.assertIsNone(proc.poll(), "kefu exited")
-            wait_for(lambda: http_status(port, "/readyz") == 200, 30, "/readyz 200")
+            wait_for(lambda: http_get(port, "/readyz")[0] == 200, 30, "/readyz 200")
             recovery = time.monotonic() - started
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(60), 0)
