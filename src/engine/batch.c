@@ -115,7 +115,7 @@ int engine_load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
     json_t *v;
     kefu_cmd_init(&c);
     kefu_cmd_str(&c, "HMGET");
-    snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, t);
+    engine_task_out_key(p, t, key, sizeof key);
     kefu_cmd_str(&c, key);
     json_array_foreach(causes_by_task[t], j, v) kefu_cmd_str(&c, json_string_value(v));
     kefu_redis_append(p->redis, &c);

@@ -143,6 +143,10 @@ void engine_task_key(const kefu_processor_t *p, int task, char *out, size_t outl
   snprintf(out, outlen, "%s:{task-%d}:pos", p->o->redis_namespace, task);
 }
 
+void engine_task_out_key(const kefu_processor_t *p, int task, char *out, size_t outlen) {
+  snprintf(out, outlen, "%s:{task-%d}:out", p->o->redis_namespace, task);
+}
+
 /* Remembered outputs of inputs before where the task now starts: their commit is known
  * (Kafka's committed offset, or a Redis position, written only after it), but a stop
  * between the commit and the HDEL of engine_store_positions left them behind. */
@@ -154,20 +158,21 @@ static void drop_committed_outputs(kefu_processor_t *p, int task,
   kefu_cmd_t c;
   kefu_cmd_init(&c);
   kefu_cmd_str(&c, "HKEYS");
-  snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, task);
+  engine_task_out_key(p, task, key, sizeof key);
   kefu_cmd_str(&c, key);
   kefu_redis_append(p->redis, &c);
   kefu_cmd_clear(&c);
   if (engine_redis_flush(p, &r, errstr, sizeof errstr) != 1 || r[0]->type != REDIS_REPLY_ARRAY)
     return; /* they wait for the next assignment */
-  for (size_t i = 0; i < r[0]->elements; i++) {
-    const char *cause = r[0]->element[i]->str, *slash = strrchr(cause, '/');
-    for (int k = 0; slash && k < parts->cnt; k++) {
-      const rd_kafka_topic_partition_t *tp = &parts->elems[k];
-      size_t n = strlen(tp->topic);
-      if (tp->partition == task && tp->offset > 0 && strncmp(cause, tp->topic, n) == 0 &&
-          cause[n] == '/' && strtol(cause + n + 1, NULL, 10) == task &&
-          strchr(cause + n + 1, '/') == slash && strtoll(slash + 1, NULL, 10) < tp->offset)
+  for (int k = 0; k < parts->cnt; k++) {
+    const rd_kafka_topic_partition_t *tp = &parts->elems[k];
+    char prefix[300]; /* an input's cause is <topic>/<partition>/<offset> (engine_cause_of) */
+    int n = snprintf(prefix, sizeof prefix, "%s/%d/", tp->topic, task);
+    if (tp->partition != task || tp->offset <= 0)
+      continue;
+    for (size_t i = 0; i < r[0]->elements; i++) {
+      const char *cause = r[0]->element[i]->str;
+      if (strncmp(cause, prefix, (size_t)n) == 0 && strtoll(cause + n, NULL, 10) < tp->offset)
         kefu_cmd_str(engine_task_out_cmd(p, &tc, task), cause);
     }
   }
@@ -203,7 +208,7 @@ static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KE
   kefu_cmd_clear(&c);
   kefu_cmd_init(&c);
   kefu_cmd_str(&c, "HGETALL");
-  snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, task);
+  engine_task_out_key(p, task, key, sizeof key);
   kefu_cmd_str(&c, key);
   kefu_redis_append(p->redis, &c);
   kefu_cmd_clear(&c);
@@ -441,7 +446,7 @@ kefu_cmd_t *engine_task_out_cmd(kefu_processor_t *p, task_out_cmds_t *tc, int ta
     tc->used[task] = true;
     kefu_cmd_init(&tc->cmds[task]);
     kefu_cmd_str(&tc->cmds[task], tc->verb);
-    snprintf(key, sizeof key, "%s:{task-%d}:out", p->o->redis_namespace, task);
+    engine_task_out_key(p, task, key, sizeof key);
     kefu_cmd_str(&tc->cmds[task], key);
   }
   return &tc->cmds[task];

@@ -146,6 +146,8 @@ void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max
 void engine_batch_add(batch_t *b, input_t *in);
 void engine_timer_index_key(const kefu_processor_t *p, int task, char *out, size_t outlen);
 void engine_task_key(const kefu_processor_t *p, int task, char *out, size_t outlen);
+/* ns:{task-N}:out, the task's remembered outputs (cause -> records). */
+void engine_task_out_key(const kefu_processor_t *p, int task, char *out, size_t outlen);
 void engine_cause_of(const input_t *in, char *out, size_t outlen);
 void engine_batch_state_clear(batch_state_t *bs);
 int engine_load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, char *errstr,
