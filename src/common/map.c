@@ -14,7 +14,9 @@ static uint32_t hash_of(const char *s) {
   return h;
 }
 
-void kefu_map_init(kefu_map_t *m) { memset(m, 0, sizeof *m); }
+void kefu_map_init(kefu_map_t *m) {
+  memset(m, 0, sizeof *m);
+}
 
 void kefu_map_clear(kefu_map_t *m, void (*free_value)(void *)) {
   for (uint32_t i = 0; i < m->cap; i++) {

@@ -31,7 +31,9 @@ void *kefu_map_get(const kefu_map_t *m, const char *key);
 void *kefu_map_put(kefu_map_t *m, const char *key, void *value);
 /** @brief Removes @p key; returns its value, or NULL when absent. */
 void *kefu_map_del(kefu_map_t *m, const char *key);
-static inline uint32_t kefu_map_size(const kefu_map_t *m) { return m->n; }
+static inline uint32_t kefu_map_size(const kefu_map_t *m) {
+  return m->n;
+}
 
 /** @brief The next live entry at or after slot *@p it; advances *@p it past it. */
 bool kefu_map_next(const kefu_map_t *m, size_t *it, const char **key, void **value);

@@ -4,7 +4,7 @@
  * letter of its ids and the field that holds the id. An id is
  * `<cause_event_id>-<letter><n>`: n counts the records of that kind made while
  * processing that cause, so a replay reproduces every id. Records are JSON objects in
- * the shape of their topic's schema (schemas/*.avsc); the rule unit tests encode every
+ * the shape of their topic's schema (the .avsc files of schemas/); the rule unit tests encode every
  * record they see with the real codec, so a misspelled field or symbol fails a test. */
 #ifndef KEFU_RULES_EFFECTS_H
 #define KEFU_RULES_EFFECTS_H
@@ -14,12 +14,12 @@
 #include "rules/model.h"
 
 typedef enum kefu_record_kind {
-  KEFU_REC_DECISION = 0,  /* routing.decisions, RoutingDecision */
-  KEFU_REC_CARD,          /* service.cards, ServiceCard */
-  KEFU_REC_INVITATION,    /* logistics.invitations, LogisticsInvitation */
+  KEFU_REC_DECISION = 0,   /* routing.decisions, RoutingDecision */
+  KEFU_REC_CARD,           /* service.cards, ServiceCard */
+  KEFU_REC_INVITATION,     /* logistics.invitations, LogisticsInvitation */
   KEFU_REC_RESPONSE_EVENT, /* response.events, ResponseEvent */
-  KEFU_REC_RATE_RECORD,   /* response.violations, ResponseRateRecord */
-  KEFU_REC_INSIGHT,       /* inquiry.insights, InquiryInsight */
+  KEFU_REC_RATE_RECORD,    /* response.violations, ResponseRateRecord */
+  KEFU_REC_INSIGHT,        /* inquiry.insights, InquiryInsight */
   KEFU_REC__COUNT
 } kefu_record_kind_t;
 
@@ -73,7 +73,6 @@ void kefu_emit_keep_id(kefu_emitter_t *e, kefu_record_kind_t kind, json_t *rec);
  *  pending timers (state, written with the shop) and the engine's queue through the
  *  hook, so it fires in this batch already if the watermark passes it. */
 void kefu_schedule(kefu_emitter_t *e, kefu_shop_t *shop, const char *buyer_id, int64_t deadline,
-                   kefu_timer_kind_t kind, int64_t a, int64_t b, int32_t ref_kind,
-                   const char *ref);
+                   kefu_timer_kind_t kind, int64_t a, int64_t b, int32_t ref_kind, const char *ref);
 
 #endif

@@ -8,8 +8,8 @@ const char *const kefu_target_names[] = {"NONE", "AGENT", "BOT", "LEAVE_MESSAGE"
 const char *const kefu_after_sale_names[] = {NULL, KEFU_AFTER_SALE_REASONS(KEFU_ENUM_STR) NULL};
 const char *const kefu_cause_names[] = {KEFU_CAUSES(KEFU_ENUM_STR) NULL};
 const char *const kefu_timer_kind_names[] = {
-    "none",          "session_idle",      "queue_timeout", "response_wait", "day_close",
-    "invitation_expiry", "conversion_window", NULL};
+    "none",      "session_idle",      "queue_timeout",     "response_wait",
+    "day_close", "invitation_expiry", "conversion_window", NULL};
 
 /* ------------------------------------------------------------------ strings */
 
@@ -21,7 +21,9 @@ void kefu_str_set(char **dst, const char *src) {
   *dst = copy;
 }
 
-bool kefu_str_eq(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
+bool kefu_str_eq(const char *a, const char *b) {
+  return a && b && strcmp(a, b) == 0;
+}
 
 void kefu_strv_push(kefu_strv_t *l, const char *s) {
   l->v = realloc(l->v, (l->n + 1) * sizeof *l->v);
@@ -95,9 +97,8 @@ void kefu_config_copy(kefu_shop_config_t *dst, const kefu_shop_config_t *src) {
   for (uint32_t i = 0; i < src->ngroups; i++) {
     const kefu_group_t *g = &src->groups[i];
     kefu_group_t *d = &c.groups[i];
-    *d = (kefu_group_t){.bot_enabled = g->bot_enabled,
-                        .strategy = g->strategy,
-                        .order_states = g->order_states};
+    *d = (kefu_group_t){
+        .bot_enabled = g->bot_enabled, .strategy = g->strategy, .order_states = g->order_states};
     kefu_str_set(&d->group_id, g->group_id);
     kefu_strv_copy(&d->crowd_tags, &g->crowd_tags);
     kefu_strv_copy(&d->item_ids, &g->item_ids);
@@ -180,9 +181,15 @@ void kefu_order_free(kefu_order_t *o) {
   free(o);
 }
 
-static void free_agent(void *p) { kefu_agent_free(p); }
-static void free_buyer(void *p) { kefu_buyer_free(p); }
-static void free_order(void *p) { kefu_order_free(p); }
+static void free_agent(void *p) {
+  kefu_agent_free(p);
+}
+static void free_buyer(void *p) {
+  kefu_buyer_free(p);
+}
+static void free_order(void *p) {
+  kefu_order_free(p);
+}
 
 kefu_shop_t *kefu_shop_new(const char *id) {
   kefu_shop_t *s = calloc(1, sizeof *s);

@@ -108,7 +108,7 @@ typedef struct kefu_agent {
   int account_kind; /* index in kefu_account_kind_names */
   bool has_conversion_rate;
   double conversion_rate;
-  int32_t load; /* sessions routed to the agent and open */
+  int32_t load;             /* sessions routed to the agent and open */
   kefu_outcome_t *outcomes; /* oldest first, 30 days kept */
   uint32_t noutcomes;
   bool changed;
@@ -131,7 +131,7 @@ typedef struct kefu_order {
   kefu_strv_t item_ids;
   bool has_amount;
   int64_t amount_cents;
-  bool address_changed, signed_; /* signed_: SIGNED or COMPLETED seen */
+  bool address_changed, signed_;                    /* signed_: SIGNED or COMPLETED seen */
   int64_t paid_ts, shipped_ts, scan_ts, updated_ts; /* 0: never */
   bool changed;
 } kefu_order_t;
@@ -164,23 +164,23 @@ typedef struct kefu_invitation { /* LOGI-1..6 */
 
 typedef struct kefu_session { /* ROUTE-10; open while kefu_buyer_t.has_session */
   kefu_target_t target;
-  char *agent_id;            /* target AGENT */
-  int leave_target;          /* target LEAVE_MESSAGE: kefu_leave_target_names index */
-  int64_t opened, activity;  /* ts of the first decision and of the last activity */
-  int64_t idle_timer;        /* deadline of the pending idle timer, 0: none */
-  int64_t queued_since;      /* target QUEUE: when it joined the queue, 0: not queued */
-  bool via_transfer;         /* queued by a TRANSFER_CLICK (XFER-2) */
+  char *agent_id;           /* target AGENT */
+  int leave_target;         /* target LEAVE_MESSAGE: kefu_leave_target_names index */
+  int64_t opened, activity; /* ts of the first decision and of the last activity */
+  int64_t idle_timer;       /* deadline of the pending idle timer, 0: none */
+  int64_t queued_since;     /* target QUEUE: when it joined the queue, 0: not queued */
+  bool via_transfer;        /* queued by a TRANSFER_CLICK (XFER-2) */
   kefu_first_reply_t first_reply;
-  bool entry_card, transferred;   /* XFER-1, XFER-3 */
-  bool three_party, declined;     /* LOGI-4, LOGI-5 */
-  kefu_invitation_t invitation;   /* state NONE: no invitation */
+  bool entry_card, transferred; /* XFER-1, XFER-3 */
+  bool three_party, declined;   /* LOGI-4, LOGI-5 */
+  kefu_invitation_t invitation; /* state NONE: no invitation */
 } kefu_session_t;
 
 typedef struct kefu_wait { /* RATE-3: a counted message waiting for a reply */
   kefu_target_t kind;      /* the responder */
   char *id;                /* agent id or leave-message target symbol; NULL: bot, queue */
   int64_t opened;
-  int32_t day;             /* local day number (days since 1970-01-01 in shop time) */
+  int32_t day; /* local day number (days since 1970-01-01 in shop time) */
 } kefu_wait_t;
 
 typedef struct kefu_consultation { /* RATE-1: (day, buyer, responder); counted in the tally */
@@ -237,8 +237,8 @@ typedef struct kefu_queue {
 #define KEFU_CAUSES(X)                                                                             \
   X(NOT_SHIPPED_ON_TIME)                                                                           \
   X(UNDELIVERABLE_ROUTE)                                                                           \
-  X(WRONG_OR_MISSING) X(ADDRESS_CHANGED) X(LOGISTICS_STALLED) X(SIGNED_NOT_RECEIVED)               \
-      X(DAMAGED_OR_LOST) X(UNKNOWN)
+  X(WRONG_OR_MISSING)                                                                              \
+  X(ADDRESS_CHANGED) X(LOGISTICS_STALLED) X(SIGNED_NOT_RECEIVED) X(DAMAGED_OR_LOST) X(UNKNOWN)
 #define KEFU_CAUSE_ENUM_(n) KEFU_CAUSE_##n,
 typedef enum kefu_cause { KEFU_CAUSES(KEFU_CAUSE_ENUM_) KEFU_CAUSE__COUNT } kefu_cause_t;
 extern const char *const kefu_cause_names[];
@@ -248,14 +248,14 @@ enum { KEFU_CLASS_BOT = 0, KEFU_CLASS_HUMAN, KEFU_CLASS_OTHER, KEFU_CLASS__COUNT
 
 typedef struct kefu_rate_day { /* one open local day of the shop (RATE-1..5, INSIGHT-2) */
   int32_t day;
-  int64_t close_deadline;                  /* its day_close timer's deadline */
+  int64_t close_deadline;                   /* its day_close timer's deadline */
   int64_t consultations[KEFU_CLASS__COUNT]; /* counted consultations by responder class */
   int64_t effective[KEFU_CLASS__COUNT];     /* of which still effective */
   int64_t causes[KEFU_CAUSE__COUNT];        /* INSIGHT-2 */
 } kefu_rate_day_t;
 
 typedef struct kefu_rate { /* the response-rate record of the shop */
-  kefu_rate_day_t *days; /* open days, ascending */
+  kefu_rate_day_t *days;   /* open days, ascending */
   uint32_t ndays;
   bool has_closed;
   int32_t closed_through; /* the last closed day: never reopened */
@@ -360,9 +360,15 @@ void kefu_session_clear(kefu_session_t *s);
 void kefu_invitation_clear(kefu_invitation_t *i);
 
 /* Marking changes for the store. */
-static inline void kefu_agent_touch(kefu_agent_t *a) { a->changed = true; }
-static inline void kefu_buyer_touch(kefu_buyer_t *b) { b->changed = true; }
-static inline void kefu_order_touch(kefu_order_t *o) { o->changed = true; }
+static inline void kefu_agent_touch(kefu_agent_t *a) {
+  a->changed = true;
+}
+static inline void kefu_buyer_touch(kefu_buyer_t *b) {
+  b->changed = true;
+}
+static inline void kefu_order_touch(kefu_order_t *o) {
+  o->changed = true;
+}
 
 /** @brief DELIV-4's index: @p order_id shipped at @p shipped_ts (0 removes it). */
 void kefu_shop_set_shipped(kefu_shop_t *s, const char *order_id, int64_t shipped_ts);
