@@ -7,7 +7,7 @@
  *   - src/cli/options.c builds the bindings that put each value in its field of
  *     kefu_processor_opts_t, from the FIELD() column (as librdkafka's _RK(field) does).
  * So a key is named once, here, and its field sits in the same row. config.c ignores the
- * FIELD() column: ops/ never includes the engine's headers (docs/DECISIONS.md 33).
+ * FIELD() column: ops/ never includes the engine's headers (docs/DECISIONS.md, "config table").
  *
  * Columns, by row macro (the FIELD() column always just before the help text):
  *   KEY_STR(name, default, check, allowed, field, help)     string; check may be NULL
