@@ -310,7 +310,8 @@ done:
 static int run_processor(const kefu_config_t *cfg, bool until_idle, char *errstr, size_t errlen) {
   kefu_cli_options_t st;
   int rc = -1;
-  kefu_cli_options_init(&st, cfg);
+  if (kefu_cli_options_init(&st, cfg, errstr, errlen) != 0)
+    return -1;
   /* about a second of idle polls at the end: nothing more is coming */
   st.o.exit_when_idle_polls = until_idle ? 20 : 0;
   kefu_processor_t *p = kefu_processor_new(&st.o, errstr, errlen);
