@@ -100,6 +100,10 @@ KEY_INT("batch.max_records", "2000", 1, 1000000, FIELD(batch_max_records),
         "Most records in one batch (one Redis call per shop, one transaction)"),
 KEY_INT("batch.max_ms", "50", 0, 60000, FIELD(batch_max_ms),
         "Longest time a batch collects records (ms)"),
+/* State */
+KEY_INT("state.cache_mb", "128", 0, 1048576, FIELD(state_cache_mb),
+        "Memory for the shops this instance owns, kept across batches (MiB, least recently "
+        "used shops leave first); 0 reads every shop from Redis again for each batch"),
 /* Operations */
 KEY_STR("http.listen", "127.0.0.1:9464", check_listen, "empty, host:port or [v6addr]:port",
         NO_FIELD,
