@@ -198,19 +198,23 @@ static void buyer_message(const kefu_rules_env_t *env, kefu_shop_t *shop, const 
       !(d = kefu_rules_rate_day_open(env, shop, ev->ts, out)))
     return;
   int64_t day = d->day;
-  drop_closed(shop, b);
-  if (!find_consultation(b, day, r.kind, r.id)) {
+  bool counted = find_consultation(b, day, r.kind, r.id) != NULL, waiting = false;
+  for (uint32_t i = 0; i < b->nwaits && !waiting; i++)
+    waiting =
+        same_responder(b->waits[i].kind, b->waits[i].id, r.kind, r.id) && b->waits[i].day == day;
+  if (counted && waiting)
+    return;
+  drop_closed(shop, b); /* the buyer changes below */
+  kefu_buyer_touch(b);
+  if (!counted) {
     add_consultation(b, day, &r);
     d->consultations[class_of(r.kind)]++;
     d->effective[class_of(r.kind)]++;
     shop->rate.changed = true;
-    kefu_buyer_touch(b);
   }
-  for (uint32_t i = 0; i < b->nwaits; i++)
-    if (same_responder(b->waits[i].kind, b->waits[i].id, r.kind, r.id) && b->waits[i].day == day)
-      return;
+  if (waiting)
+    return;
   add_wait(b, day, &r, ev->ts);
-  kefu_buyer_touch(b);
   kefu_schedule(out, shop, ev->buyer_id, ev->ts + env->params->response_wait_ms,
                 KEFU_TIMER_RESPONSE_WAIT, ev->ts, 0, (int32_t)r.kind, r.id);
 }
