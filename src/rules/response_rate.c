@@ -101,11 +101,16 @@ kefu_rate_day_t *kefu_rules_rate_day_open(const kefu_rules_env_t *env, kefu_shop
   return &r->days[at];
 }
 
+/* Whether @p c has its place in the day's first-counted order. */
+static bool in_order(const kefu_rate_day_t *d, kefu_cause_t c) {
+  for (uint8_t i = 0; i < d->ncause_order; i++)
+    if (d->cause_order[i] == (uint8_t)c)
+      return true;
+  return false;
+}
+
 void kefu_rules_rate_count_cause(kefu_shop_t *shop, kefu_rate_day_t *day, kefu_cause_t cause) {
-  bool seen = false;
-  for (uint8_t i = 0; i < day->ncause_order; i++)
-    seen |= day->cause_order[i] == (uint8_t)cause;
-  if (!seen)
+  if (!in_order(day, cause) && day->ncause_order < KEFU_CAUSE__COUNT)
     day->cause_order[day->ncause_order++] = (uint8_t)cause;
   day->causes[cause]++;
   shop->rate.changed = true;
@@ -298,14 +303,18 @@ static tally_t count(const kefu_rate_day_t *d) {
   return t;
 }
 
-/* The day's cause counts, in the order the causes were first counted. */
+/* The day's cause counts, in the order the causes were first counted (a count whose
+ * order is unknown, as in a state written without it, follows in enum order). */
 static json_t *causes_json(const kefu_rate_day_t *d) {
   json_t *o = json_object();
   for (uint8_t i = 0; i < d->ncause_order; i++) {
     kefu_cause_t c = (kefu_cause_t)d->cause_order[i];
-    if (d->causes[c] > 0)
+    if (c < KEFU_CAUSE__COUNT && d->causes[c] > 0)
       json_object_set_new(o, kefu_cause_names[c], json_integer(d->causes[c]));
   }
+  for (int c = 0; c < KEFU_CAUSE__COUNT; c++)
+    if (d->causes[c] > 0 && !in_order(d, (kefu_cause_t)c))
+      json_object_set_new(o, kefu_cause_names[c], json_integer(d->causes[c]));
   return o;
 }
 
@@ -354,9 +363,12 @@ static void day_close(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu
 
   tally_t tl = count(&d);
   json_int_t streak = r->streak;
-  if (tl.n == 0 && d.ncause_order == 0)
+  json_t *causes = causes_json(&d);
+  if (tl.n == 0 && json_object_size(causes) == 0) {
+    json_decref(causes);
     return;
-  json_t *causes = causes_json(&d), *from = json_integer(t->a);
+  }
+  json_t *from = json_integer(t->a);
   if (tl.n == 0) { /* RATE-5: cause counts only; RATE-7: such days count for nothing */
     emit_record(shop, env, "DAILY_REPORT", day, &tl, causes, penalties_json(r->penalties),
                 json_null(), streak, t->deadline, out);
