@@ -435,6 +435,29 @@ static void test_INSIGHT_1_2_causes_and_daily_counts(void **state) {
   json_object_foreach(counts, key, v) assert_string_equal(key, causes[k++]);
 }
 
+/* INSIGHT-2: a day's cause counts whose first-counted order a stored state lacks are
+ * still reported (after the ordered ones, in the causes' own order). */
+static void test_INSIGHT_2_counts_without_their_order(void **state) {
+  fx_t *f = *state;
+  staffed(f, "");
+  int64_t t = D0 + 10 * HOUR;
+  ev(f, KEFU_T_ORDER, "{\"ts\":%lld,\"type\":\"SIGNED\",\"buyer_id\":\"g\",\"order_id\":\"og\"}",
+     (long long)(t - HOUR));
+  chat(f, t, "CHAT_OPEN", "nobody", "");
+  urge(f, "nobody", t + 1, "");
+  chat(f, t + MIN, "CHAT_OPEN", "g", "");
+  urge(f, "g", t + MIN + 1, "");
+  assert_int_equal(f->shop->rate.ndays, 1);
+  f->shop->rate.days[0].ncause_order = 1; /* UNKNOWN's place only */
+  close_day(f, D0);
+  json_t *counts = json_object_get(report(f, 0), "cause_counts");
+  assert_int_equal(json_object_size(counts), 2);
+  const char *want[] = {"UNKNOWN", "SIGNED_NOT_RECEIVED"}, *key;
+  json_t *v;
+  int k = 0;
+  json_object_foreach(counts, key, v) assert_string_equal(key, want[k++]);
+}
+
 /* INSIGHT-3: an agent's measured conversion replaces PROFILE's once it has 20 outcomes;
  * a pair converts when its buyer pays within 24 h (inclusive) of the first decision. */
 static void test_INSIGHT_3_measured_conversion_feeds_routing(void **state) {
@@ -484,6 +507,7 @@ int main(void) {
       T(test_LOGI_2_4_expiry_and_decline),
       T(test_LOGI_3_merchant_invites),
       T(test_INSIGHT_1_2_causes_and_daily_counts),
+      T(test_INSIGHT_2_counts_without_their_order),
       T(test_INSIGHT_3_measured_conversion_feeds_routing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
