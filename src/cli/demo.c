@@ -35,7 +35,6 @@
 #include "cli/cli.h"
 #include "cli/options.h"
 #include "engine/processor.h"
-#include "engine/shop.h" /* kefu_json_str_or */
 #include "io/codec.h"
 #include "io/kafka.h"
 #include "io/mock.h"
@@ -47,6 +46,18 @@
 
 #define DEMO_PARTITIONS 4
 #define TOP_LABELS 10 /* lines of breakdown per output family */
+
+
+/* A field of an output record for printing: "-" when absent. */
+static const char *kefu_json_str_or(const json_t *o, const char *field) {
+  const char *v = json_string_value(json_object_get(o, field));
+  return v ? v : "-";
+}
+
+static int64_t kefu_json_int(const json_t *o, const char *field, int64_t dflt) {
+  json_t *v = json_object_get(o, field);
+  return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
 
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) {
@@ -310,7 +321,8 @@ done:
 static int run_processor(const kefu_config_t *cfg, bool until_idle, char *errstr, size_t errlen) {
   kefu_cli_options_t st;
   int rc = -1;
-  kefu_cli_options_init(&st, cfg);
+  if (kefu_cli_options_init(&st, cfg, errstr, errlen) != 0)
+    return -1;
   /* about a second of idle polls at the end: nothing more is coming */
   st.o.exit_when_idle_polls = until_idle ? 20 : 0;
   kefu_processor_t *p = kefu_processor_new(&st.o, errstr, errlen);

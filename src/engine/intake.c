@@ -68,8 +68,6 @@ static void decode_input(kefu_processor_t *p, input_t *in) {
         !kefu_event_config_reset(&in->ev, m->key, m->key_len,
                                  rd_kafka_message_timestamp(m, &tstype), m->offset, now, in->error,
                                  sizeof in->error)) {
-      in->ev.partition = m->partition;
-      in->ev.offset = m->offset;
       in->valid = true;
       in->sort_ts = in->ev.ts;
     } else if (!in->error[0]) {
@@ -82,10 +80,10 @@ static void decode_input(kefu_processor_t *p, input_t *in) {
     return;
   if (!kefu_event_from_json(&in->ev, in->topic, rec, m->key, m->key_len, now, in->error,
                             sizeof in->error)) {
-    in->ev.partition = m->partition;
-    in->ev.offset = m->offset;
     in->valid = true;
     in->sort_ts = in->ev.ts;
+  } else {
+    kefu_event_clear(&in->ev);
   }
   json_decref(rec);
 }
@@ -280,6 +278,7 @@ static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
     if (!task->assigned) {
       task->assigned = true;
       task->generation++;
+      task->check_remembered = true; /* an earlier owner may have processed its inputs */
       task->id = id;
       task->watermark = INT64_MIN;
       task->last_input_ms = engine_wall_ms(); /* a backlog is read before any idle advance */
@@ -328,6 +327,7 @@ static void on_revoke(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
     p->tasks[id].generation++; /* what a batch holds of it is no longer ours */
     json_decref(p->tasks[id].timer_index);
     p->tasks[id].timer_index = NULL;
+    engine_cache_drop_task(p, id); /* its next owner reads its shops from Redis */
     KEFU_INFO("engine", "revoked task %d", id);
   }
   rd_kafka_resume_partitions(p->consumer, parts); /* see on_assign */

@@ -39,10 +39,7 @@ static int reconnect_redis(kefu_processor_t *p, char *errstr, size_t errlen) {
 
 /* One attempt at a batch: 0 done, 1 retry (Redis or a transaction failed), -1 fatal. */
 static int process_once(kefu_processor_t *p, const batch_t *b, char *errstr, size_t errlen) {
-  batch_state_t bs = {.shop_index = json_object(),
-                      .remembered = json_object(),
-                      .computed = json_object(),
-                      .outputs = json_array()};
+  batch_state_t bs = {.remembered = json_object(), .computed = json_object(), .outputs = json_array()};
   int64_t max_ts = 0;
   int rc = 1;
   for (size_t i = 0; i < b->n; i++)
@@ -64,8 +61,21 @@ static int process_once(kefu_processor_t *p, const batch_t *b, char *errstr, siz
 redis_failed:
   kefu_redis_close(p->redis);
   p->redis = NULL;
+  /* The memory of the batch's shops may be ahead of Redis (or Redis ahead of it, after a
+   * conflict): they are read again. */
+  for (size_t i = 0; i < bs.nshops; i++)
+    bs.shops[i]->in_batch = false;
+  for (size_t i = 0; i < bs.nshops; i++)
+    engine_cache_drop(p, bs.shops[i]);
+  bs.nshops = 0;
 done:
+  /* After a failed attempt its inputs may have been processed: the next attempt reads
+   * what they remembered. */
+  for (size_t i = 0; i < b->n; i++)
+    p->tasks[b->items[i]->task].check_remembered = rc != 0;
   engine_batch_state_clear(&bs);
+  if (rc == 0)
+    engine_cache_trim(p);
   return rc;
 }
 
@@ -488,25 +498,6 @@ static int open_courier_table(kefu_processor_t *p, char *errstr, size_t errlen) 
   return 0;
 }
 
-/* A shop config with every field at its schema default: encode the envelope alone and
- * decode it back. */
-static json_t *config_defaults(kefu_codec_t *codec, char *errstr, size_t errlen) {
-  json_t *env = json_pack("{s:s, s:s, s:I}", "event_id", "defaults", "shop_id", "defaults", "ts",
-                          (json_int_t)KEFU_TS_MIN);
-  char *buf = NULL;
-  size_t cap = 0, len = 0;
-  json_t *out = NULL;
-  if (kefu_codec_encode(codec, KEFU_T_SHOP_CONFIG, env, &buf, &cap, &len, errstr, errlen) == 0 &&
-      kefu_codec_decode(codec, KEFU_T_SHOP_CONFIG, buf, len, &out, errstr, errlen) == 0) {
-    json_object_del(out, "event_id");
-    json_object_del(out, "shop_id");
-    json_object_del(out, "ts");
-  }
-  free(buf);
-  json_decref(env);
-  return out;
-}
-
 static void register_metrics(engine_metrics_t *m) {
   char labels[128];
   for (int t = 0; t < KEFU_T__COUNT; t++) {
@@ -549,11 +540,8 @@ kefu_processor_t *kefu_processor_new(const kefu_processor_opts_t *o, char *errst
   if (!(p->schemas = kefu_schemas_new(errstr, errlen)))
     goto fail;
   p->codec = kefu_codec_new(p->schemas);
-  if (!(p->config_defaults = config_defaults(p->codec, errstr, errlen)))
-    goto fail;
   p->env.params = &o->params;
   p->env.couriers = &p->couriers;
-  p->env.config_defaults = p->config_defaults;
   if (!(p->redis = kefu_redis_connect(o->redis_url, o->redis_user, o->redis_password,
                                       o->redis_timeout_ms, errstr, errlen)) ||
       open_consumer(p, errstr, errlen) || check_copartitioning(p, errstr, errlen) ||
@@ -591,7 +579,9 @@ void kefu_processor_destroy(kefu_processor_t *p) {
     kefu_codec_destroy(p->codec);
   if (p->schemas)
     kefu_schemas_destroy(p->schemas);
-  json_decref(p->config_defaults);
+  engine_cache_clear(p);
+  kefu_map_clear(&p->cache, NULL);
+  kefu_buf_free(&p->scratch);
   kefu_courier_table_clear(&p->couriers);
   free(p->enc_buf);
   free(p);

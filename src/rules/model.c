@@ -212,6 +212,8 @@ void kefu_shop_destroy(kefu_shop_t *s) {
   free(s->queue.v);
   free(s->rate.days);
   kefu_map_clear(&s->shipped.by_order, NULL);
+  kefu_strv_clear(&s->shipped.added);
+  kefu_strv_clear(&s->shipped.removed);
   kefu_timers_clear(&s->timers);
   free(s);
 }
@@ -273,12 +275,15 @@ void kefu_shop_put_order(kefu_shop_t *s, kefu_order_t *o) {
 }
 
 void kefu_shop_set_shipped(kefu_shop_t *s, const char *order_id, int64_t shipped_ts) {
-  if (shipped_ts)
+  if (shipped_ts) {
     kefu_map_put(&s->shipped.by_order, order_id, (void *)(intptr_t)shipped_ts);
-  else if (!kefu_map_get(&s->shipped.by_order, order_id))
+    kefu_strv_push(&s->shipped.added, order_id);
+  } else if (!kefu_map_get(&s->shipped.by_order, order_id)) {
     return;
-  else
+  } else {
     kefu_map_del(&s->shipped.by_order, order_id);
+    kefu_strv_push(&s->shipped.removed, order_id);
+  }
   s->shipped.changed = true;
 }
 

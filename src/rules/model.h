@@ -273,6 +273,7 @@ typedef struct kefu_rate { /* the response-rate record of the shop */
 typedef struct kefu_shipped {
   kefu_map_t by_order; /* order id -> (int64_t) shipped ts, stored in the value pointer */
   bool changed;
+  kefu_strv_t added, removed; /* since the store last wrote it */
 } kefu_shipped_t;
 
 /* ------------------------------------------------------------------ timers (SPEC §1.3) */
