@@ -252,6 +252,10 @@ typedef struct kefu_rate_day { /* one open local day of the shop (RATE-1..5, INS
   int64_t consultations[KEFU_CLASS__COUNT]; /* counted consultations by responder class */
   int64_t effective[KEFU_CLASS__COUNT];     /* of which still effective */
   int64_t causes[KEFU_CAUSE__COUNT];        /* INSIGHT-2 */
+  /* The causes counted so far in the order each was first counted that day: the report's
+   * cause_counts map lists them in that order, as the JSON object it replaces did. */
+  uint8_t cause_order[KEFU_CAUSE__COUNT];
+  uint8_t ncause_order;
 } kefu_rate_day_t;
 
 typedef struct kefu_rate { /* the response-rate record of the shop */
