@@ -420,21 +420,25 @@ static int dec_top(const uint8_t *p, size_t n, const char *what, dec_fn fn, void
   return fn(&r, obj);
 }
 
-/* The loop over a message's fields: FIELDS { case N: ... } END. Field 1 is the base. */
-#define FIELDS                                                                                     \
-  fld_t f;                                                                                         \
-  int rc;                                                                                          \
-  while ((rc = rd_next(r, &f)) > 0) {                                                              \
-    switch (f.num) {
-#define END                                                                                        \
-  default: break;                                                                                  \
-    }                                                                                              \
-    }                                                                                              \
-    return rc;
-#define TRY(x)                                                                                     \
-  if (x)                                                                                           \
-    return -1;                                                                                     \
-  break
+/* An enum field into an lvalue of enum type (unchanged on error). */
+#define G_ENUM(count, lv)                                                                          \
+  do {                                                                                             \
+    int e_ = (int)(lv);                                                                            \
+    rc = g_enum(r, &f, (count), &e_);                                                              \
+    (lv) = e_;                                                                                     \
+  } while (0)
+
+/* A nested message: checks the wire type and opens a reader on its bytes. */
+static int open_sub(const rd_t *r, const fld_t *f, const char *msg, rd_t *s) {
+  if (want((rd_t *)r, f, WT_LEN))
+    return -1;
+  *s = sub(r, f, msg);
+  return 0;
+}
+
+/* A repeated nested message: appends an element and reads it (an expression: 0 or -1). */
+#define NESTED(arr, cnt, name, fn)                                                                 \
+  (open_sub(r, &f, (name), &s) || PUSH(r, &f, arr, cnt) ? -1 : fn(&s, &(arr)[(cnt)-1]))
 
 static int check_id(const char *id, const char *what, char *err, size_t errlen) {
   size_t n = id ? strlen(id) : 0;
@@ -474,18 +478,26 @@ static void enc_timer(kefu_buf_t *b, unsigned f, const kefu_timer_t *t, int64_t 
 }
 
 static int dec_timer_body(rd_t *r, kefu_timer_t *t) {
-  int kind;
-  FIELDS
-case 2: TRY(g_time(r, &f, &t->deadline));
-case 3: TRY(g_time(r, &f, &t->order.ts));
-case 4: TRY(g_i32(r, &f, &t->order.rank));
-case 5: TRY(g_i64(r, &f, &t->order.offset));
-case 6: TRY(g_i32(r, &f, &t->order.n));
-case 7: TRY(g_enum(r, &f, KEFU_TIMER__COUNT, &kind) || ((t->kind = (kefu_timer_kind_t)kind), 0));
-case 8: TRY(g_time(r, &f, &t->a));
-case 9: TRY(g_i64(r, &f, &t->b));
-case 10: TRY(g_i32(r, &f, &t->ref_kind));
-case 11: TRY(g_str(r, &f, KEFU_STATE_TEXT_MAX, &t->ref)); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 2: rc = g_time(r, &f, &t->deadline); break;
+    case 3: rc = g_time(r, &f, &t->order.ts); break;
+    case 4: rc = g_i32(r, &f, &t->order.rank); break;
+    case 5: rc = g_i64(r, &f, &t->order.offset); break;
+    case 6: rc = g_i32(r, &f, &t->order.n); break;
+    case 7: G_ENUM(KEFU_TIMER__COUNT, t->kind); break;
+    case 8: rc = g_time(r, &f, &t->a); break;
+    case 9: rc = g_i64(r, &f, &t->b); break;
+    case 10: rc = g_i32(r, &f, &t->ref_kind); break;
+    case 11: rc = g_str(r, &f, KEFU_STATE_TEXT_MAX, &t->ref); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 /* Appends a timer message to @p l. */
@@ -543,8 +555,17 @@ void kefu_state_encode_timers(kefu_buf_t *out, const kefu_timers_t *t) {
 
 static int dec_timers_top(rd_t *r, void *obj) {
   kefu_timers_t *l = obj;
-  FIELDS
-case 2: TRY(dec_timer_into(r, &f, l)); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 2: rc = dec_timer_into(r, &f, l); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 int kefu_state_decode_timers(const uint8_t *p, size_t n, kefu_timers_t *out, char *errstr,
@@ -606,17 +627,25 @@ static int dec_outcomes(rd_t *r, const fld_t *f, kefu_agent_t *a) {
 
 static int dec_agent_top(rd_t *r, void *obj) {
   kefu_agent_t *a = obj;
-  int e;
-  FIELDS
-case 2: TRY(g_enum(r, &f, N_PRESENCE, &e) || ((a->presence = (kefu_presence_t)e), 0));
-case 3: TRY(g_i32(r, &f, &a->level));
-case 4: TRY(g_i32(r, &f, &a->capacity));
-case 5: TRY(g_strv(r, &f, KEFU_ID_MAX, &a->groups));
-case 6: TRY(g_enum(r, &f, N_ACCOUNT, &a->account_kind));
-case 7: TRY(g_bool(r, &f, &a->has_conversion_rate));
-case 8: TRY(g_double(r, &f, &a->conversion_rate));
-case 9: TRY(g_i32(r, &f, &a->load));
-case 10: TRY(dec_outcomes(r, &f, a)); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 2: G_ENUM(N_PRESENCE, a->presence); break;
+    case 3: rc = g_i32(r, &f, &a->level); break;
+    case 4: rc = g_i32(r, &f, &a->capacity); break;
+    case 5: rc = g_strv(r, &f, KEFU_ID_MAX, &a->groups); break;
+    case 6: rc = g_enum(r, &f, N_ACCOUNT, &a->account_kind); break;
+    case 7: rc = g_bool(r, &f, &a->has_conversion_rate); break;
+    case 8: rc = g_double(r, &f, &a->conversion_rate); break;
+    case 9: rc = g_i32(r, &f, &a->load); break;
+    case 10: rc = dec_outcomes(r, &f, a); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 int kefu_state_decode_agent(const uint8_t *p, size_t n, const char *id, kefu_agent_t **out,
@@ -670,42 +699,54 @@ void kefu_state_encode_order(kefu_buf_t *out, const kefu_order_t *o) {
 }
 
 static int dec_package(rd_t *r, kefu_package_t *pk) {
-  FIELDS
-case 1: TRY(g_str(r, &f, KEFU_STATE_TEXT_MAX, &pk->tracking_no));
-case 2: TRY(g_str(r, &f, KEFU_STATE_TEXT_MAX, &pk->courier)); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 1: rc = g_str(r, &f, KEFU_STATE_TEXT_MAX, &pk->tracking_no); break;
+    case 2: rc = g_str(r, &f, KEFU_STATE_TEXT_MAX, &pk->courier); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 static int dec_order_top(rd_t *r, void *obj) {
   kefu_order_t *o = obj;
-  int e;
   int64_t v;
   rd_t s;
-  FIELDS
-case 2: TRY(g_str(r, &f, KEFU_ID_MAX, &o->buyer_id));
-case 3:
-  if (g_i64(r, &f, &v))
-    return -1;
-  if (v < KEFU_STATUS_NONE || v >= KEFU_ORDER__COUNT)
-    return fail(r, f.at, "field 3: status %lld out of range", (long long)v);
-  o->status = (int)v;
-  break;
-case 4:
-  TRY(g_enum(r, &f, KEFU_AFTER_SALE__COUNT, &e) || ((o->after_sale = (kefu_after_sale_t)e), 0));
-case 5:
-  if (want(r, &f, WT_LEN) || PUSH(r, &f, o->packages, o->npackages))
-    return -1;
-  s = sub(r, &f, "order.packages");
-  TRY(dec_package(&s, &o->packages[o->npackages - 1]));
-case 6: TRY(g_str(r, &f, KEFU_STATE_TEXT_MAX, &o->region_code));
-case 7: TRY(g_strv(r, &f, KEFU_ID_MAX, &o->item_ids));
-case 8: TRY(g_bool(r, &f, &o->has_amount));
-case 9: TRY(g_i64(r, &f, &o->amount_cents));
-case 10: TRY(g_bool(r, &f, &o->address_changed));
-case 11: TRY(g_bool(r, &f, &o->signed_));
-case 12: TRY(g_time(r, &f, &o->paid_ts));
-case 13: TRY(g_time(r, &f, &o->shipped_ts));
-case 14: TRY(g_time(r, &f, &o->scan_ts));
-case 15: TRY(g_time(r, &f, &o->updated_ts)); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 2: rc = g_str(r, &f, KEFU_ID_MAX, &o->buyer_id); break;
+    case 3:
+      if (g_i64(r, &f, &v))
+        return -1;
+      if (v < KEFU_STATUS_NONE || v >= KEFU_ORDER__COUNT)
+        return fail(r, f.at, "field 3: status %lld out of range", (long long)v);
+      o->status = (int)v;
+      break;
+    case 4: G_ENUM(KEFU_AFTER_SALE__COUNT, o->after_sale); break;
+    case 5: rc = NESTED(o->packages, o->npackages, "order.packages", dec_package); break;
+    case 6: rc = g_str(r, &f, KEFU_STATE_TEXT_MAX, &o->region_code); break;
+    case 7: rc = g_strv(r, &f, KEFU_ID_MAX, &o->item_ids); break;
+    case 8: rc = g_bool(r, &f, &o->has_amount); break;
+    case 9: rc = g_i64(r, &f, &o->amount_cents); break;
+    case 10: rc = g_bool(r, &f, &o->address_changed); break;
+    case 11: rc = g_bool(r, &f, &o->signed_); break;
+    case 12: rc = g_time(r, &f, &o->paid_ts); break;
+    case 13: rc = g_time(r, &f, &o->shipped_ts); break;
+    case 14: rc = g_time(r, &f, &o->scan_ts); break;
+    case 15: rc = g_time(r, &f, &o->updated_ts); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 int kefu_state_decode_order(const uint8_t *p, size_t n, const char *id, kefu_order_t **out,
@@ -825,115 +866,170 @@ void kefu_state_encode_buyer(kefu_buf_t *out, const kefu_buyer_t *b) {
 }
 
 static int dec_attrs(rd_t *r, kefu_attrs_t *a) {
-  FIELDS
-case 1: TRY(g_strv(r, &f, KEFU_STATE_TEXT_MAX, &a->crowd_tags));
-case 2: TRY(g_str(r, &f, KEFU_ID_MAX, &a->item_id));
-case 3: TRY(g_str(r, &f, KEFU_STATE_TEXT_MAX, &a->intent));
-case 4: TRY(g_str(r, &f, KEFU_ID_MAX, &a->order_id)); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 1: rc = g_strv(r, &f, KEFU_STATE_TEXT_MAX, &a->crowd_tags); break;
+    case 2: rc = g_str(r, &f, KEFU_ID_MAX, &a->item_id); break;
+    case 3: rc = g_str(r, &f, KEFU_STATE_TEXT_MAX, &a->intent); break;
+    case 4: rc = g_str(r, &f, KEFU_ID_MAX, &a->order_id); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 static int dec_contact(rd_t *r, kefu_contact_t *c) {
-  FIELDS
-case 1: TRY(g_str(r, &f, KEFU_ID_MAX, &c->agent_id));
-case 2: TRY(g_time(r, &f, &c->ts)); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 1: rc = g_str(r, &f, KEFU_ID_MAX, &c->agent_id); break;
+    case 2: rc = g_time(r, &f, &c->ts); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 static int dec_invitation(rd_t *r, kefu_invitation_t *iv) {
-  int e;
-  FIELDS
-case 1: TRY(g_enum(r, &f, N_INVITATION, &e) || ((iv->state = (kefu_invitation_state_t)e), 0));
-case 2: TRY(g_bool(r, &f, &iv->merchant));
-case 3: TRY(g_str(r, &f, KEFU_ID_MAX, &iv->id));
-case 4: TRY(g_str(r, &f, KEFU_ID_MAX, &iv->order_id));
-case 5: TRY(g_str(r, &f, KEFU_STATE_TEXT_MAX, &iv->courier));
-case 6: TRY(g_str(r, &f, KEFU_STATE_TEXT_MAX, &iv->tracking_no));
-case 7: TRY(g_str(r, &f, KEFU_ID_MAX, &iv->agent_id)); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 1: G_ENUM(N_INVITATION, iv->state); break;
+    case 2: rc = g_bool(r, &f, &iv->merchant); break;
+    case 3: rc = g_str(r, &f, KEFU_ID_MAX, &iv->id); break;
+    case 4: rc = g_str(r, &f, KEFU_ID_MAX, &iv->order_id); break;
+    case 5: rc = g_str(r, &f, KEFU_STATE_TEXT_MAX, &iv->courier); break;
+    case 6: rc = g_str(r, &f, KEFU_STATE_TEXT_MAX, &iv->tracking_no); break;
+    case 7: rc = g_str(r, &f, KEFU_ID_MAX, &iv->agent_id); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 static int dec_session(rd_t *r, kefu_session_t *s) {
-  int e;
   rd_t n;
-  FIELDS
-case 1: TRY(g_enum(r, &f, N_TARGET, &e) || ((s->target = (kefu_target_t)e), 0));
-case 2: TRY(g_str(r, &f, KEFU_ID_MAX, &s->agent_id));
-case 3: TRY(g_enum(r, &f, N_LEAVE, &s->leave_target));
-case 4: TRY(g_time(r, &f, &s->opened));
-case 5: TRY(g_time(r, &f, &s->activity));
-case 6: TRY(g_time(r, &f, &s->idle_timer));
-case 7: TRY(g_time(r, &f, &s->queued_since));
-case 8: TRY(g_bool(r, &f, &s->via_transfer));
-case 9: TRY(g_enum(r, &f, N_REPLY, &e) || ((s->first_reply = (kefu_first_reply_t)e), 0));
-case 10: TRY(g_bool(r, &f, &s->entry_card));
-case 11: TRY(g_bool(r, &f, &s->transferred));
-case 12: TRY(g_bool(r, &f, &s->three_party));
-case 13: TRY(g_bool(r, &f, &s->declined));
-case 14:
-  if (want(r, &f, WT_LEN))
-    return -1;
-  n = sub(r, &f, "buyer.session.invitation");
-  TRY(dec_invitation(&n, &s->invitation));
-  END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 1: G_ENUM(N_TARGET, s->target); break;
+    case 2: rc = g_str(r, &f, KEFU_ID_MAX, &s->agent_id); break;
+    case 3: rc = g_enum(r, &f, N_LEAVE, &s->leave_target); break;
+    case 4: rc = g_time(r, &f, &s->opened); break;
+    case 5: rc = g_time(r, &f, &s->activity); break;
+    case 6: rc = g_time(r, &f, &s->idle_timer); break;
+    case 7: rc = g_time(r, &f, &s->queued_since); break;
+    case 8: rc = g_bool(r, &f, &s->via_transfer); break;
+    case 9: G_ENUM(N_REPLY, s->first_reply); break;
+    case 10: rc = g_bool(r, &f, &s->entry_card); break;
+    case 11: rc = g_bool(r, &f, &s->transferred); break;
+    case 12: rc = g_bool(r, &f, &s->three_party); break;
+    case 13: rc = g_bool(r, &f, &s->declined); break;
+    case 14:
+      rc =
+          open_sub(r, &f, "buyer.session.invitation", &n) ? -1 : dec_invitation(&n, &s->invitation);
+      break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 static int dec_wait(rd_t *r, kefu_wait_t *w) {
-  int e;
-  FIELDS
-case 1: TRY(g_enum(r, &f, N_TARGET, &e) || ((w->kind = (kefu_target_t)e), 0));
-case 2: TRY(g_str(r, &f, KEFU_ID_MAX, &w->id));
-case 3: TRY(g_time(r, &f, &w->opened));
-case 4: TRY(g_i32(r, &f, &w->day)); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 1: G_ENUM(N_TARGET, w->kind); break;
+    case 2: rc = g_str(r, &f, KEFU_ID_MAX, &w->id); break;
+    case 3: rc = g_time(r, &f, &w->opened); break;
+    case 4: rc = g_i32(r, &f, &w->day); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 static int dec_consultation(rd_t *r, kefu_consultation_t *c) {
-  int e;
-  FIELDS
-case 1: TRY(g_i32(r, &f, &c->day));
-case 2: TRY(g_enum(r, &f, N_TARGET, &e) || ((c->kind = (kefu_target_t)e), 0));
-case 3: TRY(g_str(r, &f, KEFU_ID_MAX, &c->id));
-case 4: TRY(g_bool(r, &f, &c->ok)); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 1: rc = g_i32(r, &f, &c->day); break;
+    case 2: G_ENUM(N_TARGET, c->kind); break;
+    case 3: rc = g_str(r, &f, KEFU_ID_MAX, &c->id); break;
+    case 4: rc = g_bool(r, &f, &c->ok); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 static int dec_pair(rd_t *r, kefu_pair_t *p) {
-  FIELDS
-case 1: TRY(g_str(r, &f, KEFU_ID_MAX, &p->agent_id));
-case 2: TRY(g_time(r, &f, &p->first)); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 1: rc = g_str(r, &f, KEFU_ID_MAX, &p->agent_id); break;
+    case 2: rc = g_time(r, &f, &p->first); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
-
-/* A repeated nested message: push an element and read it. */
-#define NESTED(arr, cnt, name, fn)                                                                 \
-  if (want(r, &f, WT_LEN) || PUSH(r, &f, arr, cnt))                                                \
-    return -1;                                                                                     \
-  s = sub(r, &f, name);                                                                            \
-  TRY(fn(&s, &(arr)[(cnt)-1]))
 
 static int dec_buyer_top(rd_t *r, void *obj) {
   kefu_buyer_t *b = obj;
   rd_t s;
-  FIELDS
-case 2: TRY(g_strv(r, &f, KEFU_ID_MAX, &b->orders));
-case 3: TRY(g_str(r, &f, KEFU_ID_MAX, &b->last_order));
-case 4: TRY(g_time(r, &f, &b->last_order_ts));
-case 5: TRY(g_str(r, &f, KEFU_ID_MAX, &b->exclusive_agent));
-case 6:
-  if (want(r, &f, WT_LEN))
-    return -1;
-  s = sub(r, &f, "buyer.attrs");
-  TRY(dec_attrs(&s, &b->attrs));
-case 7: NESTED(b->contacts, b->ncontacts, "buyer.contacts", dec_contact);
-case 8:
-  if (want(r, &f, WT_LEN))
-    return -1;
-  b->has_session = true;
-  s = sub(r, &f, "buyer.session");
-  TRY(dec_session(&s, &b->session));
-case 9: NESTED(b->waits, b->nwaits, "buyer.waits", dec_wait);
-case 10: NESTED(b->consultations, b->nconsultations, "buyer.consultations", dec_consultation);
-case 11: NESTED(b->pairs, b->npairs, "buyer.pairs", dec_pair);
-case 12:
-  if (!b->timers && !(b->timers = calloc(1, sizeof *b->timers)))
-    abort();
-  TRY(dec_timer_into(r, &f, b->timers));
-  END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 2: rc = g_strv(r, &f, KEFU_ID_MAX, &b->orders); break;
+    case 3: rc = g_str(r, &f, KEFU_ID_MAX, &b->last_order); break;
+    case 4: rc = g_time(r, &f, &b->last_order_ts); break;
+    case 5: rc = g_str(r, &f, KEFU_ID_MAX, &b->exclusive_agent); break;
+    case 6: rc = open_sub(r, &f, "buyer.attrs", &s) ? -1 : dec_attrs(&s, &b->attrs); break;
+    case 7: rc = NESTED(b->contacts, b->ncontacts, "buyer.contacts", dec_contact); break;
+    case 8:
+      b->has_session = true;
+      rc = open_sub(r, &f, "buyer.session", &s) ? -1 : dec_session(&s, &b->session);
+      break;
+    case 9: rc = NESTED(b->waits, b->nwaits, "buyer.waits", dec_wait); break;
+    case 10:
+      rc = NESTED(b->consultations, b->nconsultations, "buyer.consultations", dec_consultation);
+      break;
+    case 11: rc = NESTED(b->pairs, b->npairs, "buyer.pairs", dec_pair); break;
+    case 12:
+      if (!b->timers && !(b->timers = calloc(1, sizeof *b->timers)))
+        abort();
+      rc = dec_timer_into(r, &f, b->timers);
+      break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 int kefu_state_decode_buyer(const uint8_t *p, size_t n, const char *id, kefu_buyer_t **out,
@@ -985,37 +1081,54 @@ void kefu_state_encode_config(kefu_buf_t *out, const kefu_shop_config_t *c) {
 }
 
 static int dec_group(rd_t *r, kefu_group_t *g) {
-  FIELDS
-case 1: TRY(g_str(r, &f, KEFU_ID_MAX, &g->group_id));
-case 2: TRY(g_bool(r, &f, &g->bot_enabled));
-case 3: TRY(g_enum(r, &f, N_STRATEGY, &g->strategy));
-case 4: TRY(g_strv(r, &f, KEFU_STATE_TEXT_MAX, &g->crowd_tags));
-case 5: TRY(g_strv(r, &f, KEFU_ID_MAX, &g->item_ids));
-case 6: TRY(g_strv(r, &f, KEFU_STATE_TEXT_MAX, &g->intents));
-case 7:
-  TRY(g_u32(r, &f, &g->order_states) ||
-      (g->order_states >> N_ORDER_STATE
-           ? fail(r, f.at, "field 7: order_states 0x%x has unknown bits", g->order_states)
-           : 0));
-  END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 1: rc = g_str(r, &f, KEFU_ID_MAX, &g->group_id); break;
+    case 2: rc = g_bool(r, &f, &g->bot_enabled); break;
+    case 3: rc = g_enum(r, &f, N_STRATEGY, &g->strategy); break;
+    case 4: rc = g_strv(r, &f, KEFU_STATE_TEXT_MAX, &g->crowd_tags); break;
+    case 5: rc = g_strv(r, &f, KEFU_ID_MAX, &g->item_ids); break;
+    case 6: rc = g_strv(r, &f, KEFU_STATE_TEXT_MAX, &g->intents); break;
+    case 7:
+      rc = g_u32(r, &f, &g->order_states);
+      if (rc == 0 && g->order_states >> N_ORDER_STATE)
+        return fail(r, f.at, "field 7: order_states 0x%x has unknown bits", g->order_states);
+      break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 static int dec_config_top(rd_t *r, void *obj) {
   kefu_shop_config_t *c = obj;
   rd_t s;
-  FIELDS
-case 2: TRY(g_bool(r, &f, &c->bot_priority));
-case 3: TRY(g_bool(r, &f, &c->exclusive_direct));
-case 4: TRY(g_enum(r, &f, N_LEAVE, &c->leave_message_target));
-case 5: TRY(g_bool(r, &f, &c->queue_enabled));
-case 6: TRY(g_i64(r, &f, &c->queue_max_wait_ms));
-case 7: TRY(g_bool(r, &f, &c->logistics_enabled));
-case 8: TRY(g_bool(r, &f, &c->merchant_invite_enabled));
-case 9: TRY(g_strv(r, &f, KEFU_STATE_TEXT_MAX, &c->couriers));
-case 10: TRY(g_i32(r, &f, &c->transfer_entry_exposure_pct));
-case 11: TRY(g_bool(r, &f, &c->response_rate_assessed));
-case 12: TRY(g_i32(r, &f, &c->utc_offset_minutes));
-case 13: NESTED(c->groups, c->ngroups, "config.groups", dec_group); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 2: rc = g_bool(r, &f, &c->bot_priority); break;
+    case 3: rc = g_bool(r, &f, &c->exclusive_direct); break;
+    case 4: rc = g_enum(r, &f, N_LEAVE, &c->leave_message_target); break;
+    case 5: rc = g_bool(r, &f, &c->queue_enabled); break;
+    case 6: rc = g_i64(r, &f, &c->queue_max_wait_ms); break;
+    case 7: rc = g_bool(r, &f, &c->logistics_enabled); break;
+    case 8: rc = g_bool(r, &f, &c->merchant_invite_enabled); break;
+    case 9: rc = g_strv(r, &f, KEFU_STATE_TEXT_MAX, &c->couriers); break;
+    case 10: rc = g_i32(r, &f, &c->transfer_entry_exposure_pct); break;
+    case 11: rc = g_bool(r, &f, &c->response_rate_assessed); break;
+    case 12: rc = g_i32(r, &f, &c->utc_offset_minutes); break;
+    case 13: rc = NESTED(c->groups, c->ngroups, "config.groups", dec_group); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 int kefu_state_decode_config(const uint8_t *p, size_t n, kefu_shop_config_t *out, char *errstr,
@@ -1052,16 +1165,34 @@ void kefu_state_encode_queue(kefu_buf_t *out, const kefu_queue_t *q) {
 }
 
 static int dec_queued(rd_t *r, kefu_queued_t *e) {
-  FIELDS
-case 1: TRY(g_str(r, &f, KEFU_ID_MAX, &e->buyer_id));
-case 2: TRY(g_time(r, &f, &e->since)); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 1: rc = g_str(r, &f, KEFU_ID_MAX, &e->buyer_id); break;
+    case 2: rc = g_time(r, &f, &e->since); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 static int dec_queue_top(rd_t *r, void *obj) {
   kefu_queue_t *q = obj;
   rd_t s;
-  FIELDS
-case 2: NESTED(q->v, q->n, "queue.entries", dec_queued); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 2: rc = NESTED(q->v, q->n, "queue.entries", dec_queued); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 int kefu_state_decode_queue(const uint8_t *p, size_t n, kefu_queue_t *out, char *errstr,
@@ -1116,24 +1247,42 @@ void kefu_state_encode_rate(kefu_buf_t *out, const kefu_rate_t *r) {
 }
 
 static int dec_rate_day(rd_t *r, kefu_rate_day_t *d) {
-  FIELDS
-case 1: TRY(g_i32(r, &f, &d->day));
-case 2: TRY(g_time(r, &f, &d->close_deadline));
-case 3: TRY(g_packed(r, &f, d->consultations, KEFU_CLASS__COUNT));
-case 4: TRY(g_packed(r, &f, d->effective, KEFU_CLASS__COUNT));
-case 5: TRY(g_packed(r, &f, d->causes, KEFU_CAUSE__COUNT)); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 1: rc = g_i32(r, &f, &d->day); break;
+    case 2: rc = g_time(r, &f, &d->close_deadline); break;
+    case 3: rc = g_packed(r, &f, d->consultations, KEFU_CLASS__COUNT); break;
+    case 4: rc = g_packed(r, &f, d->effective, KEFU_CLASS__COUNT); break;
+    case 5: rc = g_packed(r, &f, d->causes, KEFU_CAUSE__COUNT); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 static int dec_rate_top(rd_t *r, void *obj) {
   kefu_rate_t *rt = obj;
   rd_t s;
-  FIELDS
-case 2: NESTED(rt->days, rt->ndays, "rate.days", dec_rate_day);
-case 3: TRY(g_bool(r, &f, &rt->has_closed));
-case 4: TRY(g_i32(r, &f, &rt->closed_through));
-case 5: TRY(g_u32(r, &f, &rt->penalties));
-case 6: TRY(g_i32(r, &f, &rt->streak));
-case 7: TRY(g_bool(r, &f, &rt->escalated)); END
+  fld_t f;
+  int rc;
+  while ((rc = rd_next(r, &f)) > 0) {
+    switch (f.num) {
+    case 2: rc = NESTED(rt->days, rt->ndays, "rate.days", dec_rate_day); break;
+    case 3: rc = g_bool(r, &f, &rt->has_closed); break;
+    case 4: rc = g_i32(r, &f, &rt->closed_through); break;
+    case 5: rc = g_u32(r, &f, &rt->penalties); break;
+    case 6: rc = g_i32(r, &f, &rt->streak); break;
+    case 7: rc = g_bool(r, &f, &rt->escalated); break;
+    default: break;
+    }
+    if (rc < 0)
+      return -1;
+  }
+  return rc;
 }
 
 int kefu_state_decode_rate(const uint8_t *p, size_t n, kefu_rate_t *out, char *errstr,
