@@ -43,9 +43,7 @@ void kefu_buf_free(kefu_buf_t *b) {
   memset(b, 0, sizeof *b);
 }
 
-static void reserve(kefu_buf_t *b, size_t k) {
-  if (b->cap - b->n >= k)
-    return;
+__attribute__((noinline)) static void grow_buf(kefu_buf_t *b, size_t k) {
   size_t cap = b->cap ? b->cap : 256;
   while (cap - b->n < k)
     cap *= 2;
@@ -54,6 +52,11 @@ static void reserve(kefu_buf_t *b, size_t k) {
     abort();
   b->p = p;
   b->cap = cap;
+}
+
+static inline void reserve(kefu_buf_t *b, size_t k) {
+  if (__builtin_expect(b->cap - b->n < k, 0))
+    grow_buf(b, k);
 }
 
 /* ================================================================== encoding */
