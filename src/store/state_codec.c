@@ -1,9 +1,10 @@
 /* The compact, versioned encoding of kefu's state in Redis (state_codec.h, docs/STATE.md).
  *
- * Every message numbers its fields from 2: field 1 of a top-level value is its time base
- * (a zigzag varint, absent: 0), and every time field (T in docs/STATE.md) of the value and
- * of its nested messages is written as the zigzag difference from that base, so that the
- * timestamps of one entity, which lie close together, take 2 to 5 bytes instead of 6 or
+ * Field 1 of every top-level value is its time base (a zigzag varint, absent: 0): the
+ * record's own fields start at 2 (so do a timer's, which is also a value of its own),
+ * nested messages start at 1. Every time field (T in docs/STATE.md) of the value and of
+ * its nested messages is written as the zigzag difference from that base, so that the
+ * timestamps of one entity, which lie close together, take 1 to 5 bytes instead of 6 or
  * 7. Time fields equal to 0 ("never") are not written. Differences wrap in uint64, so any
  * int64 survives. */
 #include "store/state_codec.h"
