@@ -110,7 +110,7 @@ static inline void e_time(kefu_buf_t *b, unsigned f, int64_t v, int64_t base) {
 }
 
 static inline void e_double(kefu_buf_t *b, unsigned f, double d) {
-  uint64_t u;
+  uint64_t u = 0;
   memcpy(&u, &d, sizeof u);
   put_key(b, f, WT_I64);
   reserve(b, 8);
@@ -224,7 +224,7 @@ static int get_varint(rd_t *r, uint64_t *out) {
 
 /* The next field: 1, 0 at the end, -1 on error. */
 static int rd_next(rd_t *r, fld_t *f) {
-  uint64_t key;
+  uint64_t key = 0;
   if (r->p >= r->end)
     return 0;
   f->at = (size_t)(r->p - r->start);
@@ -387,7 +387,7 @@ static int g_packed(rd_t *r, const fld_t *f, int64_t *v, size_t k) {
   rd_t s = sub(r, f, r->msg);
   memset(v, 0, k * sizeof *v);
   for (size_t i = 0; s.p < s.end; i++) {
-    uint64_t u;
+    uint64_t u = 0;
     if (get_varint(&s, &u))
       return -1;
     if (i < k)
@@ -618,7 +618,7 @@ static int dec_outcomes(rd_t *r, const fld_t *f, kefu_agent_t *a) {
   rd_t s = sub(r, f, "agent.outcomes");
   uint64_t prev = 0;
   while (s.p < s.end) {
-    uint64_t d, c;
+    uint64_t d = 0, c = 0;
     if (get_varint(&s, &d) || get_varint(&s, &c) || PUSH(&s, f, a->outcomes, a->noutcomes))
       return -1;
     if (c > 1)
