@@ -47,7 +47,6 @@
 #define DEMO_PARTITIONS 4
 #define TOP_LABELS 10 /* lines of breakdown per output family */
 
-
 /* A field of an output record for printing: "-" when absent. */
 static const char *kefu_json_str_or(const json_t *o, const char *field) {
   const char *v = json_string_value(json_object_get(o, field));

@@ -205,8 +205,8 @@ int engine_load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
     const char *ptrs[KEFU_KEYED_INPUTS];
     if (e->load_reply >= 0) {
       topic_fields(e->task, fields, ptrs);
-      if (kefu_store_load_parse(r + e->load_reply, e->shop, ptrs, e->stored, seen_loaded,
-                                &e->seen, errstr, errlen))
+      if (kefu_store_load_parse(r + e->load_reply, e->shop, ptrs, e->stored, seen_loaded, &e->seen,
+                                errstr, errlen))
         goto done;
       memcpy(e->applied, e->stored, sizeof e->applied);
       e->seen_from = e->seen_req_from;
@@ -243,8 +243,8 @@ static void on_timer(void *arg, kefu_shop_t *shop, const char *buyer_id, const k
   e->timers_touched = true;
 }
 
-static void emitter_for(kefu_processor_t *p, kefu_emitter_t *em, const char *cause_id,
-                        int64_t ts, int rank, int64_t offset) {
+static void emitter_for(kefu_processor_t *p, kefu_emitter_t *em, const char *cause_id, int64_t ts,
+                        int rank, int64_t offset) {
   kefu_emitter_init(em, cause_id);
   em->cause_ts = ts;
   em->cause_rank = rank;
@@ -256,7 +256,8 @@ static void emitter_for(kefu_processor_t *p, kefu_emitter_t *em, const char *cau
 /* Fires @p ref's timer if it is still pending: it leaves its owner (written with the
  * shop's state, so it fires once), then its rule runs. A timer already fired by the
  * same-buyer rule is no longer there. */
-static void fire_ref(kefu_processor_t *p, const timer_ref_t *ref, kefu_emitter_t *em) {
+static void fire_ref(kefu_processor_t *p, batch_state_t *bs, const timer_ref_t *ref,
+                     kefu_emitter_t *em) {
   kefu_shop_t *shop = ref->e->shop;
   kefu_timers_t *owner = ref->buyer ? ref->buyer->timers : &shop->timers;
   for (uint32_t i = 0; owner && i < owner->n; i++) {
@@ -271,6 +272,8 @@ static void fire_ref(kefu_processor_t *p, const timer_ref_t *ref, kefu_emitter_t
       kefu_buyer_touch(ref->buyer);
     else
       shop->timers_changed = true;
+    batch_add_shop(bs, ref->e); /* a held shop without input in this batch: written too */
+    ref->e->used = bs->batch_no;
     ref->e->timers_touched = true;
     kefu_rules_fire(&p->env, shop, ref->buyer ? ref->buyer->id : NULL, &copy, em);
     kefu_timer_clear(&copy);
@@ -279,18 +282,19 @@ static void fire_ref(kefu_processor_t *p, const timer_ref_t *ref, kefu_emitter_t
 }
 
 /* Every timer of @p task due before @p watermark, in (deadline, creation) order. */
-static void fire_heap(kefu_processor_t *p, task_t *task, int64_t watermark, kefu_emitter_t *em) {
+static void fire_heap(kefu_processor_t *p, batch_state_t *bs, task_t *task, int64_t watermark,
+                      kefu_emitter_t *em) {
   timer_heap_t *h = &task->heap;
   while (h->n && h->v[0].deadline < watermark) {
     timer_ref_t ref = h->v[0];
     engine_heap_pop(h);
-    fire_ref(p, &ref, em);
+    fire_ref(p, bs, &ref, em);
   }
 }
 
 /* SPEC §1.3: a chat event first fires its own buyer's timers earlier than its ts. */
-static void fire_buyer(kefu_processor_t *p, shop_entry_t *e, const char *buyer_id, int64_t ts,
-                       kefu_emitter_t *em) {
+static void fire_buyer(kefu_processor_t *p, batch_state_t *bs, shop_entry_t *e,
+                       const char *buyer_id, int64_t ts, kefu_emitter_t *em) {
   kefu_buyer_t *b = kefu_shop_buyer(e->shop, buyer_id);
   while (b && b->timers) {
     kefu_timer_t *first = NULL;
@@ -300,21 +304,22 @@ static void fire_buyer(kefu_processor_t *p, shop_entry_t *e, const char *buyer_i
     if (!first)
       return;
     timer_ref_t ref = {first->deadline, first->order, e, b};
-    fire_ref(p, &ref, em);
+    fire_ref(p, bs, &ref, em);
   }
 }
 
 /* SPEC §1.3: before an event is applied, the timers it makes due fire. */
-static void fire_due(kefu_processor_t *p, shop_entry_t *e, const input_t *in, kefu_emitter_t *em) {
+static void fire_due(kefu_processor_t *p, batch_state_t *bs, shop_entry_t *e, const input_t *in,
+                     kefu_emitter_t *em) {
   task_t *task = &p->tasks[in->task];
   int64_t wm = in->ev.ts - p->o->lateness_ms;
   if (in->ev.ts < task->watermark) /* SPEC §1.3: applied, but it cannot reopen a closed day */
     kefu_metric_add(p->m.late, 1);
   if (wm > task->watermark)
     task->watermark = wm;
-  fire_heap(p, task, task->watermark, em);
+  fire_heap(p, bs, task, task->watermark, em);
   if (in->topic == KEFU_T_CHAT && in->ev.buyer_id)
-    fire_buyer(p, e, in->ev.buyer_id, in->ev.ts, em);
+    fire_buyer(p, bs, e, in->ev.buyer_id, in->ev.ts, em);
 }
 
 /* Applies one valid input to its shop, unless its state is already applied (a
@@ -339,8 +344,8 @@ static void apply_input(kefu_processor_t *p, shop_entry_t *e, input_t *in, kefu_
 static json_t *records_of(const kefu_emitter_t *em) {
   json_t *a = json_array();
   for (size_t i = 0; i < em->n; i++)
-    json_array_append_new(a, json_pack("[i, O]", (int)kind_topic(em->records[i].kind),
-                                       em->records[i].rec));
+    json_array_append_new(
+        a, json_pack("[i, O]", (int)kind_topic(em->records[i].kind), em->records[i].rec));
   return a;
 }
 
@@ -372,7 +377,7 @@ static void run_idle_tick(kefu_processor_t *p, batch_state_t *bs, const input_t 
   emitter_for(p, &em, in->error, in->sort_ts, 9 /* after every topic of that ts */, 0);
   if (in->sort_ts > task->watermark)
     task->watermark = in->sort_ts;
-  fire_heap(p, task, task->watermark, &em);
+  fire_heap(p, bs, task, task->watermark, &em);
   keep_outputs(bs, &em, cause, i);
   kefu_emitter_clear(&em);
 }
@@ -393,7 +398,7 @@ void engine_run_rules(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) 
     shop_entry_t *e = engine_cache_get(p, in->ev.shop_id);
     kefu_emitter_t em;
     emitter_for(p, &em, in->ev.event_id, in->ev.ts, kefu_topics[in->topic].rank, in->offset);
-    fire_due(p, e, in, &em);
+    fire_due(p, bs, e, in, &em);
     apply_input(p, e, in, &em);
     keep_outputs(bs, &em, cause, i);
     kefu_emitter_clear(&em);

@@ -202,7 +202,9 @@ void engine_cache_drop_task(kefu_processor_t *p, int task) {
   memset(&p->tasks[task].heap, 0, sizeof p->tasks[task].heap);
 }
 
-static void free_entry(void *e) { entry_free(e); }
+static void free_entry(void *e) {
+  entry_free(e);
+}
 
 void engine_cache_clear(kefu_processor_t *p) {
   kefu_map_clear(&p->cache, free_entry);

@@ -39,7 +39,8 @@ static int reconnect_redis(kefu_processor_t *p, char *errstr, size_t errlen) {
 
 /* One attempt at a batch: 0 done, 1 retry (Redis or a transaction failed), -1 fatal. */
 static int process_once(kefu_processor_t *p, const batch_t *b, char *errstr, size_t errlen) {
-  batch_state_t bs = {.remembered = json_object(), .computed = json_object(), .outputs = json_array()};
+  batch_state_t bs = {
+      .remembered = json_object(), .computed = json_object(), .outputs = json_array()};
   int64_t max_ts = 0;
   int rc = 1;
   for (size_t i = 0; i < b->n; i++)

@@ -70,14 +70,14 @@ typedef kefu_seen_day_t seen_day_t;
 typedef struct shop_entry {
   kefu_shop_t *shop;
   int task;
-  bool loaded; /* read from Redis (else: being read by this batch) */
+  bool loaded;                        /* read from Redis (else: being read by this batch) */
   int64_t applied[KEFU_KEYED_INPUTS]; /* last applied offset per keyed topic; -1 none */
   int64_t stored[KEFU_KEYED_INPUTS];  /* as Redis holds them: the CAS's expected values */
   seen_set_t seen;
   int32_t seen_from, seen_to; /* UTC days of event ids read; from > to: none */
   seen_day_t *seen_new;       /* ids seen by the batch, to append */
   uint32_t nseen_new;
-  uint64_t used; /* the batch number that last touched it (LRU) */
+  uint64_t used;      /* the batch number that last touched it (LRU) */
   int64_t timers_min; /* earliest pending deadline after the last write */
   /* This batch only. */
   bool in_batch, timers_touched;
@@ -112,9 +112,9 @@ typedef struct task {
   json_t *pending_idle;  /* idle-tick cause -> outputs found in Redis at assignment, to
                             emit again: their transaction may not have committed */
   int64_t committed[KEFU_KEYED_INPUTS]; /* Kafka's committed offsets at assignment; -1 none */
-  bool state_seen;      /* this instance saw ns:{task-N}:pos in Redis (state_check.c) */
-  bool pos_stale;       /* the last position write failed: the next batch writes it */
-  json_t *forget_later; /* causes whose remembered outputs are to be dropped (committed) */
+  bool state_seen;       /* this instance saw ns:{task-N}:pos in Redis (state_check.c) */
+  bool pos_stale;        /* the last position write failed: the next batch writes it */
+  json_t *forget_later;  /* causes whose remembered outputs are to be dropped (committed) */
   timer_heap_t heap;     /* the pending timers of the task's shops in memory */
   bool check_remembered; /* the next batch reads remembered outputs (first after assignment
                             or after a failed attempt: its inputs may have been processed) */
@@ -167,9 +167,9 @@ typedef struct batch_state {
   uint64_t batch_no;
   shop_entry_t **shops; /* every shop the batch reads or writes */
   size_t nshops;
-  json_t *remembered; /* cause -> [[topic, record]...] read from Redis */
-  json_t *computed;   /* cause -> [[topic, record]...] made now (to remember) */
-  json_t *outputs;    /* [[topic, record, cause-header, input index]...] in order */
+  json_t *remembered;        /* cause -> [[topic, record]...] read from Redis */
+  json_t *computed;          /* cause -> [[topic, record]...] made now (to remember) */
+  json_t *outputs;           /* [[topic, record, cause-header, input index]...] in order */
   int64_t max_ts[MAX_TASKS]; /* per task: the batch's highest valid ts */
 } batch_state_t;
 

@@ -60,6 +60,12 @@ static inline void reserve(kefu_buf_t *b, size_t k) {
     grow_buf(b, k);
 }
 
+void kefu_buf_append(kefu_buf_t *b, const void *p, size_t n) {
+  reserve(b, n);
+  memcpy(b->p + b->n, p, n);
+  b->n += n;
+}
+
 /* ================================================================== encoding */
 
 static inline uint64_t zz(int64_t v) {

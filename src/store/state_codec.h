@@ -31,6 +31,8 @@ typedef struct kefu_buf {
 
 void kefu_buf_reset(kefu_buf_t *b);
 void kefu_buf_free(kefu_buf_t *b);
+/** @brief Appends @p n bytes. */
+void kefu_buf_append(kefu_buf_t *b, const void *p, size_t n);
 
 /* ---- entities (hash fields of ns:{S}:agents, :buyers, :orders): fresh heap entities */
 

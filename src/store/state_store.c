@@ -206,7 +206,9 @@ static void op_arg(op_t *o, const void *p, size_t n) {
   o->count++;
 }
 
-static void op_str(op_t *o, const char *s) { op_arg(o, s, strlen(s)); }
+static void op_str(op_t *o, const char *s) {
+  op_arg(o, s, strlen(s));
+}
 
 /* Closes the op; an op with no arguments is taken back out of the command. */
 static bool op_close(op_t *o) {
@@ -248,8 +250,8 @@ static bool write_entities(kefu_cmd_t *c, kefu_shop_t *s, int key, kefu_buf_t *b
       b->changed = false;
       kefu_state_encode_buyer(buf, b);
     } else {
-      kefu_order_t *or = v;
-      if (!or->changed)
+      kefu_order_t * or = v;
+      if (! or->changed)
         continue;
       or->changed = false;
       kefu_state_encode_order(buf, or);

@@ -14,9 +14,8 @@
 #include "engine/processor_int.h"
 
 static kefu_timer_t make(int64_t deadline, int64_t created_ts, int64_t offset, int n) {
-  return (kefu_timer_t){.deadline = deadline,
-                        .order = {created_ts, 3, offset, n},
-                        .kind = KEFU_TIMER_RESPONSE_WAIT};
+  return (kefu_timer_t){
+      .deadline = deadline, .order = {created_ts, 3, offset, n}, .kind = KEFU_TIMER_RESPONSE_WAIT};
 }
 
 static void test_order_is_deadline_then_creation(void **state) {
