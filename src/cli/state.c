@@ -27,9 +27,11 @@ extern char **environ;
 static void usage(FILE *out) {
   fprintf(out,
           "usage: kefu state show [--redis URL] [--namespace NS] [-c FILE] [--set KEY=VALUE]...\n"
-          "                       SHOP [buyer|agent|order ID]\n"
+          "                       SHOP [buyer|agent|order ID | buyers|agents|orders | seen]\n"
           "  Prints the shop's state in Redis as JSON: config, queue, rate record, shop\n"
-          "  timers, applied offsets, entity counts and dedup days; or one entity.\n"
+          "  timers, applied offsets, entity counts and dedup days; or one entity; or\n"
+          "  every entity of a kind (an object by id); or the event ids seen (the hex of\n"
+          "  each id's 64-bit hash -> its ts; docs/STATE.md gives the hash).\n"
           "  --redis URL      redis://[user[:password]@]host:port[/db] (redis.url)\n"
           "  --namespace NS   key prefix (redis.namespace, default kefu)\n"
           "  -c FILE          configuration file; --set KEY=VALUE any configuration key\n"
@@ -187,11 +189,7 @@ static int show_shop(show_t *s, json_t **out) {
   /* counts */
   static const struct {
     const char *name, *verb;
-  } counted[] = {{"agents", "HLEN"},
-                 {"buyers", "HLEN"},
-                 {"orders", "HLEN"},
-                 {"shipped", "ZCARD"},
-                 {"tidx", "ZCARD"}};
+  } counted[] = {{"agents", "HLEN"}, {"buyers", "HLEN"}, {"orders", "HLEN"}, {"shipped", "ZCARD"}};
   json_t *counts = json_object();
   json_object_set_new(o, "counts", counts);
   for (size_t i = 0; i < sizeof counted / sizeof counted[0]; i++) {
@@ -199,26 +197,10 @@ static int show_shop(show_t *s, json_t **out) {
     long long n = count_of(s, counted[i].verb, key);
     if (n < 0)
       goto fail;
-    json_object_set_new(counts, strcmp(counted[i].name, "tidx") ? counted[i].name : "timer_owners",
-                        json_integer(n));
+    json_object_set_new(counts, counted[i].name, json_integer(n));
   }
 
-  /* the earliest timer owner of ns:{S}:tidx */
-  key_of(s, "tidx", key, sizeof key);
-  const char *zrange[] = {"ZRANGE", key, "0", "0", "WITHSCORES"};
-  if (!(r = cmd(s, 5, zrange)))
-    goto fail;
-  if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->str && r->element[1]->str)
-    json_object_set_new(o, "next_timer",
-                        json_pack("{s:s#, s:I}", "owner", r->element[0]->str,
-                                  (int)r->element[0]->len, "deadline",
-                                  (json_int_t)strtoll(r->element[1]->str, NULL, 10)));
-  else
-    json_object_set_new(o, "next_timer", json_null());
-  freeReplyObject(r);
-  r = NULL;
-
-  /* dedup days: ns:{S}:seen:<YYYY-MM-DD>, 8 bytes per event id */
+  /* dedup days: ns:{S}:seen:<YYYY-MM-DD>, 16 bytes per event id (hash, ts) */
   char pattern[256], cursor[32] = "0";
   key_of(s, "seen:*", pattern, sizeof pattern);
   json_t *seen = json_object();
@@ -242,7 +224,7 @@ static int show_shop(show_t *s, json_t **out) {
         goto fail;
       json_object_set_new(
           seen, k + strlen(pattern) - 1,
-          json_pack("{s:I, s:I}", "bytes", (json_int_t)n, "events", (json_int_t)(n / 8)));
+          json_pack("{s:I, s:I}", "bytes", (json_int_t)n, "events", (json_int_t)(n / 16)));
     }
     freeReplyObject(r);
     r = NULL;
@@ -295,6 +277,94 @@ static int show_entity(show_t *s, const char *kind, const char *id, json_t **out
     bad_value(key, id, err);
   freeReplyObject(r);
   return rc;
+}
+
+/* Every entity of one kind: HGETALL, each value decoded. */
+static int show_all(show_t *s, const char *kinds, json_t **out) {
+  char key[256], err[512];
+  const char *argv[] = {"HGETALL", key};
+  key_of(s, kinds, key, sizeof key);
+  redisReply *r = cmd(s, 2, argv);
+  if (!r)
+    return -1;
+  json_t *o = json_object();
+  int rc = 0;
+  for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements && !rc; i += 2) {
+    const char *id = r->element[i]->str;
+    const uint8_t *p = (const uint8_t *)r->element[i + 1]->str;
+    size_t n = r->element[i + 1]->len;
+    if (kinds[0] == 'b') {
+      kefu_buyer_t *b;
+      if (!(rc = kefu_state_decode_buyer(p, n, id, &b, err, sizeof err))) {
+        json_object_set_new(o, id, kefu_state_buyer_json(b));
+        kefu_buyer_free(b);
+      }
+    } else if (kinds[0] == 'a') {
+      kefu_agent_t *a;
+      if (!(rc = kefu_state_decode_agent(p, n, id, &a, err, sizeof err))) {
+        json_object_set_new(o, id, kefu_state_agent_json(a));
+        kefu_agent_free(a);
+      }
+    } else {
+      kefu_order_t * or ;
+      if (!(rc = kefu_state_decode_order(p, n, id, & or, err, sizeof err))) {
+        json_object_set_new(o, id, kefu_state_order_json(or));
+        kefu_order_free(or);
+      }
+    }
+    if (rc)
+      bad_value(key, id, err);
+  }
+  freeReplyObject(r);
+  if (rc) {
+    json_decref(o);
+    return -1;
+  }
+  *out = o;
+  return 0;
+}
+
+/* The event ids seen, from every day's key: hash (hex) -> ts. */
+static int show_seen(show_t *s, json_t **out) {
+  char pattern[256], cursor[32] = "0";
+  key_of(s, "seen:*", pattern, sizeof pattern);
+  json_t *o = json_object();
+  do {
+    const char *scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
+    redisReply *r = cmd(s, 6, scan);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+      if (r)
+        freeReplyObject(r);
+      json_decref(o);
+      return -1;
+    }
+    snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+    const redisReply *keys = r->element[1];
+    for (size_t i = 0; keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++) {
+      const char *get[] = {"GET", keys->element[i]->str};
+      redisReply *v = cmd(s, 2, get);
+      for (size_t off = 0; v && v->type == REDIS_REPLY_STRING && off + 16 <= v->len; off += 16) {
+        const uint8_t *p = (const uint8_t *)v->str + off;
+        uint64_t h = 0, ts = 0;
+        char hex[20];
+        for (int k = 0; k < 8; k++) {
+          h |= (uint64_t)p[k] << (8 * k);
+          ts |= (uint64_t)p[8 + k] << (8 * k);
+        }
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+        json_object_set_new(o, hex, json_integer((json_int_t)ts));
+      }
+      if (v)
+        freeReplyObject(v);
+    }
+    freeReplyObject(r);
+  } while (strcmp(cursor, "0") != 0);
+  *out = o;
+  return 0;
+}
+
+static bool is_listing(const char *w) {
+  return !strcmp(w, "buyers") || !strcmp(w, "agents") || !strcmp(w, "orders") || !strcmp(w, "seen");
 }
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...) {
@@ -425,10 +495,11 @@ int kefu_cmd_state(int argc, char **argv) {
   }
   int npos = argc - optind;
   char **pos = argv + optind;
-  if (npos != 1 && npos != 3) {
+  if ((npos != 1 && npos != 2 && npos != 3) || (npos == 2 && !is_listing(pos[1]))) {
     kefu_config_destroy(cfg);
     return usage_error("%s", npos == 0   ? "missing SHOP"
-                             : npos == 2 ? "an entity needs a kind and an ID"
+                             : npos == 2 ? "an entity needs a kind and an ID (or: buyers, "
+                                           "agents, orders, seen)"
                                          : "too many arguments");
   }
   if (!kefu_id_valid(pos[0], KEFU_ID_MAX)) {
@@ -451,7 +522,10 @@ int kefu_cmd_state(int argc, char **argv) {
   if (!s.ctx)
     return KEFU_EXIT_FAIL;
   json_t *out = NULL;
-  rc = npos == 1 ? show_shop(&s, &out) : show_entity(&s, pos[1], pos[2], &out);
+  rc = npos == 1                     ? show_shop(&s, &out)
+       : npos == 3                   ? show_entity(&s, pos[1], pos[2], &out)
+       : strcmp(pos[1], "seen") == 0 ? show_seen(&s, &out)
+                                     : show_all(&s, pos[1], &out);
   redisFree(s.ctx);
   if (rc)
     return KEFU_EXIT_FAIL;
