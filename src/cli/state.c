@@ -133,6 +133,61 @@ static json_t *sorted_days(json_t *days) {
   return out;
 }
 
+/* Calls @p fn for every key matching @p pattern (SCAN). 0, or -1 (reported). */
+static int scan_keys(show_t *s, const char *pattern,
+                     int (*fn)(show_t *s, const char *key, void *arg), void *arg) {
+  char cursor[32] = "0";
+  do {
+    const char *scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
+    redisReply *r = cmd(s, 6, scan);
+    if (!r)
+      return -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !r->element[0]->str) {
+      fprintf(stderr, "kefu state show: SCAN: unexpected reply\n");
+      freeReplyObject(r);
+      return -1;
+    }
+    snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+    const redisReply *keys = r->element[1];
+    for (size_t i = 0; keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++)
+      if (keys->element[i]->str && fn(s, keys->element[i]->str, arg)) {
+        freeReplyObject(r);
+        return -1;
+      }
+    freeReplyObject(r);
+  } while (strcmp(cursor, "0") != 0);
+  return 0;
+}
+
+static int index_entry(show_t *s, const char *key, void *arg) {
+  const char *zscore[] = {"ZSCORE", key, s->shop};
+  redisReply *r = cmd(s, 3, zscore);
+  if (!r)
+    return -1;
+  const char *open = strchr(key, '{'), *close = open ? strchr(open, '}') : NULL;
+  if (r->type == REDIS_REPLY_STRING && r->str && close) /* named by the task: "task-N" */
+    json_object_setn_new(arg, open + 1, (size_t)(close - open - 1),
+                         json_integer(strtoll(r->str, NULL, 10)));
+  freeReplyObject(r);
+  return 0;
+}
+
+typedef struct seen_arg {
+  json_t *days;
+  size_t prefix; /* length of "ns:{S}:seen:" */
+} seen_arg_t;
+
+static int seen_entry(show_t *s, const char *key, void *arg) {
+  seen_arg_t *a = arg;
+  long long n = count_of(s, "STRLEN", key);
+  if (n < 0)
+    return -1;
+  json_object_set_new(
+      a->days, key + a->prefix,
+      json_pack("{s:I, s:I}", "bytes", (json_int_t)n, "events", (json_int_t)(n / 16)));
+  return 0;
+}
+
 static int show_shop(show_t *s, json_t **out) {
   char key[256], meta[256];
   json_t *o = json_object();
@@ -187,11 +242,7 @@ static int show_shop(show_t *s, json_t **out) {
   /* counts */
   static const struct {
     const char *name, *verb;
-  } counted[] = {{"agents", "HLEN"},
-                 {"buyers", "HLEN"},
-                 {"orders", "HLEN"},
-                 {"shipped", "ZCARD"},
-                 {"tidx", "ZCARD"}};
+  } counted[] = {{"agents", "HLEN"}, {"buyers", "HLEN"}, {"orders", "HLEN"}, {"shipped", "ZCARD"}};
   json_t *counts = json_object();
   json_object_set_new(o, "counts", counts);
   for (size_t i = 0; i < sizeof counted / sizeof counted[0]; i++) {
@@ -199,54 +250,25 @@ static int show_shop(show_t *s, json_t **out) {
     long long n = count_of(s, counted[i].verb, key);
     if (n < 0)
       goto fail;
-    json_object_set_new(counts, strcmp(counted[i].name, "tidx") ? counted[i].name : "timer_owners",
-                        json_integer(n));
+    json_object_set_new(counts, counted[i].name, json_integer(n));
   }
 
-  /* the earliest timer owner of ns:{S}:tidx */
-  key_of(s, "tidx", key, sizeof key);
-  const char *zrange[] = {"ZRANGE", key, "0", "0", "WITHSCORES"};
-  if (!(r = cmd(s, 5, zrange)))
+  /* the tasks' timer indexes (ns:{task-N}:timers) that list the shop, with its earliest
+   * deadline: normally one, the task of the shop's partition */
+  char pattern[256];
+  snprintf(pattern, sizeof pattern, "%s:{task-*}:timers", s->ns);
+  json_t *tindex = json_object();
+  json_object_set_new(o, "timer_index", tindex);
+  if (scan_keys(s, pattern, index_entry, tindex))
     goto fail;
-  if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->str && r->element[1]->str)
-    json_object_set_new(o, "next_timer",
-                        json_pack("{s:s#, s:I}", "owner", r->element[0]->str,
-                                  (int)r->element[0]->len, "deadline",
-                                  (json_int_t)strtoll(r->element[1]->str, NULL, 10)));
-  else
-    json_object_set_new(o, "next_timer", json_null());
-  freeReplyObject(r);
-  r = NULL;
 
-  /* dedup days: ns:{S}:seen:<YYYY-MM-DD>, 8 bytes per event id */
-  char pattern[256], cursor[32] = "0";
+  /* dedup days: ns:{S}:seen:<YYYY-MM-DD>, 16 bytes per event id (hash, ts) */
   key_of(s, "seen:*", pattern, sizeof pattern);
   json_t *seen = json_object();
   json_object_set_new(o, "seen", seen); /* replaced by its sorted copy at the end */
-  do {
-    const char *scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-    if (!(r = cmd(s, 6, scan)))
-      goto fail;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !r->element[0]->str) {
-      fprintf(stderr, "kefu state show: SCAN: unexpected reply\n");
-      goto fail;
-    }
-    snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-    const redisReply *keys = r->element[1];
-    for (size_t i = 0; keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++) {
-      const char *k = keys->element[i]->str;
-      if (!k)
-        continue;
-      long long n = count_of(s, "STRLEN", k);
-      if (n < 0)
-        goto fail;
-      json_object_set_new(
-          seen, k + strlen(pattern) - 1,
-          json_pack("{s:I, s:I}", "bytes", (json_int_t)n, "events", (json_int_t)(n / 8)));
-    }
-    freeReplyObject(r);
-    r = NULL;
-  } while (strcmp(cursor, "0") != 0);
+  seen_arg_t sa = {seen, strlen(pattern) - 1};
+  if (scan_keys(s, pattern, seen_entry, &sa))
+    goto fail;
   json_object_set_new(o, "seen", sorted_days(seen));
   *out = o;
   return 0;
