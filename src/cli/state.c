@@ -4,10 +4,11 @@
  *   kefu state show ... SHOP buyer|agent|order ID
  *
  * Without an entity: one object with the shop's config, queue, rate record, shop timers,
- * applied offsets, the number of agents, buyers, orders, shipped orders and timer owners,
- * and the size of every dedup day. With one: that entity. Read-only: it sends no command
- * that writes (not even the FUNCTION LOAD of the processor's connection). Configuration
- * as `kefu run`'s: file (-c), then KEFU_* environment, then the flags. */
+ * applied offsets, the number of agents, buyers, orders and shipped orders, the shop's
+ * entry in the tasks' timer indexes, and the size of every dedup day. With one: that entity.
+ * Read-only: it sends no command that writes (not even the FUNCTION LOAD of the processor's
+ * connection). Configuration as `kefu run`'s: file (-c), then KEFU_* environment, then the flags.
+ */
 #include <getopt.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
