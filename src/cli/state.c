@@ -4,10 +4,11 @@
  *   kefu state show ... SHOP buyer|agent|order ID
  *
  * Without an entity: one object with the shop's config, queue, rate record, shop timers,
- * applied offsets, the number of agents, buyers, orders, shipped orders and timer owners,
- * and the size of every dedup day. With one: that entity. Read-only: it sends no command
- * that writes (not even the FUNCTION LOAD of the processor's connection). Configuration
- * as `kefu run`'s: file (-c), then KEFU_* environment, then the flags. */
+ * applied offsets, the number of agents, buyers, orders and shipped orders, the shop's
+ * entry in the tasks' timer indexes, and the size of every dedup day. With one: that entity.
+ * Read-only: it sends no command that writes (not even the FUNCTION LOAD of the processor's
+ * connection). Configuration as `kefu run`'s: file (-c), then KEFU_* environment, then the flags.
+ */
 #include <getopt.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -135,6 +136,61 @@ static json_t *sorted_days(json_t *days) {
   return out;
 }
 
+/* Calls @p fn for every key matching @p pattern (SCAN). 0, or -1 (reported). */
+static int scan_keys(show_t *s, const char *pattern,
+                     int (*fn)(show_t *s, const char *key, void *arg), void *arg) {
+  char cursor[32] = "0";
+  do {
+    const char *scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
+    redisReply *r = cmd(s, 6, scan);
+    if (!r)
+      return -1;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !r->element[0]->str) {
+      fprintf(stderr, "kefu state show: SCAN: unexpected reply\n");
+      freeReplyObject(r);
+      return -1;
+    }
+    snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+    const redisReply *keys = r->element[1];
+    for (size_t i = 0; keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++)
+      if (keys->element[i]->str && fn(s, keys->element[i]->str, arg)) {
+        freeReplyObject(r);
+        return -1;
+      }
+    freeReplyObject(r);
+  } while (strcmp(cursor, "0") != 0);
+  return 0;
+}
+
+static int index_entry(show_t *s, const char *key, void *arg) {
+  const char *zscore[] = {"ZSCORE", key, s->shop};
+  redisReply *r = cmd(s, 3, zscore);
+  if (!r)
+    return -1;
+  const char *open = strchr(key, '{'), *close = open ? strchr(open, '}') : NULL;
+  if (r->type == REDIS_REPLY_STRING && r->str && close) /* named by the task: "task-N" */
+    json_object_setn_new(arg, open + 1, (size_t)(close - open - 1),
+                         json_integer(strtoll(r->str, NULL, 10)));
+  freeReplyObject(r);
+  return 0;
+}
+
+typedef struct seen_arg {
+  json_t *days;
+  size_t prefix; /* length of "ns:{S}:seen:" */
+} seen_arg_t;
+
+static int seen_entry(show_t *s, const char *key, void *arg) {
+  seen_arg_t *a = arg;
+  long long n = count_of(s, "STRLEN", key);
+  if (n < 0)
+    return -1;
+  json_object_set_new(
+      a->days, key + a->prefix,
+      json_pack("{s:I, s:I}", "bytes", (json_int_t)n, "events", (json_int_t)(n / 16)));
+  return 0;
+}
+
 static int show_shop(show_t *s, json_t **out) {
   char key[256], meta[256];
   json_t *o = json_object();
@@ -200,35 +256,22 @@ static int show_shop(show_t *s, json_t **out) {
     json_object_set_new(counts, counted[i].name, json_integer(n));
   }
 
+  /* the tasks' timer indexes (ns:{task-N}:timers) that list the shop, with its earliest
+   * deadline: normally one, the task of the shop's partition */
+  char pattern[256];
+  snprintf(pattern, sizeof pattern, "%s:{task-*}:timers", s->ns);
+  json_t *tindex = json_object();
+  json_object_set_new(o, "timer_index", tindex);
+  if (scan_keys(s, pattern, index_entry, tindex))
+    goto fail;
+
   /* dedup days: ns:{S}:seen:<YYYY-MM-DD>, 16 bytes per event id (hash, ts) */
-  char pattern[256], cursor[32] = "0";
   key_of(s, "seen:*", pattern, sizeof pattern);
   json_t *seen = json_object();
   json_object_set_new(o, "seen", seen); /* replaced by its sorted copy at the end */
-  do {
-    const char *scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-    if (!(r = cmd(s, 6, scan)))
-      goto fail;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !r->element[0]->str) {
-      fprintf(stderr, "kefu state show: SCAN: unexpected reply\n");
-      goto fail;
-    }
-    snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-    const redisReply *keys = r->element[1];
-    for (size_t i = 0; keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++) {
-      const char *k = keys->element[i]->str;
-      if (!k)
-        continue;
-      long long n = count_of(s, "STRLEN", k);
-      if (n < 0)
-        goto fail;
-      json_object_set_new(
-          seen, k + strlen(pattern) - 1,
-          json_pack("{s:I, s:I}", "bytes", (json_int_t)n, "events", (json_int_t)(n / 16)));
-    }
-    freeReplyObject(r);
-    r = NULL;
-  } while (strcmp(cursor, "0") != 0);
+  seen_arg_t sa = {seen, strlen(pattern) - 1};
+  if (scan_keys(s, pattern, seen_entry, &sa))
+    goto fail;
   json_object_set_new(o, "seen", sorted_days(seen));
   *out = o;
   return 0;

@@ -1246,6 +1246,12 @@ void kefu_state_encode_rate(kefu_buf_t *out, const kefu_rate_t *r) {
     e_packed(out, 3, d->consultations, KEFU_CLASS__COUNT);
     e_packed(out, 4, d->effective, KEFU_CLASS__COUNT);
     e_packed(out, 5, d->causes, KEFU_CAUSE__COUNT);
+    if (d->ncause_order) {
+      size_t c = msg_begin(out, 6);
+      for (uint8_t k = 0; k < d->ncause_order && k < KEFU_CAUSE__COUNT; k++)
+        put_varint(out, d->cause_order[k]);
+      msg_end(out, c);
+    }
     msg_end(out, m);
   }
   e_bool(out, 3, r->has_closed, false);
@@ -1254,6 +1260,28 @@ void kefu_state_encode_rate(kefu_buf_t *out, const kefu_rate_t *r) {
   e_uint(out, 5, r->penalties, 0);
   e_sint(out, 6, r->streak, 0);
   e_bool(out, 7, r->escalated, false);
+}
+
+/* A day's causes in the order each was first counted: distinct kefu_cause_t indices. */
+static int g_cause_order(rd_t *r, const fld_t *f, kefu_rate_day_t *d) {
+  if (want(r, f, WT_LEN))
+    return -1;
+  rd_t s = sub(r, f, "rate.days.cause_order");
+  d->ncause_order = 0;
+  while (s.p < s.end) {
+    uint64_t c = 0;
+    size_t at = (size_t)(s.p - s.start);
+    if (get_varint(&s, &c))
+      return -1;
+    if (c >= KEFU_CAUSE__COUNT)
+      return fail(&s, at, "cause %llu out of range (0..%d)", (unsigned long long)c,
+                  KEFU_CAUSE__COUNT - 1);
+    for (uint8_t k = 0; k < d->ncause_order; k++)
+      if (d->cause_order[k] == c)
+        return fail(&s, at, "cause %llu listed twice", (unsigned long long)c);
+    d->cause_order[d->ncause_order++] = (uint8_t)c; /* distinct, so at most COUNT */
+  }
+  return 0;
 }
 
 static int dec_rate_day(rd_t *r, kefu_rate_day_t *d) {
@@ -1266,6 +1294,7 @@ static int dec_rate_day(rd_t *r, kefu_rate_day_t *d) {
     case 3: rc = g_packed(r, &f, d->consultations, KEFU_CLASS__COUNT); break;
     case 4: rc = g_packed(r, &f, d->effective, KEFU_CLASS__COUNT); break;
     case 5: rc = g_packed(r, &f, d->causes, KEFU_CAUSE__COUNT); break;
+    case 6: rc = g_cause_order(r, &f, d); break;
     default: break;
     }
     if (rc < 0)
@@ -1552,6 +1581,10 @@ json_t *kefu_state_rate_json(const kefu_rate_t *r) {
       if (d->causes[c])
         SET(causes, kefu_cause_names[c], json_integer(d->causes[c]));
     SET(j, "causes", causes);
+    json_t *order = json_array();
+    for (uint8_t k = 0; k < d->ncause_order && k < KEFU_CAUSE__COUNT; k++)
+      json_array_append_new(order, jsym(kefu_cause_names, KEFU_CAUSE__COUNT, d->cause_order[k]));
+    SET(j, "cause_order", order);
     json_array_append_new(days, j);
   }
   SET(o, "days", days);

@@ -470,11 +470,14 @@ static kefu_rate_t *full_rate(void) {
   kefu_rate_t *r = calloc(1, sizeof *r);
   r->ndays = 2;
   r->days = calloc(2, sizeof *r->days);
-  r->days[0] = (kefu_rate_day_t){.day = 20522,
-                                 .close_deadline = T0 + 3600000,
-                                 .consultations = {1, 2, 3},
-                                 .effective = {0, 2, 0},
-                                 .causes = {0, 0, 0, 0, 0, 0, 0, 9}};
+  r->days[0] =
+      (kefu_rate_day_t){.day = 20522,
+                        .close_deadline = T0 + 3600000,
+                        .consultations = {1, 2, 3},
+                        .effective = {0, 2, 0},
+                        .causes = {3, 0, 0, 0, 0, 0, 0, 9},
+                        .cause_order = {KEFU_CAUSE_UNKNOWN, KEFU_CAUSE_NOT_SHIPPED_ON_TIME},
+                        .ncause_order = 2};
   r->days[1] = (kefu_rate_day_t){.day = 20523, .causes = {INT64_MIN, INT64_MAX}};
   r->has_closed = true;
   r->closed_through = 0;
@@ -676,6 +679,24 @@ static void test_shop_records(void **state) {
   assert_int_equal(r.days[0].consultations[0], 1);
   assert_int_equal(r.days[0].consultations[2], 3);
   kefu_state_rate_clear(&r);
+  /* A day's cause order: decoded as written; out of range or repeated causes refused. */
+  kefu_rate_t *full = full_rate();
+  kefu_buf_t b = {0};
+  kefu_state_encode_rate(&b, full);
+  assert_int_equal(kefu_state_decode_rate(b.p, b.n, &r, errstr, sizeof errstr), 0);
+  assert_int_equal(r.days[0].ncause_order, 2);
+  assert_int_equal(r.days[0].cause_order[0], KEFU_CAUSE_UNKNOWN);
+  assert_int_equal(r.days[0].cause_order[1], KEFU_CAUSE_NOT_SHIPPED_ON_TIME);
+  assert_int_equal(r.days[1].ncause_order, 0);
+  kefu_state_rate_clear(&r);
+  rate_free(full);
+  kefu_buf_free(&b);
+  const uint8_t twice[] = {1, 2 << 3 | 2, 4, 6 << 3 | 2, 2, 7, 7};
+  assert_int_equal(kefu_state_decode_rate(twice, sizeof twice, &r, errstr, sizeof errstr), -1);
+  assert_non_null(strstr(errstr, "listed twice"));
+  const uint8_t range[] = {1, 2 << 3 | 2, 3, 6 << 3 | 2, 1, KEFU_CAUSE__COUNT};
+  assert_int_equal(kefu_state_decode_rate(range, sizeof range, &r, errstr, sizeof errstr), -1);
+  assert_non_null(strstr(errstr, "out of range"));
 }
 
 /* Hand-made values: what an operator's edit or another program might leave. */
@@ -798,6 +819,9 @@ static void test_json_views(void **state) {
   json_t *d = json_array_get(json_object_get(j, "days"), 0);
   assert_string_equal(json_string_value(json_object_get(d, "date")), "2026-03-10");
   assert_int_equal(json_integer_value(json_object_get(json_object_get(d, "causes"), "UNKNOWN")), 9);
+  json_t *order = json_object_get(d, "cause_order");
+  assert_int_equal(json_array_size(order), 2);
+  assert_string_equal(json_string_value(json_array_get(order, 0)), "UNKNOWN");
   json_decref(j);
   rate_free(r);
 }
