@@ -309,18 +309,23 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
   int idle_polls = 0, rc = 0;
   char errstr[256];
   size_t max = (size_t)p->o->batch_max_records;
+  bool backlog = false; /* the last batch was full */
 
   kefu_http_set_ready(true, NULL); /* connected to Kafka and Redis: ready until a batch fails */
   while (!*stop) {
     int64_t deadline = engine_wall_ms() + p->o->batch_max_ms;
+    /* A batch collects until it is full or batch.max_ms passed; after a full batch (a
+     * backlog) only what is already fetched is taken, without waiting for more. */
     size_t queued = 0;
     do {
-      rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 20);
+      rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, backlog ? 0 : 20);
       if (m) {
         engine_enqueue(p, m);
         queued++;
       }
       engine_poll_couriers(p, false, errstr, sizeof errstr);
+      if (!m && backlog)
+        break;
     } while (queued < max && engine_wall_ms() < deadline && !*stop && !p->fatal);
     if (p->fatal) { /* set at assignment: Redis lost the state */
       rc = -1;
@@ -345,6 +350,7 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
       continue;
     }
     idle_polls = 0;
+    backlog = b.n >= max;
     rc = process_batch(p, &b, stop);
     for (size_t i = 0; i < b.n; i++)
       engine_input_free(b.items[i]);

@@ -36,8 +36,9 @@ class CacheModesTest(KefuTestCase):
         self.run_kefu("state.cache_mb=%d" % cache_mb, "batch.max_records=%d" % batch,
                       timeout=300)
         outputs = {}
-        for t in OUTPUTS:
-            outputs[t] = [(r["key"], r["value"]) for r in self.consume(t, meta=True)]
+        for t in OUTPUTS:  # each partition in its order (partitions interleave at random)
+            records = sorted(self.consume(t, meta=True), key=lambda r: (r["partition"], r["offset"]))
+            outputs[t] = [(r["partition"], r["key"], r["value"]) for r in records]
         return outputs, self.shop_state()
 
     def shop_state(self):
