@@ -215,8 +215,9 @@ void engine_cache_clear(kefu_processor_t *p) {
   p->cache_bytes = 0;
 }
 
-/* What a shop costs in memory, roughly: the decoded entities (a few hundred bytes each,
- * measured with the demo's traffic), the event ids seen and the queued timers. */
+/* What a shop costs in memory, roughly: the decoded entities (a few hundred bytes each
+ * with their strings and allocator overhead; docs/PERFORMANCE.md compares the estimate
+ * with measured RSS), the event ids seen and the DELIV-4 index. */
 static size_t entry_bytes(const shop_entry_t *e) {
   const kefu_shop_t *s = e->shop;
   return 512 + (size_t)kefu_map_size(&s->agents) * 384 + (size_t)kefu_map_size(&s->buyers) * 320 +

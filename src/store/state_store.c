@@ -81,6 +81,8 @@ static bool is_pairs(const redisReply *r) {
 
 int kefu_store_seen_parse(const redisReply *r, kefu_seen_fn seen, void *arg, char *errstr,
                           size_t errlen) {
+  if (r->type == REDIS_REPLY_ERROR)
+    FAIL("reading event ids seen: %s", r->str);
   if (r->type != REDIS_REPLY_ARRAY)
     FAIL("seen: unexpected reply");
   for (size_t i = 0; i < r->elements; i++) {
@@ -153,9 +155,14 @@ static int parse_meta(const redisReply *r, kefu_shop_t *shop, char *errstr, size
 int kefu_store_load_parse(redisReply **r, kefu_shop_t *shop, const char *const fields[4],
                           int64_t stored[4], kefu_seen_fn seen, void *arg, char *errstr,
                           size_t errlen) {
+  static const char *const what[8] = {"cfg",    "applied", "agents",  "buyers",
+                                      "orders", "meta",    "shipped", "seen days"};
   char err[256];
   for (int k = 0; k < 4; k++)
     stored[k] = -1;
+  for (int i = 0; i < 8; i++) /* NOPERM (ACL), OOM, ...: Redis's own words */
+    if (r[i]->type == REDIS_REPLY_ERROR)
+      FAIL("reading %s of shop %s: %s", what[i], shop->id, r[i]->str);
   if (r[0]->type == REDIS_REPLY_STRING) {
     if (kefu_state_decode_config((const uint8_t *)r[0]->str, r[0]->len, &shop->config, err,
                                  sizeof err))
