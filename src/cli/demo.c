@@ -72,7 +72,8 @@ static void usage(FILE *out) {
           "  --generate-only PREFIX  write the traffic to PREFIX<topic>.jsonl, one file per\n"
           "                    input topic (for kefu produce), and start nothing\n"
           "  --huge-shop AGENTS:BUYERS[:SHARE]  add shop \"huge\" with AGENTS agents and\n"
-          "                    BUYERS buyers, SHARE of the conversations (default 0.5)\n"
+          "                    BUYERS buyers, SHARE of the conversations (default 0.5);\n"
+          "                    --events then counts what comes after the shops' setup\n"
           "  Needs redis-server in PATH or /usr/bin (Debian: apt-get install redis-server).\n",
           DEMO_PARTITIONS);
 }

@@ -1138,7 +1138,10 @@ int kefu_traffic_generate(const kefu_traffic_opts_t *o, json_t *out, char *errst
   gen_t g = {.o = o, .rng = mix64(o->seed), .end = o->start_ts + o->duration_ms};
   courier_status(&g);
   shops_setup(&g);
-  while (g.n < (size_t)o->events)
+  /* With a huge shop, events counts what comes after the shops' setup, so that runs with
+   * different staff sizes get the same amount of conversation and order traffic. */
+  size_t budget = (size_t)o->events + (o->huge_agents > 0 ? g.n : 0);
+  while (g.n < budget)
     journey(&g);
   size_t valid = g.n;
   long bad = lround(o->bad_fraction * (double)valid);

@@ -37,7 +37,9 @@ typedef struct kefu_traffic_opts {
   /* One huge shop besides the others (the bench's agent-count test), off when
    * huge_agents is 0: shop "huge" with huge_agents agents (1..100000), huge_buyers buyers
    * (10..10000000) and huge_share of the journeys (0..1); the other shops share the rest
-   * as before. Off, the traffic is exactly what it was without these fields. */
+   * as before, and events counts the records after the shops' setup (configs, profiles,
+   * shifts), so that staff sizes can be compared on the same conversation traffic. Off,
+   * the traffic is exactly what it was without these fields. */
   int huge_agents, huge_buyers;
   double huge_share;
 } kefu_traffic_opts_t;
