@@ -619,6 +619,7 @@ def main():
     ap.add_argument("--huge-events", type=int, default=60000)
     ap.add_argument("--only", default=",".join(s for s in SECTIONS if s != "million"),
                     help="sections to run: " + ",".join(SECTIONS))
+    ap.add_argument("--label", default="", help="a note stored as results.json's label")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.json"))
     a = ap.parse_args()
     a.huge_agents = [int(x) for x in a.huge_agents.split(",") if x]
@@ -635,7 +636,7 @@ def main():
                os.uname().machine, os.cpu_count(), os.uname().sysname),
            "cpus": os.cpu_count(),
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ"),
-           "bench_commit": git_commit(), "kefu": kefu,
+           "bench_commit": git_commit(), "kefu": kefu, "label": a.label,
            "args": {k: v for k, v in vars(a).items()}}
     try:
         with tempfile.TemporaryDirectory() as work:
