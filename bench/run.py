@@ -421,39 +421,96 @@ def safe_int(s):
     return int(s) if s.lstrip("-").isdigit() else 0
 
 
-def open_waits(tool, kefu, waits):
+def waits_file(f, lo, hi, waits):
+    """Buyers lo..hi-1 of `waits`: each opens a chat and writes once, inside 100 s."""
+    for i in range(lo, hi):
+        ts = BASE_TS + (i * 100000) // waits
+        shop, buyer = "bench%d" % (i % NSHOPS), "w%d" % i
+        f.write(json.dumps({"event_id": "o%d" % i, "shop_id": shop, "ts": ts,
+                            "type": "CHAT_OPEN", "buyer_id": buyer}) + "\n")
+        f.write(json.dumps({"event_id": "m%d" % i, "shop_id": shop, "ts": ts,
+                            "type": "BUYER_MSG", "buyer_id": buyer}) + "\n")
+
+
+def produce_waits(tool, bootstrap, lo, hi, waits):
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as f:
+        waits_file(f, lo, hi, waits)
+        f.flush()
+        subprocess.run([tool, "produce", "-b", bootstrap, "-t", "kefu.chat.events", f.name],
+                       check=True, stderr=subprocess.DEVNULL)
+
+
+def topic_size(bootstrap, topic):
+    """Records (and transaction markers) in @p topic: its high watermarks, summed."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                   for p in md.topics[topic].partitions)
+    finally:
+        c.close()
+
+
+# The mock cluster keeps only about 5 MB per partition (older records are dropped), so
+# more than this many buyers are produced while kefu runs, CHUNK at a time, keeping
+# kefu's backlog between CHUNK and 2 * CHUNK buyers.
+PRELOAD, CHUNK = 100000, 30000
+
+
+def open_waits(tool, kefu, waits, tag="waits"):
     """`waits` buyers each open a chat and write once, unanswered, inside 100 s of event
     time, so every wait is still open (deadline 180 s) when processing ends: each is an
     active buyer in Redis."""
     redis, broker = start_redis(), start_broker()
     try:
-        produce_lines(tool, broker.bootstrap, "kefu.agent.events", staff_records(BASE_TS))
-        with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as f:
-            for i in range(waits):
-                ts = BASE_TS + (i * 100000) // waits
-                shop, buyer = "bench%d" % (i % NSHOPS), "w%d" % i
-                f.write(json.dumps({"event_id": "o%d" % i, "shop_id": shop, "ts": ts,
-                                    "type": "CHAT_OPEN", "buyer_id": buyer}) + "\n")
-                f.write(json.dumps({"event_id": "m%d" % i, "shop_id": shop, "ts": ts,
-                                    "type": "BUYER_MSG", "buyer_id": buyer}) + "\n")
-            f.flush()
-            subprocess.run([tool, "produce", "-b", broker.bootstrap, "-t", "kefu.chat.events",
-                            f.name], check=True, stderr=subprocess.DEVNULL)
+        staff = staff_records(BASE_TS)
+        produce_lines(tool, broker.bootstrap, "kefu.agent.events", staff)
+        done = min(waits, PRELOAD)
+        produce_waits(tool, broker.bootstrap, 0, done, waits)
         before = used_memory(redis)
         redis.cli("CONFIG", "RESETSTAT")
-        rc, out, err, wall, rss, cpu = measure_child(
-            kefu_args(kefu, broker.bootstrap, redis, "exactly_once", "waits") +
-            ["--exit-when-idle"])
-        if rc != 0:
+        with tempfile.TemporaryFile("w+") as err:
+            start = time.monotonic()
+            proc = popen(kefu_args(kefu, broker.bootstrap, redis, "exactly_once", tag) +
+                         ["--exit-when-idle"], stdout=subprocess.DEVNULL, stderr=err, text=True)
+            exited = None  # (pid, status, rusage) once kefu has exited (wait4, not poll)
+            while done < waits:
+                r = os.wait4(proc.pid, os.WNOHANG)
+                if r[0]:
+                    exited = r
+                    break
+                # kefu's progress: one routing decision per CHAT_OPEN (kefu keeps its
+                # positions in Redis, not as committed offsets)
+                pos = topic_size(broker.bootstrap, "kefu.routing.decisions")
+                if done - pos > CHUNK:
+                    time.sleep(0.5)
+                    continue
+                nxt = min(waits, done + CHUNK)
+                produce_waits(tool, broker.bootstrap, done, nxt, waits)
+                done = nxt
+            _, status, usage = exited or os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            _procs.remove(proc)
+            wall = time.monotonic() - start
+            err.seek(0)
+            err = err.read()
+        rss, cpu = usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
+        if proc.returncode != 0:
             raise SystemExit("kefu run failed:\n" + err[-4000:])
         m = LOG_RE.search(err)
         records, batches, secs = int(m.group(1)), int(m.group(2)), float(m.group(3))
+        if records != 2 * waits + len(staff):
+            raise SystemExit("open waits: kefu read %d records of %d (the mock cluster dropped "
+                             "some, or kefu caught up and exited)" % (records,
+                                                                      2 * waits + len(staff)))
         total, _ = redis_stats(redis)
-        ns = "bench-waits"
+        ns = "bench-" + tag
         timers = sum(safe_int(redis.cli("ZCARD", "%s:{bench%d}:timers" % (ns, s)))
                      for s in range(NSHOPS))
         after = used_memory(redis)
         return {"active_buyers": waits, "records": records, "seconds": secs,
+                "wall_s": round(wall, 1), "preloaded_buyers": min(waits, PRELOAD),
                 "records_per_s": round(records / secs, 1) if secs else 0,
                 "cpu_us_per_event": round(cpu / records * 1e6, 2),
                 "peak_rss_mib": round(rss, 1),
@@ -647,7 +704,7 @@ def main():
             if "waits" in only:
                 res["waits"] = open_waits(tool, kefu, a.waits)
             if "million" in only:
-                res["million"] = open_waits(tool, kefu, 1000000)
+                res["million"] = open_waits(tool, kefu, 1000000, "million")
             if "huge" in only:
                 res["huge"] = huge(a, tool, kefu, passthrough, work)
     finally:
