@@ -327,8 +327,12 @@ static void fire_due(kefu_processor_t *p, batch_state_t *bs, shop_entry_t *e, co
 static void apply_input(kefu_processor_t *p, shop_entry_t *e, input_t *in, kefu_emitter_t *em) {
   int k = in->topic; /* the keyed topics are the first four */
   int64_t seen_ts;
-  if (e->applied[k] >= in->offset)
+  if (e->applied[k] >= in->offset) {
+    /* Processed before without a known commit (a crash, a failed attempt): its outputs
+     * come from what it remembered, and so may the next batch's (check_remembered). */
+    p->tasks[in->task].saw_applied = true;
     return;
+  }
   e->applied[k] = in->offset;
   uint64_t h = engine_event_hash(in->ev.event_id);
   if (engine_seen_get(&e->seen, h, &seen_ts) && llabs(in->ev.ts - seen_ts) <= SEEN_WINDOW_MS) {

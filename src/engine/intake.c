@@ -212,11 +212,16 @@ static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KE
   kefu_cmd_clear(&c);
   for (int t = 0; t < KEFU_KEYED_INPUTS; t++)
     pos[t] = -1;
-  if (engine_redis_flush(p, &r, errstr, sizeof errstr) != 3 || r[0]->type != REDIS_REPLY_ARRAY ||
-      r[1]->type != REDIS_REPLY_ARRAY || r[2]->type != REDIS_REPLY_ARRAY) {
+  if (engine_redis_flush(p, &r, errstr, sizeof errstr) != 3) {
     KEFU_ERROR("engine", "reading the position of task %d: %s", task, errstr);
     return -1;
   }
+  for (int i = 0; i < 3; i++)
+    if (r[i]->type != REDIS_REPLY_ARRAY) { /* NOPERM (ACL), ...: in Redis's words */
+      KEFU_ERROR("engine", "reading the position of task %d: %s", task,
+                 r[i]->type == REDIS_REPLY_ERROR ? r[i]->str : "unexpected reply");
+      return -1;
+    }
   for (size_t i = 0; i + 1 < r[0]->elements; i += 2) {
     const char *f = r[0]->element[i]->str;
     int64_t v = strtoll(r[0]->element[i + 1]->str, NULL, 10);

@@ -46,6 +46,8 @@ static int process_once(kefu_processor_t *p, const batch_t *b, char *errstr, siz
   for (size_t i = 0; i < b->n; i++)
     if (b->items[i]->valid && b->items[i]->ev.ts > max_ts)
       max_ts = b->items[i]->ev.ts;
+  for (size_t i = 0; i < b->n; i++)
+    p->tasks[b->items[i]->task].saw_applied = false;
   if (!p->redis && reconnect_redis(p, errstr, errlen)) {
     rc = p->fatal ? -1 : 1;
     goto done;
@@ -71,9 +73,13 @@ redis_failed:
   bs.nshops = 0;
 done:
   /* After a failed attempt its inputs may have been processed: the next attempt reads
-   * what they remembered. */
-  for (size_t i = 0; i < b->n; i++)
-    p->tasks[b->items[i]->task].check_remembered = rc != 0;
+   * what they remembered. After a crash, the inputs a dead instance applied without a
+   * commit are a prefix of the task's merge order (the merge is deterministic): while a
+   * batch meets such inputs, the next may too. */
+  for (size_t i = 0; i < b->n; i++) {
+    task_t *task = &p->tasks[b->items[i]->task];
+    task->check_remembered = rc != 0 || task->saw_applied;
+  }
   engine_batch_state_clear(&bs);
   if (rc == 0)
     engine_cache_trim(p);

@@ -116,8 +116,10 @@ typedef struct task {
   bool pos_stale;        /* the last position write failed: the next batch writes it */
   json_t *forget_later;  /* causes whose remembered outputs are to be dropped (committed) */
   timer_heap_t heap;     /* the pending timers of the task's shops in memory */
-  bool check_remembered; /* the next batch reads remembered outputs (first after assignment
-                            or after a failed attempt: its inputs may have been processed) */
+  bool check_remembered; /* the next batch reads remembered outputs (first after assignment,
+                            after a failed attempt, or after a batch that met inputs already
+                            applied: the next inputs may have been processed too) */
+  bool saw_applied;      /* this batch met an input whose state was already applied */
 } task_t;
 
 /* The engine's metrics, registered once (SPEC §8). */
