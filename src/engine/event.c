@@ -385,3 +385,120 @@ int kefu_courier_status_validate(const json_t *rec, char *errstr, size_t errlen)
     FAIL("valid_until must be after valid_from");
   return 0;
 }
+
+/* ------------------------------------------------------------------ checks on the typed event */
+
+/* The checks above, in the same order and with the same reasons, on an event that the
+ * binary fast path (engine/event_decode.c) decoded straight from Avro: there every field
+ * has its schema type, so only the checks on values remain. */
+
+static int typed_id(const char *name, const char *s, char *errstr, size_t errlen) {
+  if (s && !kefu_id_valid(s, KEFU_ID_MAX))
+    FAIL("invalid %s: must match [A-Za-z0-9_.-]{1,64}", name);
+  return 0;
+}
+
+static int typed_ids(const char *name, const kefu_strv_t *l, char *errstr, size_t errlen) {
+  for (uint32_t i = 0; i < l->n; i++)
+    if (!kefu_id_valid(l->v[i], KEFU_ID_MAX))
+      FAIL("invalid %s[%zu]: must match [A-Za-z0-9_.-]{1,64}", name, (size_t)i);
+  return 0;
+}
+
+static int typed_region(const char *rc, char *errstr, size_t errlen, bool exact6) {
+  if (rc && (!kefu_region_code_valid(rc) || (exact6 && strlen(rc) != 6)))
+    FAIL("invalid region_code '%.16s': must be %s digits", rc, exact6 ? "6" : "2, 4 or 6");
+  return 0;
+}
+
+static int typed_number(const char *name, double d, double lo, double hi, char *errstr,
+                        size_t errlen) {
+  if (d < lo || d > hi)
+    FAIL("%s out of range [%g, %g]", name, lo, hi);
+  return 0;
+}
+
+/* Whether the string field @p name of a required_fields entry is present. */
+static bool typed_has(const kefu_event_t *ev, const char *name) {
+  if (strcmp(name, "buyer_id") == 0)
+    return ev->buyer_id;
+  if (strcmp(name, "agent_id") == 0)
+    return ev->agent_id;
+  if (strcmp(name, "invitation_id") == 0)
+    return ev->chat.invitation_id;
+  if (strcmp(name, "presence") == 0)
+    return ev->agent.has_presence;
+  return false;
+}
+
+int kefu_event_check(const kefu_event_t *ev, kefu_topic_t t, const char *type_symbol,
+                     const char *key, size_t keylen, int64_t now_ms, char *errstr, size_t errlen) {
+  if (!kefu_id_valid(ev->event_id, KEFU_EVENT_ID_MAX))
+    FAIL("invalid event_id: must match [A-Za-z0-9_.-]{1,56}");
+  if (!kefu_id_valid(ev->shop_id, KEFU_ID_MAX))
+    FAIL("invalid shop_id: must match [A-Za-z0-9_.-]{1,64}");
+  if (ev->ts < KEFU_TS_MIN || ev->ts > now_ms + KEFU_DAY_MS)
+    FAIL("ts %lld outside [2000-01-01, now + 1 day]", (long long)ev->ts);
+  if (!key || keylen != strlen(ev->shop_id) || memcmp(key, ev->shop_id, keylen) != 0)
+    FAIL("Kafka key does not equal shop_id (the record may be on the wrong partition)");
+  if (t != KEFU_T_SHOP_CONFIG && ev->type < 0)
+    FAIL("unknown type '%.32s'", type_symbol ? type_symbol : "(none)");
+  if (typed_id("buyer_id", ev->buyer_id, errstr, errlen) ||
+      typed_id("agent_id", ev->agent_id, errstr, errlen) ||
+      typed_id("order_id", ev->order_id, errstr, errlen))
+    return -1;
+  if (t == KEFU_T_CHAT && (typed_id("item_id", ev->chat.item_id, errstr, errlen) ||
+                           typed_id("invitation_id", ev->chat.invitation_id, errstr, errlen)))
+    return -1;
+  if (t == KEFU_T_ORDER && typed_ids("item_ids", &ev->order.item_ids, errstr, errlen))
+    return -1;
+  if (t == KEFU_T_AGENT && typed_ids("groups", &ev->agent.groups, errstr, errlen))
+    return -1;
+  for (size_t i = 0; i < sizeof required_fields / sizeof required_fields[0]; i++) {
+    const required_t *r = &required_fields[i];
+    if (r->topic != t || r->type != ev->type)
+      continue;
+    for (int f = 0; f < 4 && r->fields[f]; f++)
+      if (!typed_has(ev, r->fields[f]))
+        FAIL("%s requires %s", type_symbol, r->fields[f]);
+  }
+  switch (t) {
+  case KEFU_T_CHAT:
+    if (ev->type == KEFU_CHAT_DELIVERABILITY_QUERY && !ev->order_id && !ev->chat.region_code)
+      FAIL("DELIVERABILITY_QUERY requires order_id or region_code");
+    return typed_region(ev->chat.region_code, errstr, errlen, false);
+  case KEFU_T_ORDER:
+    if (!ev->buyer_id || !ev->order_id)
+      FAIL("order events require buyer_id and order_id");
+    if (ev->order.has_amount &&
+        typed_number("amount_cents", (double)ev->order.amount_cents, 0, 1e15, errstr, errlen))
+      return -1;
+    return typed_region(ev->order.region_code, errstr, errlen, true);
+  case KEFU_T_AGENT:
+    return typed_number("level", ev->agent.level, 1, 5, errstr, errlen) ||
+                   typed_number("capacity", ev->agent.capacity, 0, 100000, errstr, errlen) ||
+                   (ev->agent.has_conversion_rate &&
+                    typed_number("conversion_rate", ev->agent.conversion_rate, 0, 1, errstr,
+                                 errlen))
+               ? -1
+               : 0;
+  case KEFU_T_SHOP_CONFIG: {
+    const kefu_shop_config_t *c = &ev->config;
+    for (uint32_t i = 0; i < c->ngroups; i++) {
+      if (!kefu_id_valid(c->groups[i].group_id, KEFU_ID_MAX))
+        FAIL("invalid groups[%zu].group_id", (size_t)i);
+      if (typed_ids("groups.item_ids", &c->groups[i].item_ids, errstr, errlen))
+        return -1;
+    }
+    return typed_number("transfer_entry_exposure_pct", c->transfer_entry_exposure_pct, 0, 100,
+                        errstr, errlen) ||
+                   typed_number("utc_offset_minutes", c->utc_offset_minutes, -720, 840, errstr,
+                                errlen) ||
+                   typed_number("queue_max_wait_ms", (double)c->queue_max_wait_ms, 0,
+                                30 * 86400000.0, errstr, errlen)
+               ? -1
+               : 0;
+  }
+  default: return 0;
+  }
+}

@@ -553,6 +553,8 @@ kefu_processor_t *kefu_processor_new(const kefu_processor_opts_t *o, char *errst
   if (!(p->schemas = kefu_schemas_new(errstr, errlen)))
     goto fail;
   p->codec = kefu_codec_new(p->schemas);
+  for (int t = 0; t <= KEFU_T_SHOP_CONFIG; t++)
+    p->fast_id[t] = kefu_event_fast_id(p->schemas, (kefu_topic_t)t);
   p->env.params = &o->params;
   p->env.couriers = &p->couriers;
   if (!(p->redis = kefu_redis_connect(o->redis_url, o->redis_user, o->redis_password,

@@ -143,6 +143,7 @@ struct kefu_processor {
   kefu_redis_t *redis;
   kefu_schemas_t *schemas;
   kefu_codec_t *codec;
+  int32_t fast_id[KEFU_T_SHOP_CONFIG + 1]; /* kefu_event_fast_id() per keyed input topic */
   kefu_courier_table_t couriers;
   kefu_rules_env_t env;
   kefu_map_t cache; /* shop_id -> shop_entry_t*: the owner cache */
