@@ -706,12 +706,15 @@ static int parse_huge_shop(const char *s, kefu_traffic_opts_t *t) {
 
 /* 0 to go on, -1 after --help, or an exit code. */
 static int parse_args(int argc, char **argv, demo_args_t *a, kefu_config_t *cfg) {
-  static const struct option opts[] = {
-      {"events", required_argument, 0, 'n'}, {"shops", required_argument, 0, 's'},
-      {"seed", required_argument, 0, 'r'},   {"set", required_argument, 0, 'S'},
-      {"keep-running", no_argument, 0, 'k'}, {"generate-only", required_argument, 0, 'g'},
-      {"huge-shop", required_argument, 0, 'H'}, {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+  static const struct option opts[] = {{"events", required_argument, 0, 'n'},
+                                       {"shops", required_argument, 0, 's'},
+                                       {"seed", required_argument, 0, 'r'},
+                                       {"set", required_argument, 0, 'S'},
+                                       {"keep-running", no_argument, 0, 'k'},
+                                       {"generate-only", required_argument, 0, 'g'},
+                                       {"huge-shop", required_argument, 0, 'H'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
   char errstr[512] = "";
   long v = 0;
   int c;

@@ -83,7 +83,7 @@ typedef struct gen {
   size_t n, cap;
   long next_event, next_order;
   shop_plan_t *shops;
-  int nshops;        /* o->shops, plus the huge shop when there is one (the last) */
+  int nshops; /* o->shops, plus the huge shop when there is one (the last) */
 } gen_t;
 
 /* ---------------------------------------------------------------- randomness */
@@ -1105,7 +1105,7 @@ static int check_opts(const kefu_traffic_opts_t *o, char *errstr, size_t errlen)
                         ? "huge shop buyers"
                     : o->huge_agents > 0 && !(o->huge_share >= 0 && o->huge_share <= 1)
                         ? "huge shop share"
-                                                                             : NULL;
+                        : NULL;
   if (bad)
     snprintf(errstr, errlen, "traffic: %s out of range", bad);
   return bad ? -1 : 0;
