@@ -7,13 +7,13 @@
  * Streams does; one read to its end does not hold the task back.
  *
  * A batch then costs a fixed number of Redis round trips, whatever its size:
- *   1. load: every touched shop's config, offsets, agents, named buyers and orders,
- *      seen event ids, and the outputs remembered for the batch's inputs (pipelined);
- *   2. when needed, load what phase 1 pointed at: buyers of due timers, orders of the
- *      loaded buyers (at most three such rounds);
- *   3. store: remembered outputs first, then one kefu_apply per shop (atomic, CAS on the
- *      shop's applied offsets);
- *   4. after the Kafka transaction commits: each partition's next offset and the task's
+ *   1. load, only for what this instance does not hold (cache.c): every shop of the
+ *      batch not in memory, read whole, and the outputs remembered for the batch's
+ *      inputs when they may have been processed before (one pipeline; none in steady
+ *      state);
+ *   2. store: remembered outputs first, then one kefu_apply per changed shop (atomic,
+ *      CAS on the shop's applied offsets), writing only changed entities;
+ *   3. after the Kafka transaction commits: each partition's next offset and the task's
  *      watermark, and the remembered outputs are dropped.
  * Outputs are written before state because they are a deterministic function of
  * (state, input): if we die in between, the input is processed again from the same
