@@ -25,6 +25,7 @@
 /* ---------------------------------------------------------------- the loop */
 
 static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen);
+static void destroy_producer(kefu_processor_t *p);
 
 static int reconnect_redis(kefu_processor_t *p, char *errstr, size_t errlen) {
   kefu_redis_close(p->redis);
@@ -142,8 +143,7 @@ static size_t drop_migrated(kefu_processor_t *p, batch_t *b) {
 static int new_producer(kefu_processor_t *p, char *errstr, size_t errlen) {
   if (p->producer) {
     rd_kafka_purge(p->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_destroy(p->producer);
-    p->producer = NULL;
+    destroy_producer(p);
   }
   kefu_metric_add(p->m.producer_restarts, 1);
   return open_producer(p, errstr, errlen);
@@ -383,6 +383,32 @@ static rd_kafka_conf_t *base_conf(const kefu_processor_opts_t *o, char *errstr, 
   return kefu_kafka_conf(o->bootstrap, o->kafka_props, o->nkafka_props, errstr, errlen);
 }
 
+/* The output topics' metadata when the producer opens, not at its first record: librdkafka
+ * asks for an unknown topic's metadata only at its next refresh, which stalled the first
+ * batch after every start (and after every new producer) by up to a second. The topic
+ * handles are kept while the producer lives. */
+static void warm_output_topics(kefu_processor_t *p) {
+  for (int t = 0; t < KEFU_T__COUNT; t++) {
+    if (kefu_topics[t].input)
+      continue;
+    p->out_topics[t] = rd_kafka_topic_new(p->producer, kefu_topic_name((kefu_topic_t)t), NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    if (p->out_topics[t] && rd_kafka_metadata(p->producer, 0, p->out_topics[t], &md, 5000) ==
+                                RD_KAFKA_RESP_ERR_NO_ERROR)
+      rd_kafka_metadata_destroy(md);
+  }
+}
+
+static void destroy_producer(kefu_processor_t *p) {
+  for (int t = 0; t < KEFU_T__COUNT; t++)
+    if (p->out_topics[t]) {
+      rd_kafka_topic_destroy(p->out_topics[t]);
+      p->out_topics[t] = NULL;
+    }
+  rd_kafka_destroy(p->producer);
+  p->producer = NULL;
+}
+
 static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen) {
   const kefu_processor_opts_t *o = p->o;
   char txn_id[256];
@@ -404,13 +430,13 @@ static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen) {
       rd_kafka_conf_destroy(conf);
     return -1;
   }
+  warm_output_topics(p);
   if (o->exactly_once) {
     rd_kafka_error_t *error = rd_kafka_init_transactions(p->producer, 60000);
     if (error) {
       snprintf(errstr, errlen, "init_transactions: %s", rd_kafka_error_string(error));
       rd_kafka_error_destroy(error);
-      rd_kafka_destroy(p->producer); /* unusable: the retry loop makes another */
-      p->producer = NULL;
+      destroy_producer(p); /* unusable: the retry loop makes another */
       return -1;
     }
   }
@@ -587,7 +613,7 @@ void kefu_processor_destroy(kefu_processor_t *p) {
     rd_kafka_destroy(p->consumer);
   if (p->producer) {
     rd_kafka_flush(p->producer, 10000);
-    rd_kafka_destroy(p->producer);
+    destroy_producer(p);
   }
   kefu_redis_close(p->redis);
   if (p->codec)

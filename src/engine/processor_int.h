@@ -140,6 +140,7 @@ struct kefu_processor {
   const kefu_processor_opts_t *o;
   engine_metrics_t m;
   rd_kafka_t *consumer, *producer, *courier_consumer;
+  rd_kafka_topic_t *out_topics[KEFU_T__COUNT]; /* the producer's output topics (warm) */
   kefu_redis_t *redis;
   kefu_schemas_t *schemas;
   kefu_codec_t *codec;
