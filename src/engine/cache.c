@@ -245,6 +245,8 @@ void engine_cache_trim(kefu_processor_t *p) {
     all[n++] = v;
     total += entry_bytes(v);
   }
+  for (int t = 0; t < MAX_TASKS; t++) /* the queued timers, counted for all shops at once */
+    total += p->tasks[t].heap.n * sizeof(timer_ref_t);
   p->cache_bytes = total;
   if (total > budget) {
     qsort(all, n, sizeof *all, by_use);
