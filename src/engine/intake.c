@@ -231,8 +231,10 @@ static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KE
   }
   for (int i = 0; i < 3; i++)
     if (r[i]->type != REDIS_REPLY_ARRAY) { /* NOPERM (ACL), ...: in Redis's words */
-      KEFU_ERROR("engine", "reading the position of task %d: %s", task,
-                 r[i]->type == REDIS_REPLY_ERROR ? r[i]->str : "unexpected reply");
+      snprintf(errstr, sizeof errstr, "reading the position of task %d: %s", task,
+               r[i]->type == REDIS_REPLY_ERROR ? r[i]->str : "unexpected reply");
+      KEFU_ERROR("engine", "%s", errstr);
+      kefu_http_set_ready(false, errstr); /* until a batch goes through */
       return -1;
     }
   for (size_t i = 0; i + 1 < r[0]->elements; i += 2) {
