@@ -215,12 +215,13 @@ void engine_cache_clear(kefu_processor_t *p) {
   p->cache_bytes = 0;
 }
 
-/* What a shop costs in memory, roughly: the decoded entities (a few hundred bytes each
- * with their strings and allocator overhead; docs/PERFORMANCE.md compares the estimate
- * with measured RSS), the event ids seen and the DELIV-4 index. */
+/* What a shop costs in memory, roughly: the decoded entities with their strings and
+ * allocator overhead (a buyer with a session, a wait and its timers measured about 1 KiB
+ * of RSS in the bench's open-waits run: docs/PERFORMANCE.md), the event ids seen and the
+ * DELIV-4 index. */
 static size_t entry_bytes(const shop_entry_t *e) {
   const kefu_shop_t *s = e->shop;
-  return 512 + (size_t)kefu_map_size(&s->agents) * 384 + (size_t)kefu_map_size(&s->buyers) * 320 +
+  return 512 + (size_t)kefu_map_size(&s->agents) * 384 + (size_t)kefu_map_size(&s->buyers) * 1024 +
          (size_t)kefu_map_size(&s->orders) * 288 + (size_t)e->seen.cap * 16 +
          (size_t)kefu_map_size(&s->shipped.by_order) * 48;
 }
