@@ -107,38 +107,6 @@ static int rd_index(rd_t *r, int64_t n, const char *what, int *out) {
   return 0;
 }
 
-/* As the codec's utf8_ok: UTF-8 as jansson accepts it; NUL bytes pass. */
-static bool utf8_ok(const uint8_t *p, size_t n) {
-  for (size_t i = 0; i < n;) {
-    uint8_t b = p[i];
-    size_t more;
-    uint32_t cp, least;
-    if (b < 0x80) {
-      i++;
-      continue;
-    }
-    if (b >= 0xc2 && b <= 0xdf)
-      more = 1, cp = b & 0x1f, least = 0x80;
-    else if (b >= 0xe0 && b <= 0xef)
-      more = 2, cp = b & 0x0f, least = 0x800;
-    else if (b >= 0xf0 && b <= 0xf4)
-      more = 3, cp = b & 0x07, least = 0x10000;
-    else
-      return false;
-    if (n - i <= more)
-      return false;
-    for (size_t k = 1; k <= more; k++) {
-      if ((p[i + k] & 0xc0) != 0x80)
-        return false;
-      cp = cp << 6 | (p[i + k] & 0x3f);
-    }
-    if (cp < least || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return false;
-    i += more + 1;
-  }
-  return true;
-}
-
 /* A string, copied into a new NUL-terminated buffer in @p *out (freeing none). */
 static int rd_str(rd_t *r, char **out) {
   int64_t n;
@@ -148,7 +116,7 @@ static int rd_str(rd_t *r, char **out) {
     return fail(r, "negative length %" PRId64, n);
   if ((uint64_t)n > (uint64_t)(r->end - r->p))
     return fail(r, "length %" PRId64 " exceeds the %zu bytes left", n, (size_t)(r->end - r->p));
-  if (!utf8_ok(r->p, (size_t)n))
+  if (!kefu_codec_utf8_ok(r->p, (size_t)n))
     return fail(r, "string is not UTF-8");
   char *s = malloc((size_t)n + 1);
   if (!s)

@@ -50,26 +50,4 @@ void kefu_rules_queue_release(const kefu_rules_env_t *env, kefu_shop_t *shop, in
 bool kefu_rules_routing_timer(const kefu_rules_env_t *env, kefu_shop_t *shop, const char *buyer_id,
                               const kefu_timer_t *t, kefu_emitter_t *out);
 
-/* The other families that the routing family calls (rules.c, sessions.c). Their own
- * headers declare them too; these declarations let routing build on its own. */
-
-/* implemented in src/rules/response_rate.c */
-void kefu_rules_response_rate(const kefu_rules_env_t *env, kefu_shop_t *shop,
-                              const kefu_event_t *ev, kefu_emitter_t *out);
-bool kefu_rules_rate_timer(const kefu_rules_env_t *env, kefu_shop_t *shop, const char *buyer_id,
-                           const kefu_timer_t *t, kefu_emitter_t *out);
-
-/* implemented in src/rules/insights.c */
-void kefu_rules_insight(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev,
-                        bool exempt, kefu_emitter_t *out);
-
-/* implemented in src/rules/logistics.c */
-void kefu_rules_logistics(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev,
-                          kefu_emitter_t *out);
-/** @brief Called when the buyer's session closes, before it is cleared. */
-void kefu_rules_logistics_session_end(kefu_shop_t *shop, kefu_buyer_t *buyer, int64_t ts,
-                                      kefu_emitter_t *out);
-bool kefu_rules_logistics_timer(kefu_shop_t *shop, const char *buyer_id, const kefu_timer_t *t,
-                                kefu_emitter_t *out);
-
 #endif

@@ -2,6 +2,9 @@
 
 #include "common/enums.h"
 #include "rules/conversion.h"
+#include "rules/insights.h"
+#include "rules/logistics.h"
+#include "rules/response_rate.h"
 #include "rules/routing.h"
 
 bool kefu_rules_three_party(const kefu_buyer_t *buyer) {

@@ -12,6 +12,9 @@
 #include "common/enums.h"
 #include "common/murmur2.h"
 #include "rules/conversion.h"
+#include "rules/insights.h"
+#include "rules/logistics.h"
+#include "rules/response_rate.h"
 #include "rules/routing.h"
 
 #define CONTACT_MAX_AGE (72 * INT64_C(3600000))
