@@ -24,6 +24,13 @@
 #include "io/schemas.h"
 #include "io/topics.h"
 
+/* KEFU_TEST_QUICK=1 (scripts/memcheck.sh: valgrind runs these 20-50 times slower):
+ * a hundredth of the iterations. */
+static int scaled(int n) {
+  const char *q = getenv("KEFU_TEST_QUICK");
+  return q && *q && *q != '0' ? (n + 99) / 100 : n;
+}
+
 #define NOW INT64_C(1773068400000)
 
 static kefu_schemas_t *schemas;
@@ -340,7 +347,7 @@ static void test_random_records(void **state) {
   size_t cap = 0, len;
   counts_t n[4] = {0};
   (void)state;
-  for (int i = 0; i < 40000; i++) {
+  for (int i = 0; i < scaled(40000); i++) {
     kefu_topic_t t = (kefu_topic_t)(i % 4);
     const char *key;
     json_t *rec = gen(t, &key);
@@ -355,7 +362,8 @@ static void test_random_records(void **state) {
   for (int t = 0; t < 4; t++) {
     print_message("%s: %zu accepted, %zu rejected\n", kefu_topic_name((kefu_topic_t)t),
                   n[t].accepted, n[t].rejected);
-    assert_true(n[t].accepted > 1000 && n[t].rejected > 1000);
+    /* both outcomes well represented (a fortieth of the records each, at least) */
+    assert_true(n[t].accepted > (size_t)scaled(1000) && n[t].rejected > (size_t)scaled(1000));
   }
   free(buf);
 }
@@ -367,7 +375,7 @@ static void test_damaged_frames(void **state) {
   size_t cap = 0, len;
   counts_t n = {0};
   (void)state;
-  for (int i = 0; i < 4000; i++) {
+  for (int i = 0; i < scaled(4000); i++) {
     kefu_topic_t t = (kefu_topic_t)(i % 4);
     const char *key;
     char keybuf[80];
@@ -403,7 +411,7 @@ static void test_damaged_frames(void **state) {
                                        strlen(keybuf), NOW, err, sizeof err),
                      1);
   }
-  for (int i = 0; i < 200000; i++) { /* random bytes */
+  for (int i = 0; i < scaled(200000); i++) { /* random bytes */
     kefu_topic_t t = (kefu_topic_t)(i % 4);
     size_t l = 5 + rnd(64);
     copy[0] = copy[1] = copy[2] = copy[3] = 0;
@@ -430,7 +438,7 @@ static double now_s(void) {
 /* Time per record of both paths on a typical chat event (BUYER_MSG with an order and an
  * intent). Reported, not asserted beyond "the fast path is faster". */
 static void test_bench(void **state) {
-  enum { N = 200000 };
+  const int N = scaled(200000);
   char *buf = NULL, err[256];
   size_t cap = 0, len;
   (void)state;
