@@ -12,5 +12,6 @@ int kefu_cmd_produce(int argc, char **argv);
 int kefu_cmd_consume(int argc, char **argv);
 int kefu_cmd_run(int argc, char **argv);
 int kefu_cmd_demo(int argc, char **argv);
+int kefu_cmd_state(int argc, char **argv);
 
 #endif

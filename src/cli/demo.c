@@ -35,7 +35,6 @@
 #include "cli/cli.h"
 #include "cli/options.h"
 #include "engine/processor.h"
-#include "engine/shop.h" /* kefu_json_str_or */
 #include "io/codec.h"
 #include "io/kafka.h"
 #include "io/mock.h"
@@ -48,6 +47,17 @@
 #define DEMO_PARTITIONS 4
 #define TOP_LABELS 10 /* lines of breakdown per output family */
 
+/* A field of an output record for printing: "-" when absent. */
+static const char *kefu_json_str_or(const json_t *o, const char *field) {
+  const char *v = json_string_value(json_object_get(o, field));
+  return v ? v : "-";
+}
+
+static int64_t kefu_json_int(const json_t *o, const char *field, int64_t dflt) {
+  json_t *v = json_object_get(o, field);
+  return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) {
   (void)sig;
@@ -58,6 +68,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: kefu demo [--events N] [--shops N] [--seed N] [--set KEY=VALUE]...\n"
           "                 [--keep-running] [--generate-only PREFIX]\n"
+          "                 [--huge-shop AGENTS:BUYERS[:SHARE]]\n"
           "  Starts the embedded cluster (%d partitions) and a local redis-server, produces a\n"
           "  generated day of traffic, runs the processor over it until every input is read,\n"
           "  and prints a summary of inputs, dead letters and outputs on stdout.\n"
@@ -70,6 +81,9 @@ static void usage(FILE *out) {
           "                    processor running until Ctrl-C (connection details on stderr)\n"
           "  --generate-only PREFIX  write the traffic to PREFIX<topic>.jsonl, one file per\n"
           "                    input topic (for kefu produce), and start nothing\n"
+          "  --huge-shop AGENTS:BUYERS[:SHARE]  add shop \"huge\" with AGENTS agents and\n"
+          "                    BUYERS buyers, SHARE of the conversations (default 0.5);\n"
+          "                    --events then counts what comes after the shops' setup\n"
           "  Needs redis-server in PATH or /usr/bin (Debian: apt-get install redis-server).\n",
           DEMO_PARTITIONS);
 }
@@ -310,7 +324,8 @@ done:
 static int run_processor(const kefu_config_t *cfg, bool until_idle, char *errstr, size_t errlen) {
   kefu_cli_options_t st;
   int rc = -1;
-  kefu_cli_options_init(&st, cfg);
+  if (kefu_cli_options_init(&st, cfg, errstr, errlen) != 0)
+    return -1;
   /* about a second of idle polls at the end: nothing more is coming */
   st.o.exit_when_idle_polls = until_idle ? 20 : 0;
   kefu_processor_t *p = kefu_processor_new(&st.o, errstr, errlen);
@@ -665,13 +680,41 @@ static int apply_set(kefu_config_t *cfg, const char *kv, char *errstr, size_t er
   return kefu_config_set(cfg, key, eq + 1, errstr, errlen);
 }
 
+/* --huge-shop AGENTS:BUYERS[:SHARE] (SHARE of the journeys, default 0.5). */
+static int parse_huge_shop(const char *s, kefu_traffic_opts_t *t) {
+  char *end;
+  errno = 0;
+  long agents = strtol(s, &end, 10);
+  if (errno || end == s || *end != ':' || agents < 1 || agents > 100000)
+    return -1;
+  s = end + 1;
+  long buyers = strtol(s, &end, 10);
+  if (errno || end == s || (*end && *end != ':') || buyers < 10 || buyers > 10000000)
+    return -1;
+  double share = 0.5;
+  if (*end == ':') {
+    s = end + 1;
+    share = strtod(s, &end);
+    if (errno || end == s || *end || !(share >= 0 && share <= 1))
+      return -1;
+  }
+  t->huge_agents = (int)agents;
+  t->huge_buyers = (int)buyers;
+  t->huge_share = share;
+  return 0;
+}
+
 /* 0 to go on, -1 after --help, or an exit code. */
 static int parse_args(int argc, char **argv, demo_args_t *a, kefu_config_t *cfg) {
-  static const struct option opts[] = {
-      {"events", required_argument, 0, 'n'}, {"shops", required_argument, 0, 's'},
-      {"seed", required_argument, 0, 'r'},   {"set", required_argument, 0, 'S'},
-      {"keep-running", no_argument, 0, 'k'}, {"generate-only", required_argument, 0, 'g'},
-      {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+  static const struct option opts[] = {{"events", required_argument, 0, 'n'},
+                                       {"shops", required_argument, 0, 's'},
+                                       {"seed", required_argument, 0, 'r'},
+                                       {"set", required_argument, 0, 'S'},
+                                       {"keep-running", no_argument, 0, 'k'},
+                                       {"generate-only", required_argument, 0, 'g'},
+                                       {"huge-shop", required_argument, 0, 'H'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
   char errstr[512] = "";
   long v = 0;
   int c;
@@ -694,6 +737,7 @@ static int parse_args(int argc, char **argv, demo_args_t *a, kefu_config_t *cfg)
     case 'S': bad = apply_set(cfg, optarg, errstr, sizeof errstr); break;
     case 'k': a->keep_running = true; break;
     case 'g': a->generate_prefix = optarg; break;
+    case 'H': bad = parse_huge_shop(optarg, &a->traffic); break;
     case 'h': usage(stdout); return -1;
     default: usage(stderr); return KEFU_EXIT_USAGE;
     }

@@ -16,6 +16,7 @@ static const subcommand_t subcommands[] = {
     {"consume", kefu_cmd_consume, "records of a topic -> JSON lines"},
     {"run", kefu_cmd_run, "the stream processor"},
     {"demo", kefu_cmd_demo, "cluster + redis-server + a generated day of traffic + processor"},
+    {"state", kefu_cmd_state, "a shop's state in Redis as JSON (kefu state show)"},
 };
 
 static void usage(FILE *out) {

@@ -111,7 +111,11 @@ int kefu_cmd_run(int argc, char **argv) {
   }
   kefu_log_min_level = (kefu_log_level_t)kefu_log_level_parse(kefu_config_str(cfg, "log.level"));
   kefu_topics_set_prefix(kefu_config_str(cfg, "topic.prefix"));
-  kefu_cli_options_init(&st, cfg);
+  if (kefu_cli_options_init(&st, cfg, errstr, sizeof errstr) != 0) {
+    fprintf(stderr, "kefu run: %s\n", errstr);
+    rc = KEFU_EXIT_FAIL;
+    goto done;
+  }
   st.o.exit_when_idle_polls = until_idle ? 10 : 0;
   if (!*st.o.bootstrap) {
     fprintf(stderr, "kefu run: no bootstrap servers (-b or bootstrap.servers)\n");
@@ -132,7 +136,7 @@ int kefu_cmd_run(int argc, char **argv) {
     KEFU_ERROR("run", "%s", errstr);
     rc = KEFU_EXIT_FAIL;
   } else {
-    KEFU_INFO("run", "instance %s processing (%s)", st.instance,
+    KEFU_INFO("run", "instance %s processing (%s)", st.o.instance_id,
               st.o.exactly_once ? "exactly_once" : "at_least_once");
     rc = kefu_processor_run(p, &stop_requested) ? KEFU_EXIT_FAIL : KEFU_EXIT_OK;
     kefu_processor_destroy(p);

@@ -68,8 +68,6 @@ static void decode_input(kefu_processor_t *p, input_t *in) {
         !kefu_event_config_reset(&in->ev, m->key, m->key_len,
                                  rd_kafka_message_timestamp(m, &tstype), m->offset, now, in->error,
                                  sizeof in->error)) {
-      in->ev.partition = m->partition;
-      in->ev.offset = m->offset;
       in->valid = true;
       in->sort_ts = in->ev.ts;
     } else if (!in->error[0]) {
@@ -78,14 +76,27 @@ static void decode_input(kefu_processor_t *p, input_t *in) {
     }
     return;
   }
+  /* The fast path: a record of the current schema goes straight to the typed event. */
+  int rc = kefu_event_decode(
+      &in->ev, in->topic, in->topic <= KEFU_T_SHOP_CONFIG ? p->fast_id[in->topic] : -1, m->payload,
+      m->len, m->key, m->key_len, now, in->error, sizeof in->error);
+  if (rc == 0) {
+    in->valid = true;
+    in->sort_ts = in->ev.ts;
+    return;
+  }
+  if (rc < 0) {
+    kefu_event_clear(&in->ev);
+    return;
+  }
   if (kefu_codec_decode(p->codec, in->topic, m->payload, m->len, &rec, in->error, sizeof in->error))
     return;
   if (!kefu_event_from_json(&in->ev, in->topic, rec, m->key, m->key_len, now, in->error,
                             sizeof in->error)) {
-    in->ev.partition = m->partition;
-    in->ev.offset = m->offset;
     in->valid = true;
     in->sort_ts = in->ev.ts;
+  } else {
+    kefu_event_clear(&in->ev);
   }
   json_decref(rec);
 }
@@ -214,11 +225,18 @@ static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KE
   kefu_cmd_clear(&c);
   for (int t = 0; t < KEFU_KEYED_INPUTS; t++)
     pos[t] = -1;
-  if (engine_redis_flush(p, &r, errstr, sizeof errstr) != 3 || r[0]->type != REDIS_REPLY_ARRAY ||
-      r[1]->type != REDIS_REPLY_ARRAY || r[2]->type != REDIS_REPLY_ARRAY) {
+  if (engine_redis_flush(p, &r, errstr, sizeof errstr) != 3) {
     KEFU_ERROR("engine", "reading the position of task %d: %s", task, errstr);
     return -1;
   }
+  for (int i = 0; i < 3; i++)
+    if (r[i]->type != REDIS_REPLY_ARRAY) { /* NOPERM (ACL), ...: in Redis's words */
+      snprintf(errstr, sizeof errstr, "reading the position of task %d: %s", task,
+               r[i]->type == REDIS_REPLY_ERROR ? r[i]->str : "unexpected reply");
+      KEFU_ERROR("engine", "%s", errstr);
+      kefu_http_set_ready(false, errstr); /* until a batch goes through */
+      return -1;
+    }
   for (size_t i = 0; i + 1 < r[0]->elements; i += 2) {
     const char *f = r[0]->element[i]->str;
     int64_t v = strtoll(r[0]->element[i + 1]->str, NULL, 10);
@@ -280,6 +298,7 @@ static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
     if (!task->assigned) {
       task->assigned = true;
       task->generation++;
+      task->check_remembered = true; /* an earlier owner may have processed its inputs */
       task->id = id;
       task->watermark = INT64_MIN;
       task->last_input_ms = engine_wall_ms(); /* a backlog is read before any idle advance */
@@ -328,6 +347,7 @@ static void on_revoke(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
     p->tasks[id].generation++; /* what a batch holds of it is no longer ours */
     json_decref(p->tasks[id].timer_index);
     p->tasks[id].timer_index = NULL;
+    engine_cache_drop_task(p, id); /* its next owner reads its shops from Redis */
     KEFU_INFO("engine", "revoked task %d", id);
   }
   rd_kafka_resume_partitions(p->consumer, parts); /* see on_assign */

@@ -217,32 +217,32 @@ done:
   return rc;
 }
 
-/* The exact earliest deadline of every shop whose timers changed, as kefu_apply read it
- * (also kept in memory: the index is this instance's cache of what it owns). */
+/* The exact earliest deadline of every shop whose timers changed (computed after its
+ * write; also kept in memory: the index is this instance's view of what it owns). */
 static int store_timer_index(kefu_processor_t *p, const batch_state_t *bs) {
   char key[128];
   int n = 0;
   for (size_t i = 0; i < bs->nshops; i++) {
-    kefu_shop_t *shop = bs->shops[i];
-    task_t *task = &p->tasks[bs->shop_task[i]];
-    if (!json_object_size(shop->timers_added) && !json_array_size(shop->timers_removed))
+    const shop_entry_t *e = bs->shops[i];
+    task_t *task = &p->tasks[e->task];
+    if (!e->timers_touched)
       continue;
     if (!task->timer_index)
       task->timer_index = json_object();
     kefu_cmd_t c;
     kefu_cmd_init(&c);
-    engine_timer_index_key(p, bs->shop_task[i], key, sizeof key);
-    if (shop->timers_min == INT64_MAX) {
+    engine_timer_index_key(p, e->task, key, sizeof key);
+    if (e->timers_min == INT64_MAX) {
       kefu_cmd_str(&c, "ZREM");
       kefu_cmd_str(&c, key);
-      kefu_cmd_str(&c, shop->id);
-      json_object_del(task->timer_index, shop->id);
+      kefu_cmd_str(&c, e->shop->id);
+      json_object_del(task->timer_index, e->shop->id);
     } else {
       kefu_cmd_str(&c, "ZADD");
       kefu_cmd_str(&c, key);
-      kefu_cmd_fmt(&c, "%lld", (long long)shop->timers_min);
-      kefu_cmd_str(&c, shop->id);
-      json_object_set_new(task->timer_index, shop->id, json_integer(shop->timers_min));
+      kefu_cmd_fmt(&c, "%lld", (long long)e->timers_min);
+      kefu_cmd_str(&c, e->shop->id);
+      json_object_set_new(task->timer_index, e->shop->id, json_integer(e->timers_min));
     }
     kefu_redis_append(p->redis, &c);
     kefu_cmd_clear(&c);

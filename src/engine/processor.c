@@ -7,13 +7,13 @@
  * Streams does; one read to its end does not hold the task back.
  *
  * A batch then costs a fixed number of Redis round trips, whatever its size:
- *   1. load: every touched shop's config, offsets, agents, named buyers and orders,
- *      seen event ids, and the outputs remembered for the batch's inputs (pipelined);
- *   2. when needed, load what phase 1 pointed at: buyers of due timers, orders of the
- *      loaded buyers (at most three such rounds);
- *   3. store: remembered outputs first, then one kefu_apply per shop (atomic, CAS on the
- *      shop's applied offsets);
- *   4. after the Kafka transaction commits: each partition's next offset and the task's
+ *   1. load, only for what this instance does not hold (cache.c): every shop of the
+ *      batch not in memory, read whole, and the outputs remembered for the batch's
+ *      inputs when they may have been processed before (one pipeline; none in steady
+ *      state);
+ *   2. store: remembered outputs first, then one kefu_apply per changed shop (atomic,
+ *      CAS on the shop's applied offsets), writing only changed entities;
+ *   3. after the Kafka transaction commits: each partition's next offset and the task's
  *      watermark, and the remembered outputs are dropped.
  * Outputs are written before state because they are a deterministic function of
  * (state, input): if we die in between, the input is processed again from the same
@@ -25,6 +25,7 @@
 /* ---------------------------------------------------------------- the loop */
 
 static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen);
+static void destroy_producer(kefu_processor_t *p);
 
 static int reconnect_redis(kefu_processor_t *p, char *errstr, size_t errlen) {
   kefu_redis_close(p->redis);
@@ -39,15 +40,15 @@ static int reconnect_redis(kefu_processor_t *p, char *errstr, size_t errlen) {
 
 /* One attempt at a batch: 0 done, 1 retry (Redis or a transaction failed), -1 fatal. */
 static int process_once(kefu_processor_t *p, const batch_t *b, char *errstr, size_t errlen) {
-  batch_state_t bs = {.shop_index = json_object(),
-                      .remembered = json_object(),
-                      .computed = json_object(),
-                      .outputs = json_array()};
+  batch_state_t bs = {
+      .remembered = json_object(), .computed = json_object(), .outputs = json_array()};
   int64_t max_ts = 0;
   int rc = 1;
   for (size_t i = 0; i < b->n; i++)
     if (b->items[i]->valid && b->items[i]->ev.ts > max_ts)
       max_ts = b->items[i]->ev.ts;
+  for (size_t i = 0; i < b->n; i++)
+    p->tasks[b->items[i]->task].saw_applied = false;
   if (!p->redis && reconnect_redis(p, errstr, errlen)) {
     rc = p->fatal ? -1 : 1;
     goto done;
@@ -64,8 +65,25 @@ static int process_once(kefu_processor_t *p, const batch_t *b, char *errstr, siz
 redis_failed:
   kefu_redis_close(p->redis);
   p->redis = NULL;
+  /* The memory of the batch's shops may be ahead of Redis (or Redis ahead of it, after a
+   * conflict): they are read again. */
+  for (size_t i = 0; i < bs.nshops; i++)
+    bs.shops[i]->in_batch = false;
+  for (size_t i = 0; i < bs.nshops; i++)
+    engine_cache_drop(p, bs.shops[i]);
+  bs.nshops = 0;
 done:
+  /* After a failed attempt its inputs may have been processed: the next attempt reads
+   * what they remembered. After a crash, the inputs a dead instance applied without a
+   * commit are a prefix of the task's merge order (the merge is deterministic): while a
+   * batch meets such inputs, the next may too. */
+  for (size_t i = 0; i < b->n; i++) {
+    task_t *task = &p->tasks[b->items[i]->task];
+    task->check_remembered = rc != 0 || task->saw_applied;
+  }
   engine_batch_state_clear(&bs);
+  if (rc == 0)
+    engine_cache_trim(p);
   return rc;
 }
 
@@ -125,8 +143,7 @@ static size_t drop_migrated(kefu_processor_t *p, batch_t *b) {
 static int new_producer(kefu_processor_t *p, char *errstr, size_t errlen) {
   if (p->producer) {
     rd_kafka_purge(p->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_destroy(p->producer);
-    p->producer = NULL;
+    destroy_producer(p);
   }
   kefu_metric_add(p->m.producer_restarts, 1);
   return open_producer(p, errstr, errlen);
@@ -298,18 +315,23 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
   int idle_polls = 0, rc = 0;
   char errstr[256];
   size_t max = (size_t)p->o->batch_max_records;
+  bool backlog = false; /* the last batch was full */
 
   kefu_http_set_ready(true, NULL); /* connected to Kafka and Redis: ready until a batch fails */
   while (!*stop) {
     int64_t deadline = engine_wall_ms() + p->o->batch_max_ms;
+    /* A batch collects until it is full or batch.max_ms passed; after a full batch (a
+     * backlog) only what is already fetched is taken, without waiting for more. */
     size_t queued = 0;
     do {
-      rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 20);
+      rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, backlog ? 0 : 20);
       if (m) {
         engine_enqueue(p, m);
         queued++;
       }
       engine_poll_couriers(p, false, errstr, sizeof errstr);
+      if (!m && backlog)
+        break;
     } while (queued < max && engine_wall_ms() < deadline && !*stop && !p->fatal);
     if (p->fatal) { /* set at assignment: Redis lost the state */
       rc = -1;
@@ -334,6 +356,7 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
       continue;
     }
     idle_polls = 0;
+    backlog = b.n >= max;
     rc = process_batch(p, &b, stop);
     for (size_t i = 0; i < b.n; i++)
       engine_input_free(b.items[i]);
@@ -360,6 +383,32 @@ static rd_kafka_conf_t *base_conf(const kefu_processor_opts_t *o, char *errstr, 
   return kefu_kafka_conf(o->bootstrap, o->kafka_props, o->nkafka_props, errstr, errlen);
 }
 
+/* The output topics' metadata when the producer opens, not at its first record: librdkafka
+ * asks for an unknown topic's metadata only at its next refresh, which stalled the first
+ * batch after every start (and after every new producer) by up to a second. The topic
+ * handles are kept while the producer lives. */
+static void warm_output_topics(kefu_processor_t *p) {
+  for (int t = 0; t < KEFU_T__COUNT; t++) {
+    if (kefu_topics[t].input)
+      continue;
+    p->out_topics[t] = rd_kafka_topic_new(p->producer, kefu_topic_name((kefu_topic_t)t), NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    if (p->out_topics[t] && rd_kafka_metadata(p->producer, 0, p->out_topics[t], &md, 5000) ==
+                                RD_KAFKA_RESP_ERR_NO_ERROR)
+      rd_kafka_metadata_destroy(md);
+  }
+}
+
+static void destroy_producer(kefu_processor_t *p) {
+  for (int t = 0; t < KEFU_T__COUNT; t++)
+    if (p->out_topics[t]) {
+      rd_kafka_topic_destroy(p->out_topics[t]);
+      p->out_topics[t] = NULL;
+    }
+  rd_kafka_destroy(p->producer);
+  p->producer = NULL;
+}
+
 static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen) {
   const kefu_processor_opts_t *o = p->o;
   char txn_id[256];
@@ -381,13 +430,13 @@ static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen) {
       rd_kafka_conf_destroy(conf);
     return -1;
   }
+  warm_output_topics(p);
   if (o->exactly_once) {
     rd_kafka_error_t *error = rd_kafka_init_transactions(p->producer, 60000);
     if (error) {
       snprintf(errstr, errlen, "init_transactions: %s", rd_kafka_error_string(error));
       rd_kafka_error_destroy(error);
-      rd_kafka_destroy(p->producer); /* unusable: the retry loop makes another */
-      p->producer = NULL;
+      destroy_producer(p); /* unusable: the retry loop makes another */
       return -1;
     }
   }
@@ -488,25 +537,6 @@ static int open_courier_table(kefu_processor_t *p, char *errstr, size_t errlen) 
   return 0;
 }
 
-/* A shop config with every field at its schema default: encode the envelope alone and
- * decode it back. */
-static json_t *config_defaults(kefu_codec_t *codec, char *errstr, size_t errlen) {
-  json_t *env = json_pack("{s:s, s:s, s:I}", "event_id", "defaults", "shop_id", "defaults", "ts",
-                          (json_int_t)KEFU_TS_MIN);
-  char *buf = NULL;
-  size_t cap = 0, len = 0;
-  json_t *out = NULL;
-  if (kefu_codec_encode(codec, KEFU_T_SHOP_CONFIG, env, &buf, &cap, &len, errstr, errlen) == 0 &&
-      kefu_codec_decode(codec, KEFU_T_SHOP_CONFIG, buf, len, &out, errstr, errlen) == 0) {
-    json_object_del(out, "event_id");
-    json_object_del(out, "shop_id");
-    json_object_del(out, "ts");
-  }
-  free(buf);
-  json_decref(env);
-  return out;
-}
-
 static void register_metrics(engine_metrics_t *m) {
   char labels[128];
   for (int t = 0; t < KEFU_T__COUNT; t++) {
@@ -549,11 +579,10 @@ kefu_processor_t *kefu_processor_new(const kefu_processor_opts_t *o, char *errst
   if (!(p->schemas = kefu_schemas_new(errstr, errlen)))
     goto fail;
   p->codec = kefu_codec_new(p->schemas);
-  if (!(p->config_defaults = config_defaults(p->codec, errstr, errlen)))
-    goto fail;
+  for (int t = 0; t <= KEFU_T_SHOP_CONFIG; t++)
+    p->fast_id[t] = kefu_event_fast_id(p->schemas, (kefu_topic_t)t);
   p->env.params = &o->params;
   p->env.couriers = &p->couriers;
-  p->env.config_defaults = p->config_defaults;
   if (!(p->redis = kefu_redis_connect(o->redis_url, o->redis_user, o->redis_password,
                                       o->redis_timeout_ms, errstr, errlen)) ||
       open_consumer(p, errstr, errlen) || check_copartitioning(p, errstr, errlen) ||
@@ -584,14 +613,16 @@ void kefu_processor_destroy(kefu_processor_t *p) {
     rd_kafka_destroy(p->consumer);
   if (p->producer) {
     rd_kafka_flush(p->producer, 10000);
-    rd_kafka_destroy(p->producer);
+    destroy_producer(p);
   }
   kefu_redis_close(p->redis);
   if (p->codec)
     kefu_codec_destroy(p->codec);
   if (p->schemas)
     kefu_schemas_destroy(p->schemas);
-  json_decref(p->config_defaults);
+  engine_cache_clear(p);
+  kefu_map_clear(&p->cache, NULL);
+  kefu_buf_free(&p->scratch);
   kefu_courier_table_clear(&p->couriers);
   free(p->enc_buf);
   free(p);

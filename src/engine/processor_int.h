@@ -1,6 +1,7 @@
 /* The processor's private parts, shared by its files (librdkafka's *_int.h style):
  *   intake.c     reading: decoding, the courier table, assignment, merging per task
  *   batch.c      state: load from Redis, run the rules and timers, store to Redis
+ *   cache.c      the owner cache: shops kept in memory across batches, their timers
  *   output.c     writing: produce, commit (transaction or at-least-once), positions
  *   processor.c  the loop, metrics and set-up
  * Nothing here is for use outside src/engine/. */
@@ -15,11 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/emitter.h"
 #include "engine/event.h"
 #include "engine/processor.h"
-#include "engine/shop.h"
-#include "engine/timers.h"
 #include "io/codec.h"
 #include "io/kafka.h"
 #include "io/schemas.h"
@@ -27,7 +25,9 @@
 #include "ops/http.h"
 #include "ops/log.h"
 #include "ops/metrics.h"
+#include "rules/rules.h"
 #include "store/redis.h"
+#include "store/state_codec.h"
 #include "store/state_store.h"
 
 #define MAX_TASKS 1024
@@ -56,6 +56,49 @@ typedef struct queue {
   int64_t empty_since; /* wall-clock ms it became empty while at its end */
 } queue_t;
 
+/* Event ids a shop has seen (hash -> latest ts), open addressing; key 0 is empty. */
+typedef struct seen_set {
+  uint64_t *key;
+  int64_t *ts;
+  uint32_t cap, n;
+} seen_set_t;
+
+typedef kefu_seen_day_t seen_day_t;
+
+/* One shop as this instance holds it: the rules' state and what the engine keeps to
+ * write it back (cache.c). */
+typedef struct shop_entry {
+  kefu_shop_t *shop;
+  int task;
+  bool loaded;                        /* read from Redis (else: being read by this batch) */
+  int64_t applied[KEFU_KEYED_INPUTS]; /* last applied offset per keyed topic; -1 none */
+  int64_t stored[KEFU_KEYED_INPUTS];  /* as Redis holds them: the CAS's expected values */
+  seen_set_t seen;
+  int32_t seen_from, seen_to; /* UTC days of event ids read; from > to: none */
+  seen_day_t *seen_new;       /* ids seen by the batch, to append */
+  uint32_t nseen_new;
+  uint64_t used;      /* the batch number that last touched it (LRU) */
+  int64_t timers_min; /* earliest pending deadline after the last write */
+  /* This batch only. */
+  bool in_batch, timers_touched;
+  int64_t new_timers_min;
+  int32_t need_from, need_to, seen_req_from, seen_req_to;
+  int load_reply, seen_reply;
+} shop_entry_t;
+
+/* A pending timer in its task's queue: the queue orders them; the owner holds them. */
+typedef struct timer_ref {
+  int64_t deadline;
+  kefu_timer_order_t order;
+  shop_entry_t *e;
+  kefu_buyer_t *buyer; /* NULL: a shop-wide timer */
+} timer_ref_t;
+
+typedef struct timer_heap {
+  timer_ref_t *v;
+  size_t n, cap;
+} timer_heap_t;
+
 typedef struct task {
   bool assigned;
   int id;
@@ -69,9 +112,14 @@ typedef struct task {
   json_t *pending_idle;  /* idle-tick cause -> outputs found in Redis at assignment, to
                             emit again: their transaction may not have committed */
   int64_t committed[KEFU_KEYED_INPUTS]; /* Kafka's committed offsets at assignment; -1 none */
-  bool state_seen;      /* this instance saw ns:{task-N}:pos in Redis (state_check.c) */
-  bool pos_stale;       /* the last position write failed: the next batch writes it */
-  json_t *forget_later; /* causes whose remembered outputs are to be dropped (committed) */
+  bool state_seen;       /* this instance saw ns:{task-N}:pos in Redis (state_check.c) */
+  bool pos_stale;        /* the last position write failed: the next batch writes it */
+  json_t *forget_later;  /* causes whose remembered outputs are to be dropped (committed) */
+  timer_heap_t heap;     /* the pending timers of the task's shops in memory */
+  bool check_remembered; /* the next batch reads remembered outputs (first after assignment,
+                            after a failed attempt, or after a batch that met inputs already
+                            applied: the next inputs may have been processed too) */
+  bool saw_applied;      /* this batch met an input whose state was already applied */
 } task_t;
 
 /* The engine's metrics, registered once (SPEC §8). */
@@ -92,12 +140,17 @@ struct kefu_processor {
   const kefu_processor_opts_t *o;
   engine_metrics_t m;
   rd_kafka_t *consumer, *producer, *courier_consumer;
+  rd_kafka_topic_t *out_topics[KEFU_T__COUNT]; /* the producer's output topics (warm) */
   kefu_redis_t *redis;
   kefu_schemas_t *schemas;
   kefu_codec_t *codec;
+  int32_t fast_id[KEFU_T_SHOP_CONFIG + 1]; /* kefu_event_fast_id() per keyed input topic */
   kefu_courier_table_t couriers;
-  json_t *config_defaults;
   kefu_rules_env_t env;
+  kefu_map_t cache; /* shop_id -> shop_entry_t*: the owner cache */
+  size_t cache_bytes;
+  uint64_t batch_no;
+  kefu_buf_t scratch; /* encoding buffer */
   int partitions;
   task_t tasks[MAX_TASKS];
   char *enc_buf;
@@ -115,16 +168,13 @@ typedef struct batch {
 } batch_t;
 
 typedef struct batch_state {
-  json_t *shop_index; /* shop_id -> index */
-  kefu_shop_t **shops;
-  kefu_shop_load_t *loads;
+  uint64_t batch_no;
+  shop_entry_t **shops; /* every shop the batch reads or writes */
   size_t nshops;
-  json_t *remembered; /* cause -> [[topic, record]...] read from Redis */
-  json_t *computed;   /* cause -> [[topic, record]...] made now (to remember) */
-  json_t *outputs;    /* [[topic, record, cause-header, input index]...] in order */
-  int *shop_task;     /* the task each shop belongs to */
-  kefu_timer_queue_t timers[MAX_TASKS]; /* per task: timers that may fire in this batch */
-  int64_t max_ts[MAX_TASKS];            /* per task: the batch's highest valid ts */
+  json_t *remembered;        /* cause -> [[topic, record]...] read from Redis */
+  json_t *computed;          /* cause -> [[topic, record]...] made now (to remember) */
+  json_t *outputs;           /* [[topic, record, cause-header, input index]...] in order */
+  int64_t max_ts[MAX_TASKS]; /* per task: the batch's highest valid ts */
 } batch_state_t;
 
 /* What an attempt at a batch (or its Kafka commit) left to do. */
@@ -150,6 +200,23 @@ void engine_task_key(const kefu_processor_t *p, int task, char *out, size_t outl
 void engine_task_out_key(const kefu_processor_t *p, int task, char *out, size_t outlen);
 void engine_cause_of(const input_t *in, char *out, size_t outlen);
 void engine_batch_state_clear(batch_state_t *bs);
+
+/* The owner cache (cache.c). */
+uint64_t engine_event_hash(const char *id);
+void engine_seen_put(seen_set_t *s, uint64_t h, int64_t ts);
+bool engine_seen_get(const seen_set_t *s, uint64_t h, int64_t *ts);
+void engine_seen_trim(seen_set_t *s, int64_t from_ts);
+void engine_seen_clear(seen_set_t *s);
+void engine_seen_note(shop_entry_t *e, uint64_t h, int64_t ts);
+void engine_heap_push(timer_heap_t *h, const timer_ref_t *r);
+void engine_heap_pop(timer_heap_t *h);
+void engine_heap_add_shop(timer_heap_t *h, shop_entry_t *e);
+shop_entry_t *engine_cache_get(kefu_processor_t *p, const char *shop_id);
+shop_entry_t *engine_cache_add(kefu_processor_t *p, const char *shop_id, int task);
+void engine_cache_drop(kefu_processor_t *p, shop_entry_t *e);
+void engine_cache_drop_task(kefu_processor_t *p, int task);
+void engine_cache_clear(kefu_processor_t *p);
+void engine_cache_trim(kefu_processor_t *p);
 int engine_load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, char *errstr,
                       size_t errlen);
 void engine_run_rules(kefu_processor_t *p, const batch_t *b, batch_state_t *bs);

@@ -299,7 +299,7 @@ static int rd_raw(ctx_t *x, reader_t *r, size_t n, const uint8_t **out) {
 /* Whether @p p holds UTF-8 exactly as jansson accepts it (json_stringn): no overlong
  * forms, no surrogates, nothing above U+10FFFF; NUL bytes pass. The converter below
  * then hands strings to jansson unchecked. */
-static int utf8_ok(const uint8_t *p, size_t n) {
+int kefu_codec_utf8_ok(const uint8_t *p, size_t n) {
   for (size_t i = 0; i < n;) {
     uint8_t b = p[i];
     size_t more;
@@ -368,7 +368,7 @@ static int check_scalar(ctx_t *x, reader_t *r, avro_schema_t w) {
   case AVRO_STRING:
     if (rd_len(x, r, &n) || rd_raw(x, r, n, &p))
       return -1;
-    return utf8_ok(p, n) ? 0 : fail(x, "string is not UTF-8");
+    return kefu_codec_utf8_ok(p, n) ? 0 : fail(x, "string is not UTF-8");
   case AVRO_BYTES: return rd_len(x, r, &n) || rd_raw(x, r, n, &p) ? -1 : 0;
   case AVRO_FIXED: return rd_raw(x, r, (size_t)avro_schema_fixed_size(w), &p);
   default: return fail(x, "unsupported type");
@@ -481,7 +481,7 @@ static int check_map(ctx_t *x, reader_t *r, avro_schema_t w) {
     for (size_t k = 0; k < count; k++) {
       if (rd_len(x, r, &key.n) || rd_raw(x, r, key.n, &key.p))
         goto done;
-      if (!utf8_ok(key.p, key.n) || memchr(key.p, 0, key.n)) {
+      if (!kefu_codec_utf8_ok(key.p, key.n) || memchr(key.p, 0, key.n)) {
         fail(x, "map key is not UTF-8 text");
         goto done;
       }

@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "io/schemas.h"
 #include "io/topics.h"
@@ -78,5 +79,9 @@ int kefu_json_dumps_record(const json_t *rec, char **out);
  *  @p *cap bytes (grown with realloc as needed; may start NULL/0), for hot loops.
  *  @returns the length of the NUL-terminated text, or -1 when out of memory. */
 int kefu_json_dumpb_record(const json_t *rec, char **buf, size_t *cap);
+
+/** @brief 1 when @p p is UTF-8 as jansson accepts it (NUL bytes pass), else 0: what the
+ *  codec and the binary fast path (engine/event_decode.c) accept in a string. */
+int kefu_codec_utf8_ok(const uint8_t *p, size_t n);
 
 #endif

@@ -1,8 +1,9 @@
 /* Configuration: one table of keys, and the few functions that read it.
  *
- * cfg_keys[] below is the only place a key is described. kefu_config_new() parses every
- * default through the same code path as a user's value, so a default that would not
- * validate is caught by the unit tests, and --list-config and docs/CONFIG.md are both
+ * ops/config_keys.h is the only place a key is described; it expands into cfg_keys[]
+ * below (and, in cli/options.c, into where each value goes). kefu_config_new() parses
+ * every default through the same code path as a user's value, so a default that would
+ * not validate is caught by the unit tests, and --list-config and docs/CONFIG.md are both
  * printed from the table, so they cannot disagree with it.
  *
  * Values are parsed once, when set: the accessors only return what was stored. Each
@@ -20,6 +21,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <librdkafka/rdkafka.h>
 #include <math.h>
 #include <pthread.h>
@@ -56,92 +58,24 @@ static int check_redis_url(const char *v, char *why, size_t whylen);
 static int check_listen(const char *v, char *why, size_t whylen);
 
 #define SYMS(...) ((const char *const[]){__VA_ARGS__, NULL})
-#define STR(n, d, chk, what, h)                                                                    \
+/* Row macros of config_keys.h for cfg_keys[]; the field column (f) is options.c's. */
+#define KEY_STR(n, d, chk, what, f, h)                                                             \
   { .name = n, .type = CFG_STRING, .def = d, .check = chk, .allowed = what, .help = h }
-#define SECRET(n, d, h)                                                                            \
+#define KEY_SECRET(n, d, f, h)                                                                     \
   { .name = n, .type = CFG_STRING, .def = d, .secret = true, .help = h }
-#define INT(n, d, lo, hi, h)                                                                       \
+#define KEY_INT(n, d, lo, hi, f, h)                                                                \
   { .name = n, .type = CFG_INT, .def = d, .min = lo, .max = hi, .help = h }
-#define DBL(n, d, lo, hi, dec, h)                                                                  \
+#define KEY_DBL(n, d, lo, hi, dec, f, h)                                                           \
   { .name = n, .type = CFG_DOUBLE, .def = d, .min = lo, .max = hi, .decimals = dec, .help = h }
-#define BOOL(n, d, h)                                                                              \
+#define KEY_BOOL(n, d, f, h)                                                                       \
   { .name = n, .type = CFG_BOOL, .def = d, .help = h }
-#define ENUM(n, d, syms, h)                                                                        \
+#define KEY_ENUM(n, d, syms, f, h)                                                                 \
   { .name = n, .type = CFG_ENUM, .def = d, .symbols = syms, .help = h }
-#define LIST(n, d, syms, h)                                                                        \
+#define KEY_LIST(n, d, syms, f, h)                                                                 \
   { .name = n, .type = CFG_LIST, .def = d, .symbols = syms, .help = h }
 
-#define DAY_MS 86400000
-#define WEEK_MS 604800000
-
-/* The keys, grouped as in docs/CONFIG.md. Help texts name the rule a key belongs to and
- * must not contain '|' (they end up in a Markdown table). */
 static const cfg_key_t cfg_keys[] = {
-    /* Kafka */
-    STR("bootstrap.servers", "", NULL, "",
-        "Kafka bootstrap servers, host:port[,host:port...] (also -b)"),
-    STR("topic.prefix", "kefu.", check_topic_prefix, "0 to 200 of [A-Za-z0-9._-]",
-        "Prefix of every topic name: kefu.chat.events, kefu.dlq..."),
-    STR("group.id", "kefu", check_nonempty, "not empty",
-        "Kafka consumer group of the processor instances"),
-    STR("transactional.id.prefix", "kefu", check_id, "1 to 64 of [A-Za-z0-9._-]",
-        "Prefix of the transactional.id of each task's producer (exactly_once)"),
-    ENUM("processing.guarantee", "exactly_once", SYMS("exactly_once", "at_least_once"),
-         "exactly_once: outputs and input offsets in one Kafka transaction; at_least_once: "
-         "idempotent producer, offsets committed after delivery (SPEC §5)"),
-    STR("schema.registry.url", "", check_registry_url, "empty (no registry client yet)",
-        "Confluent-compatible Schema Registry; kefu has no registry client yet, so only "
-        "empty is accepted: the built-in schema ids of schemas/ids.tsv"),
-    STR("instance.id", "", check_instance_id, "empty or 1 to 64 of [A-Za-z0-9._-]",
-        "Name of this instance in logs and metrics; empty: hostname-pid"),
-    /* Redis */
-    STR("redis.url", "redis://127.0.0.1:6379/0", check_redis_url, "redis:// URL",
-        "redis://[user[:password]@]host[:port][/db]; the password part is never printed"),
-    STR("redis.namespace", "kefu", check_id, "1 to 64 of [A-Za-z0-9._-]",
-        "First part of every Redis key kefu writes (replays use a private one)"),
-    STR("redis.user", "", NULL, "",
-        "Redis ACL user (AUTH user password); overrides the URL's user"),
-    SECRET("redis.password", "", "Redis password; overrides the URL's password"),
-    INT("redis.timeout_ms", "2000", 1, 600000, "Connect and command timeout of Redis calls (ms)"),
-    INT("redis.retry_max_ms", "5000", 1, 3600000,
-        "Longest pause between retries while Redis is unavailable (ms); the backoff doubles "
-        "up to it"),
-    /* Business rules */
-    DBL("threshold", "0.4", 0, 1, 4,
-        "Daily 3-minute response rate below which a day is a VIOLATION (RATE-6)"),
-    INT("escalate_after", "3", 1, 365, "Failed days in a row that give an ESCALATION (RATE-8)"),
-    INT("response_wait_ms", "180000", 1, DAY_MS,
-        "Time within which a counted buyer message must be answered (ms, RATE-3)"),
-    INT("session_idle_ms", "900000", 1, WEEK_MS,
-        "A session without chat activity for this long closes (ms, ROUTE-10)"),
-    INT("invitation_expiry_ms", "600000", 1, DAY_MS,
-        "An unanswered logistics invitation expires after this long (ms, LOGI-2)"),
-    LIST("logistics_couriers", "ZTO,STO,YUNDA,YTO",
-         SYMS("ZTO", "STO", "YUNDA", "YTO", "JT", "EMS", "CHINA_POST"),
-         "Couriers whose logistics agent can be invited (LOGI-1c)"),
-    /* Event time (SPEC §1.3) */
-    INT("lateness", "0", 0, WEEK_MS,
-        "The watermark of a task is its highest event ts minus this (ms)"),
-    INT("day_close_grace", "300000", 0, DAY_MS,
-        "A shop's local day closes when the watermark passes the next local midnight plus "
-        "this (ms)"),
-    BOOL("idle_advance", "true",
-         "Advance an idle task's watermark by the wall clock (run only: replay never does)"),
-    INT("idle_advance_ms", "30000", 1, DAY_MS,
-        "After this long without input, a task's watermark becomes at least wall clock minus "
-        "this (ms)"),
-    INT("task_idle_ms", "500", 0, 600000,
-        "Longest wait for an empty partition of a task before the others go on (ms)"),
-    /* Batching */
-    INT("batch.max_records", "2000", 1, 1000000,
-        "Most records in one batch (one Redis call per shop, one transaction)"),
-    INT("batch.max_ms", "50", 0, 60000, "Longest time a batch collects records (ms)"),
-    /* Operations */
-    STR("http.listen", "127.0.0.1:9464", check_listen, "empty, host:port or [v6addr]:port",
-        "host:port of /metrics, /healthz and /readyz; port 0 picks a free port; empty "
-        "disables"),
-    ENUM("log.level", "info", SYMS("debug", "info", "warn", "error"),
-         "Lowest level of the log lines written to stderr"),
+#include "ops/config_keys.h"
 };
 
 #define CFG_NKEYS (sizeof cfg_keys / sizeof cfg_keys[0])
@@ -795,6 +729,53 @@ void kefu_config_each_kafka(const kefu_config_t *c,
 }
 
 /* ---------------------------------------------------------------------------------- */
+/* Filling a caller's struct                                                           */
+
+/* Whether a field of C type @p t can hold every value of key @p k. */
+static bool ctype_holds(kefu_config_ctype_t t, const cfg_key_t *k) {
+  switch (t) {
+  case KEFU_CONFIG_C_INT: return k->type == CFG_INT && k->min >= INT_MIN && k->max <= INT_MAX;
+  case KEFU_CONFIG_C_INT64: return k->type == CFG_INT;
+  case KEFU_CONFIG_C_DOUBLE: return k->type == CFG_DOUBLE;
+  case KEFU_CONFIG_C_BOOL: return k->type == CFG_BOOL;
+  case KEFU_CONFIG_C_STR: return k->type == CFG_STRING || k->type == CFG_ENUM;
+  case KEFU_CONFIG_C_LIST: return k->type == CFG_LIST;
+  case KEFU_CONFIG_C_NONE: break;
+  }
+  return false;
+}
+
+static void fill_one(const cfg_value_t *v, kefu_config_ctype_t t, void *dest) {
+  switch (t) {
+  case KEFU_CONFIG_C_INT: *(int *)dest = (int)v->i; break;
+  case KEFU_CONFIG_C_INT64: *(int64_t *)dest = v->i; break;
+  case KEFU_CONFIG_C_DOUBLE: *(double *)dest = v->d; break;
+  case KEFU_CONFIG_C_BOOL: *(bool *)dest = v->b; break;
+  case KEFU_CONFIG_C_STR: *(const char **)dest = v->text; break;
+  case KEFU_CONFIG_C_LIST: *(const char *const **)dest = (const char *const *)v->items; break;
+  case KEFU_CONFIG_C_NONE: break;
+  }
+}
+
+int kefu_config_fill(const kefu_config_t *c, void *base, const kefu_config_binding_t *bindings,
+                     size_t n, char *errstr, size_t errlen) {
+  for (size_t i = 0; i < n; i++) {
+    const kefu_config_binding_t *b = &bindings[i];
+    size_t idx;
+    if (b->ctype == KEFU_CONFIG_C_NONE)
+      continue;
+    const cfg_key_t *k = find_key(b->key, &idx);
+    if (!k || !ctype_holds(b->ctype, k)) {
+      snprintf(errstr, errlen, "config binding of \"%s\": %s (a bug)", b->key,
+               k ? "its field's type cannot hold the key's values" : "no such key");
+      return -1;
+    }
+    fill_one(&c->vals[idx], b->ctype, (char *)base + b->offset);
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------- */
 /* Secrets and the Redis URL                                                           */
 
 bool kefu_config_is_secret(const char *key) {
@@ -919,7 +900,7 @@ static void md_env_name(FILE *out, const char *key) {
 static const char md_intro[] =
     "# Configuration\n"
     "\n"
-    "<!-- Generated from the key table in src/ops/config.c by kefu_config_print_markdown().\n"
+    "<!-- Generated from the key table, src/ops/config_keys.h, by kefu_config_print_markdown().\n"
     "     tests/unit/test_config.c fails when this file differs from it; to regenerate:\n"
     "     KEFU_UPDATE_DOCS=1 build/tests/test_config -->\n"
     "\n"

@@ -1,9 +1,10 @@
 /* Configuration of `kefu run` and `kefu replay` (SPEC §7).
  *
- * Every key lives in ONE table in config.c (name, type, default, range, secret flag,
- * help), as librdkafka's property table and Redis's static_configs[] do. The table
- * drives parsing, validation, `kefu run --list-config` and docs/CONFIG.md, so adding a
- * key is one line there and nothing else.
+ * Every key lives in ONE table, config_keys.h (name, type, default, range, secret flag,
+ * help, and the field of the processor's options it fills), as librdkafka's property
+ * table and Redis's static_configs[] do. The table drives parsing, validation,
+ * `kefu run --list-config`, docs/CONFIG.md and the processor's options
+ * (kefu_config_fill()), so adding a key is one row there and nothing else.
  *
  * Sources, later winning (the caller applies them in this order):
  *   1. kefu_config_load_file()  "key = value" lines
@@ -86,6 +87,33 @@ bool kefu_config_bool(const kefu_config_t *c, const char *key);
  *  followed by a NULL, and returns the count. The array and its strings are owned by
  *  @p c: read them, do not change or free them. */
 size_t kefu_config_list(const kefu_config_t *c, const char *key, const char ***items);
+
+/* Where a key's value goes in a caller's struct: the field's offset and C type. Only the
+ * caller knows its struct, so it builds the bindings (cli/options.c, from the FIELD()
+ * column of config_keys.h); ops/ never sees the struct. */
+typedef enum kefu_config_ctype {
+  KEFU_CONFIG_C_NONE,   /* no field: the caller reads the key itself */
+  KEFU_CONFIG_C_INT,    /* int, from an int key whose range fits an int */
+  KEFU_CONFIG_C_INT64,  /* int64_t, from an int key */
+  KEFU_CONFIG_C_DOUBLE, /* double, from a double key */
+  KEFU_CONFIG_C_BOOL,   /* bool, from a bool key */
+  KEFU_CONFIG_C_STR,    /* const char *, from a string or enum key; owned by the config */
+  KEFU_CONFIG_C_LIST    /* const char *const *, NULL-terminated; owned by the config */
+} kefu_config_ctype_t;
+
+typedef struct kefu_config_binding {
+  const char *key;
+  size_t offset; /* of the field in the caller's struct */
+  kefu_config_ctype_t ctype;
+} kefu_config_binding_t;
+
+/** @brief Copies the value of each bound key into its field of @p base, the struct the
+ *  @p n @p bindings describe; rows of KEFU_CONFIG_C_NONE are skipped. Strings and lists
+ *  point into @p c, which must outlive @p base.
+ *  @returns 0, or -1 with @p errstr naming the first binding whose key is unknown or
+ *  whose C type cannot hold the key's values (@p base may then be partly filled). */
+int kefu_config_fill(const kefu_config_t *c, void *base, const kefu_config_binding_t *bindings,
+                     size_t n, char *errstr, size_t errlen);
 
 /** @brief Calls @p fn for each "kafka.*" pair, in first-set order, with the key without
  *  its "kafka." prefix. The strings are owned by @p c. */

@@ -4,9 +4,11 @@
  * (inclusive) after the pair's first decision. ROUTE-7 uses it once an agent has 20
  * such outcomes.
  *
- * A pair is open on the buyer (`conversion`: agent -> first decision ts) until the buyer
- * pays within the window (converted) or the window's timer fires (not converted); its
- * outcome then joins the agent's `outcomes` [[first ts, 0/1], ...], kept 30 days. */
+ * A pair is open on the buyer (kefu_buyer_t.pairs: agent, first decision ts; in the
+ * order they opened) until the buyer pays within the window (converted) or the
+ * window's timer fires (not converted); its outcome then joins the agent's `outcomes`
+ * (oldest first), kept 30 days. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "rules/conversion.h"
@@ -15,75 +17,84 @@
 #define WINDOW_MS DAY_MS
 #define KEPT_MS (30 * DAY_MS)
 #define MIN_OUTCOMES 20
-#define TIMER_WINDOW "conversion_window"
 
 static void add_outcome(kefu_shop_t *shop, const char *agent_id, int64_t first, bool converted,
                         int64_t now) {
-  json_t *a = kefu_shop_get(shop, KEFU_ENT_AGENT, agent_id);
+  kefu_agent_t *a = kefu_shop_agent(shop, agent_id);
   if (!a)
     return;
-  json_t *old = json_object_get(a, "outcomes"), *kept = json_array(), *o;
-  size_t i;
-  json_array_foreach(old, i, o) if (now - json_integer_value(json_array_get(o, 0)) <= KEPT_MS)
-      json_array_append(kept, o);
-  json_array_append_new(kept, json_pack("[I, i]", (json_int_t)first, converted ? 1 : 0));
-  json_object_set_new(a, "outcomes", kept);
-  kefu_shop_touch(shop, KEFU_ENT_AGENT, agent_id);
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < a->noutcomes; i++)
+    if (now - a->outcomes[i].first <= KEPT_MS)
+      a->outcomes[k++] = a->outcomes[i];
+  a->outcomes = realloc(a->outcomes, (k + 1) * sizeof *a->outcomes);
+  a->outcomes[k++] = (kefu_outcome_t){first, converted};
+  a->noutcomes = k;
+  kefu_agent_touch(a);
 }
 
-void kefu_conversion_routed(kefu_shop_t *shop, const char *buyer_id, json_t *buyer,
-                            const char *agent_id, int64_t ts, kefu_emitter_t *out) {
-  json_t *pairs = json_object_get(buyer, "conversion");
-  if (!json_is_object(pairs)) {
-    pairs = json_object();
-    json_object_set_new(buyer, "conversion", pairs);
-  }
-  if (json_object_get(pairs, agent_id))
+/* Removes the buyer's pair @p i, keeping the others' order. */
+static void pair_remove(kefu_buyer_t *b, uint32_t i) {
+  free(b->pairs[i].agent_id);
+  memmove(&b->pairs[i], &b->pairs[i + 1], (b->npairs - i - 1) * sizeof *b->pairs);
+  b->npairs--;
+}
+
+static int pair_find(const kefu_buyer_t *b, const char *agent_id) {
+  for (uint32_t i = 0; i < b->npairs; i++)
+    if (kefu_str_eq(b->pairs[i].agent_id, agent_id))
+      return (int)i;
+  return -1;
+}
+
+void kefu_conversion_routed(kefu_shop_t *shop, kefu_buyer_t *buyer, const char *agent_id,
+                            int64_t ts, kefu_emitter_t *out) {
+  if (pair_find(buyer, agent_id) >= 0)
     return; /* the pair's first decision counts */
-  json_object_set_new(pairs, agent_id, json_integer(ts));
-  kefu_schedule(out, shop, ts + WINDOW_MS, TIMER_WINDOW, buyer_id,
-                json_pack("{s:s, s:I}", "agent_id", agent_id, "first", (json_int_t)ts));
+  buyer->pairs = realloc(buyer->pairs, (buyer->npairs + 1) * sizeof *buyer->pairs);
+  buyer->pairs[buyer->npairs++] = (kefu_pair_t){strdup(agent_id), ts};
+  kefu_schedule(out, shop, buyer->id, ts + WINDOW_MS, KEFU_TIMER_CONVERSION_WINDOW, ts, 0, 0,
+                agent_id);
 }
 
 void kefu_conversion_paid(kefu_shop_t *shop, const char *buyer_id, int64_t ts) {
-  json_t *buyer = kefu_shop_get(shop, KEFU_ENT_BUYER, buyer_id);
-  json_t *pairs = json_object_get(buyer, "conversion"), *first;
-  const char *agent_id;
-  void *tmp;
-  json_object_foreach_safe(pairs, tmp, agent_id, first) {
-    int64_t f = json_integer_value(first);
-    if (ts < f || ts - f > WINDOW_MS)
+  kefu_buyer_t *buyer = buyer_id ? kefu_shop_buyer(shop, buyer_id) : NULL;
+  if (!buyer)
+    return;
+  /* Each converted pair's outcome goes to its own agent: the order of the pairs does
+   * not change any agent's outcomes. */
+  for (uint32_t i = 0; i < buyer->npairs;) {
+    int64_t f = buyer->pairs[i].first;
+    if (ts < f || ts - f > WINDOW_MS) {
+      i++;
       continue;
-    add_outcome(shop, agent_id, f, true, ts);
-    json_object_del(pairs, agent_id);
-    kefu_shop_touch(shop, KEFU_ENT_BUYER, buyer_id);
+    }
+    add_outcome(shop, buyer->pairs[i].agent_id, f, true, ts);
+    pair_remove(buyer, i);
+    kefu_buyer_touch(buyer);
   }
 }
 
-bool kefu_conversion_timer(kefu_shop_t *shop, const kefu_timer_t *t) {
-  if (strcmp(t->kind, TIMER_WINDOW) != 0)
+bool kefu_conversion_timer(kefu_shop_t *shop, const char *buyer_id, const kefu_timer_t *t) {
+  if (t->kind != KEFU_TIMER_CONVERSION_WINDOW)
     return false;
-  json_t *buyer = kefu_shop_get(shop, KEFU_ENT_BUYER, t->buyer_id);
-  json_t *pairs = json_object_get(buyer, "conversion");
-  const char *agent_id = kefu_json_str(t->payload, "agent_id");
-  int64_t first = kefu_json_int(t->payload, "first", -1);
-  if (agent_id && kefu_json_int(pairs, agent_id, -2) == first) {
-    add_outcome(shop, agent_id, first, false, t->deadline);
-    json_object_del(pairs, agent_id);
-    kefu_shop_touch(shop, KEFU_ENT_BUYER, t->buyer_id);
+  kefu_buyer_t *buyer = buyer_id ? kefu_shop_buyer(shop, buyer_id) : NULL;
+  int i = buyer && t->ref ? pair_find(buyer, t->ref) : -1;
+  if (i >= 0 && buyer->pairs[i].first == t->a) {
+    add_outcome(shop, t->ref, t->a, false, t->deadline);
+    pair_remove(buyer, (uint32_t)i);
+    kefu_buyer_touch(buyer);
   }
   return true;
 }
 
-bool kefu_conversion_measured(const json_t *agent, int64_t now, double *rate) {
-  json_t *o;
-  size_t i;
+bool kefu_conversion_measured(const kefu_agent_t *agent, int64_t now, double *rate) {
   int n = 0, converted = 0;
-  json_array_foreach(json_object_get(agent, "outcomes"), i, o) {
-    if (now - json_integer_value(json_array_get(o, 0)) > KEPT_MS)
+  for (uint32_t i = 0; i < agent->noutcomes; i++) {
+    if (now - agent->outcomes[i].first > KEPT_MS)
       continue;
     n++;
-    converted += (int)json_integer_value(json_array_get(o, 1));
+    converted += agent->outcomes[i].converted ? 1 : 0;
   }
   if (n < MIN_OUTCOMES)
     return false;

@@ -25,29 +25,45 @@ static json_t *answer(const kefu_rules_env_t *env, const char *courier, const ch
   return result(courier, json_boolean(ok), ok ? NULL : reason);
 }
 
-static void add_unique(json_t *list, const char *courier) {
-  size_t i;
-  json_t *c;
+/* The couriers asked about, each once, in the order first named (borrowed strings). */
+typedef struct courier_list {
+  const char **v;
+  size_t n, cap;
+  const char *local[16];
+} courier_list_t;
+
+static void add_unique(courier_list_t *l, const char *courier) {
   if (!courier)
     return;
-  json_array_foreach(list, i, c) if (strcmp(json_string_value(c), courier) == 0) return;
-  json_array_append_new(list, json_string(courier));
+  for (size_t i = 0; i < l->n; i++)
+    if (strcmp(l->v[i], courier) == 0)
+      return;
+  if (l->n == l->cap) {
+    size_t cap = l->cap * 2;
+    const char **v = malloc(cap * sizeof *v);
+    memcpy(v, l->v, l->n * sizeof *v);
+    if (l->v != l->local)
+      free(l->v);
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = courier;
 }
 
 /* DELIV-3: the couriers asked about — the order's package couriers (the shop's couriers
  * while it has no package), or the listed ones, else the shop's. */
-static json_t *couriers_for(kefu_shop_t *shop, const json_t *order, const json_t *listed) {
-  json_t *out = json_array(), *p;
-  size_t i;
+static void couriers_for(const kefu_shop_t *shop, const kefu_order_t *order,
+                         const kefu_strv_t *listed, courier_list_t *out) {
   if (order) {
-    json_array_foreach(json_object_get(order, "packages"), i, p)
-        add_unique(out, kefu_json_str(p, "courier"));
+    for (uint32_t i = 0; i < order->npackages; i++)
+      add_unique(out, order->packages[i].courier);
   } else {
-    json_array_foreach(listed, i, p) add_unique(out, json_string_value(p));
+    for (uint32_t i = 0; i < listed->n; i++)
+      add_unique(out, listed->v[i]);
   }
-  if (json_array_size(out) == 0)
-    json_array_foreach(kefu_cfg_get(shop, "couriers"), i, p) add_unique(out, json_string_value(p));
-  return out;
+  if (out->n == 0)
+    for (uint32_t i = 0; i < shop->config.couriers.n; i++)
+      add_unique(out, shop->config.couriers.v[i]);
 }
 
 #define DELIV_MAX_ORDERS 100
@@ -68,20 +84,19 @@ static int newest_first(const void *a, const void *b) {
 
 /* The first package of @p order whose supported courier cannot deliver now, or NULL. */
 static json_t *undeliverable_entry(const kefu_rules_env_t *env, const char *order_id,
-                                   const json_t *order, int64_t ts) {
-  const char *region = kefu_json_str(order, "region_code"), *reason;
-  json_t *pkg;
-  size_t i;
+                                   const kefu_order_t *order, int64_t ts) {
+  const char *region = order->region_code, *reason;
   if (!region)
     return NULL;
-  json_array_foreach(json_object_get(order, "packages"), i, pkg) {
-    const char *courier = kefu_json_str(pkg, "courier");
+  for (uint32_t i = 0; i < order->npackages; i++) {
+    const kefu_package_t *pkg = &order->packages[i];
+    const char *courier = pkg->courier;
     if (!courier || kefu_enum_parse(kefu_supported_courier_names, courier) < 0 ||
         kefu_courier_deliverable(env->couriers, courier, region, ts, &reason))
       continue;
     return json_pack("{s:s, s:s?, s:s, s:s?, s:s, s:s?}", "order_id", order_id, "buyer_id",
-                     kefu_json_str(order, "buyer_id"), "courier", courier, "tracking_no",
-                     kefu_json_str(pkg, "tracking_no"), "region_code", region, "reason", reason);
+                     order->buyer_id, "courier", courier, "tracking_no", pkg->tracking_no,
+                     "region_code", region, "reason", reason);
   }
   return NULL;
 }
@@ -89,21 +104,22 @@ static json_t *undeliverable_entry(const kefu_rules_env_t *env, const char *orde
 /* DELIV-4: orders shipped in the last 30 days, never SIGNED or COMPLETED, not CLOSED,
  * whose destination a supported courier of theirs cannot reach now; once per order,
  * newest shipment first, at most 100. */
-static json_t *undeliverable_orders(const kefu_rules_env_t *env, kefu_shop_t *shop, int64_t ts) {
-  size_t n = json_object_size(shop->shipped), k = 0;
+static json_t *undeliverable_orders(const kefu_rules_env_t *env, const kefu_shop_t *shop,
+                                    int64_t ts) {
+  size_t n = kefu_map_size(&shop->shipped.by_order), k = 0;
   shipped_ref_t *refs = calloc(n ? n : 1, sizeof *refs);
-  json_t *list = json_array(), *v;
+  json_t *list = json_array();
   const char *id;
-  json_object_foreach(shop->shipped, id, v) {
-    int64_t shipped = json_integer_value(v);
+  void *v;
+  kefu_map_foreach(&shop->shipped.by_order, it, id, v) {
+    int64_t shipped = (int64_t)(intptr_t)v;
     if (shipped >= ts - DELIV_WINDOW_MS && shipped <= ts)
       refs[k++] = (shipped_ref_t){id, shipped};
   }
   qsort(refs, k, sizeof *refs, newest_first);
   for (size_t i = 0; i < k && json_array_size(list) < DELIV_MAX_ORDERS; i++) {
-    json_t *order = kefu_shop_get(shop, KEFU_ENT_ORDER, refs[i].order_id);
-    json_t *entry = order && !json_is_true(json_object_get(order, "signed")) &&
-                            !kefu_json_str_eq(order, "status", "CLOSED")
+    const kefu_order_t *order = kefu_shop_order(shop, refs[i].order_id);
+    json_t *entry = order && !order->signed_ && order->status != KEFU_ORDER_CLOSED
                         ? undeliverable_entry(env, refs[i].order_id, order, ts)
                         : NULL;
     if (entry)
@@ -115,34 +131,36 @@ static json_t *undeliverable_orders(const kefu_rules_env_t *env, kefu_shop_t *sh
 
 void kefu_rules_deliverability_query(const kefu_rules_env_t *env, kefu_shop_t *shop,
                                      const kefu_event_t *ev, kefu_emitter_t *out) {
-  const char *region = kefu_json_str(ev->rec, "region_code");
-  json_t *order = NULL, *results = json_array(), *couriers = NULL, *c;
-  const char *error = NULL;
-  size_t i;
+  const char *region = ev->chat.region_code, *error = NULL;
+  const kefu_order_t *order = NULL;
+  json_t *results = json_array();
 
   if (ev->order_id) {
-    order = kefu_shop_get(shop, KEFU_ENT_ORDER, ev->order_id);
+    order = kefu_shop_order(shop, ev->order_id);
     if (!order)
       error = "UNKNOWN_ORDER";
     else
-      region = kefu_json_str(order, "region_code");
+      region = order->region_code;
   }
   if (!error) {
-    couriers = couriers_for(shop, order, json_object_get(ev->rec, "couriers"));
-    json_array_foreach(couriers, i, c)
-        json_array_append_new(results, answer(env, json_string_value(c), region, ev->ts));
-    json_decref(couriers);
+    courier_list_t couriers = {0};
+    couriers.v = couriers.local;
+    couriers.cap = sizeof couriers.local / sizeof *couriers.local;
+    couriers_for(shop, order, &ev->chat.couriers, &couriers);
+    for (size_t i = 0; i < couriers.n; i++)
+      json_array_append_new(results, answer(env, couriers.v[i], region, ev->ts));
+    if (couriers.v != couriers.local)
+      free(couriers.v);
   }
+  const kefu_buyer_t *buyer = ev->buyer_id ? kefu_shop_buyer(shop, ev->buyer_id) : NULL;
   json_t *card = json_pack(
       "{s:s, s:s, s:s?, s:s, s:b, s:s?, s:s?, s:s?, s:o, s:o, s:I}", "card",
       "DELIVERABILITY_RESULT", "shop_id", ev->shop_id, "buyer_id", ev->buyer_id, "agent_id",
-      ev->agent_id, "assessment_exempt", ev->buyer_id && kefu_rules_three_party(shop, ev->buyer_id),
-      "order_id", ev->order_id, "region_code",
-      ev->order_id ? (order ? kefu_json_str(order, "region_code") : NULL) : region, "error", error,
-      "results", results, "undeliverable_orders",
-      json_is_true(json_object_get(ev->rec, "list_undeliverable")) && !error
-          ? undeliverable_orders(env, shop, ev->ts)
-          : json_array(),
+      ev->agent_id, "assessment_exempt", buyer && kefu_rules_three_party(buyer), "order_id",
+      ev->order_id, "region_code", ev->order_id ? (order ? order->region_code : NULL) : region,
+      "error", error, "results", results, "undeliverable_orders",
+      ev->chat.list_undeliverable && !error ? undeliverable_orders(env, shop, ev->ts)
+                                            : json_array(),
       "ts", (json_int_t)ev->ts);
-  kefu_emit(out, KEFU_T_SERVICE_CARDS, 'c', "card_id", card);
+  kefu_emit(out, KEFU_REC_CARD, card);
 }

@@ -8,12 +8,14 @@
 bool kefu_is_logistics_intent(const char *intent);
 
 /** @brief The order a message asks about: the named one if it is the buyer's, else the
- *  buyer's most recently updated order; NULL when none. *order_id is set to its id. */
-json_t *kefu_rules_inquiry_order(kefu_shop_t *shop, const kefu_event_t *ev, const char **order_id);
+ *  buyer's most recently updated order; NULL when none. *order_id is set to its id
+ *  (borrowed; NULL with no order). */
+const kefu_order_t *kefu_rules_inquiry_order(const kefu_shop_t *shop, const kefu_event_t *ev,
+                                             const char **order_id);
 
 /** @brief INSIGHT-1's cause of @p order (may be NULL: UNKNOWN) at @p ts, and its factor. */
-const char *kefu_inquiry_cause(const kefu_rules_env_t *env, const json_t *order, int64_t ts,
-                               const char **factor);
+kefu_cause_t kefu_inquiry_cause(const kefu_rules_env_t *env, const kefu_order_t *order, int64_t ts,
+                                const char **factor);
 
 /** @brief A BUYER_MSG with a logistics intent: an InquiryInsight, counted for the day. */
 void kefu_rules_insight(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev,

@@ -9,9 +9,14 @@
  * grace, the day closes: a DAILY_REPORT, and the penalty life cycle (VIOLATION,
  * PENALTY_REVOKED, ESCALATION).
  *
- * State: the buyer's open waits (`waits`), per day a shop-wide tally in the meta hash
- * (`day:<YYYY-MM-DD>`: consultations by key -> {kind, ok}, cause counts), the days still
- * open (`days`), and the penalty record (`penalty`). */
+ * State (rules/model.h): the buyer's open waits and its consultations of days not yet
+ * closed (each with its ok flag); per open day of the shop (rate.days) the counts of
+ * consultations and of effective ones by responder class, the cause counts of
+ * INSIGHT-2 and the close deadline; the last closed day; the penalty record. A new
+ * consultation counts one in both counts of its class; a wait timing out while its
+ * consultation is still effective and its day open takes one from the effective count.
+ * A buyer's consultations of closed days are never read again and are dropped the next
+ * time the buyer changes (a day close does not visit the buyers). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,20 +24,24 @@
 
 #include "common/enums.h"
 #include "rules/response_rate.h"
-#include "rules/routing.h"
 
 #define DAY_MS INT64_C(86400000)
 #define MINUTE_MS INT64_C(60000)
-#define TIMER_WAIT "response_wait"
-#define TIMER_DAY_CLOSE "day_close"
 
+/* Bit i of kefu_rate_t.penalties. */
 static const char *const penalty_order[] = {"TRAFFIC_DOWNWEIGHT", "LISTING_RESTRICTED",
                                             "MARKETING_RESTRICTED", "SHOP_SUPERVISED"};
+enum {
+  PEN_TRAFFIC_DOWNWEIGHT = 1u << 0,
+  PEN_LISTING_RESTRICTED = 1u << 1,
+  PEN_MARKETING_RESTRICTED = 1u << 2,
+  PEN_SHOP_SUPERVISED = 1u << 3,
+};
 
 /* ------------------------------------------------------------------ local time */
 
 static int64_t offset_ms(const kefu_shop_t *shop) {
-  return kefu_cfg_int(shop, "utc_offset_minutes") * MINUTE_MS;
+  return (int64_t)shop->config.utc_offset_minutes * MINUTE_MS;
 }
 
 static int64_t local_day(int64_t ts, int64_t off) {
@@ -53,158 +62,223 @@ static bool in_window(const kefu_shop_t *shop, int64_t ts) {
   return minute >= 8 * 60 && minute < 23 * 60;
 }
 
-/* ------------------------------------------------------------------ shop-wide records */
+/* ------------------------------------------------------------------ open days */
 
-static json_t *meta(kefu_shop_t *shop, const char *name, const char *init) {
-  json_t *m = kefu_shop_get(shop, KEFU_ENT_META, name);
-  if (!m) {
-    m = json_loads(init, 0, NULL);
-    json_object_set_new(shop->entities[KEFU_ENT_META], name, m);
-  }
-  kefu_shop_touch(shop, KEFU_ENT_META, name);
-  return m;
+/* A closed day is never reopened: what a late event would add to it is dropped. */
+static bool day_closed(const kefu_shop_t *shop, int64_t day) {
+  return shop->rate.has_closed && day <= shop->rate.closed_through;
 }
 
-static json_t *day_tally(kefu_shop_t *shop, const char *day) {
-  char key[32];
-  snprintf(key, sizeof key, "day:%s", day);
-  return meta(shop, key, "{\"consultations\":{},\"causes\":{}}");
+static int find_day(const kefu_shop_t *shop, int64_t day) {
+  for (uint32_t i = 0; i < shop->rate.ndays; i++)
+    if (shop->rate.days[i].day == day)
+      return (int)i;
+  return -1;
 }
 
 /* The day's close is scheduled once, with the offset in force when it is scheduled
  * (a later change of offset applies from the next day, SPEC §1.3). */
-static void ensure_day_close(const kefu_rules_env_t *env, kefu_shop_t *shop, int64_t day,
-                             int64_t off, kefu_emitter_t *out) {
-  char name[16];
-  json_t *days = meta(shop, "days", "{\"open\":{},\"closed_through\":null}");
-  day_name(day, name, sizeof name);
-  if (json_object_get(json_object_get(days, "open"), name))
-    return;
-  int64_t deadline = (day + 1) * DAY_MS - off + env->params->day_close_grace_ms;
-  json_object_set_new(json_object_get(days, "open"), name, json_integer(deadline));
-  kefu_schedule(
-      out, shop, deadline, TIMER_DAY_CLOSE, NULL,
-      json_pack("{s:s, s:I}", "day", name, "midnight", (json_int_t)((day + 1) * DAY_MS - off)));
-}
-
-/* A closed day is never reopened: what a late event would add to it is dropped. */
-static bool day_closed(kefu_shop_t *shop, const char *day) {
-  const char *through = kefu_json_str(kefu_shop_get(shop, KEFU_ENT_META, "days"), "closed_through");
-  return through && strcmp(day, through) <= 0;
-}
-
-bool kefu_rules_rate_day_open(const kefu_rules_env_t *env, kefu_shop_t *shop, int64_t ts,
-                              kefu_emitter_t *out, char *day, size_t daylen) {
-  int64_t off = offset_ms(shop), d = local_day(ts, off);
-  day_name(d, day, daylen);
+kefu_rate_day_t *kefu_rules_rate_day_open(const kefu_rules_env_t *env, kefu_shop_t *shop,
+                                          int64_t ts, kefu_emitter_t *out) {
+  int64_t off = offset_ms(shop), day = local_day(ts, off);
   if (day_closed(shop, day))
+    return NULL;
+  int i = find_day(shop, day);
+  if (i >= 0)
+    return &shop->rate.days[i];
+  kefu_rate_t *r = &shop->rate;
+  int64_t midnight = (day + 1) * DAY_MS - off,
+          deadline = midnight + env->params->day_close_grace_ms;
+  uint32_t at = 0;
+  while (at < r->ndays && r->days[at].day < day) /* ascending */
+    at++;
+  r->days = realloc(r->days, (r->ndays + 1) * sizeof *r->days);
+  memmove(&r->days[at + 1], &r->days[at], (r->ndays - at) * sizeof *r->days);
+  r->ndays++;
+  r->days[at] = (kefu_rate_day_t){.day = (int32_t)day, .close_deadline = deadline};
+  r->changed = true;
+  kefu_schedule(out, shop, NULL, deadline, KEFU_TIMER_DAY_CLOSE, midnight, day, 0, NULL);
+  return &r->days[at];
+}
+
+/* Whether @p c has its place in the day's first-counted order. */
+static bool in_order(const kefu_rate_day_t *d, kefu_cause_t c) {
+  for (uint8_t i = 0; i < d->ncause_order; i++)
+    if (d->cause_order[i] == (uint8_t)c)
+      return true;
+  return false;
+}
+
+void kefu_rules_rate_count_cause(kefu_shop_t *shop, kefu_rate_day_t *day, kefu_cause_t cause) {
+  if (!in_order(day, cause) && day->ncause_order < KEFU_CAUSE__COUNT)
+    day->cause_order[day->ncause_order++] = (uint8_t)cause;
+  day->causes[cause]++;
+  shop->rate.changed = true;
+}
+
+/* ------------------------------------------------------------------ responders */
+
+typedef struct responder {
+  kefu_target_t kind; /* AGENT, BOT, LEAVE_MESSAGE or QUEUE */
+  const char *id;     /* agent id or leave-message target; NULL for BOT and QUEUE */
+} responder_t;
+
+static bool responder_of(const kefu_buyer_t *b, responder_t *r) {
+  if (!b || !b->has_session || b->session.target == KEFU_TARGET_NONE)
     return false;
-  ensure_day_close(env, shop, d, off, out);
+  const kefu_session_t *s = &b->session;
+  r->kind = s->target;
+  r->id = s->target == KEFU_TARGET_AGENT           ? s->agent_id
+          : s->target == KEFU_TARGET_LEAVE_MESSAGE ? kefu_leave_target_names[s->leave_target]
+                                                   : NULL;
   return true;
+}
+
+/* One responder: the same kind and id (an absent id is the empty one). */
+static bool same_responder(kefu_target_t kind, const char *id, kefu_target_t kind2,
+                           const char *id2) {
+  return kind == kind2 && strcmp(id ? id : "", id2 ? id2 : "") == 0;
+}
+
+static int class_of(kefu_target_t kind) {
+  return kind == KEFU_TARGET_BOT     ? KEFU_CLASS_BOT
+         : kind == KEFU_TARGET_AGENT ? KEFU_CLASS_HUMAN
+                                     : KEFU_CLASS_OTHER; /* leave-message and queue */
+}
+
+/* ------------------------------------------------------------------ a buyer's records */
+
+static kefu_consultation_t *find_consultation(kefu_buyer_t *b, int64_t day, kefu_target_t kind,
+                                              const char *id) {
+  for (uint32_t i = 0; i < b->nconsultations; i++) {
+    kefu_consultation_t *c = &b->consultations[i];
+    if (c->day == day && same_responder(c->kind, c->id, kind, id))
+      return c;
+  }
+  return NULL;
+}
+
+/* The buyer's consultations of closed days are counted in a report already: dropped. */
+static void drop_closed(const kefu_shop_t *shop, kefu_buyer_t *b) {
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < b->nconsultations; i++) {
+    if (day_closed(shop, b->consultations[i].day))
+      free(b->consultations[i].id);
+    else
+      b->consultations[k++] = b->consultations[i];
+  }
+  b->nconsultations = k;
+}
+
+static void add_consultation(kefu_buyer_t *b, int64_t day, const responder_t *r) {
+  b->consultations = realloc(b->consultations, (b->nconsultations + 1) * sizeof *b->consultations);
+  kefu_consultation_t *c = &b->consultations[b->nconsultations++];
+  *c = (kefu_consultation_t){.day = (int32_t)day, .kind = r->kind, .ok = true};
+  kefu_str_set(&c->id, r->id);
+}
+
+static void add_wait(kefu_buyer_t *b, int64_t day, const responder_t *r, int64_t opened) {
+  b->waits = realloc(b->waits, (b->nwaits + 1) * sizeof *b->waits);
+  kefu_wait_t *w = &b->waits[b->nwaits++];
+  *w = (kefu_wait_t){.kind = r->kind, .opened = opened, .day = (int32_t)day};
+  kefu_str_set(&w->id, r->id);
+}
+
+static void remove_wait(kefu_buyer_t *b, uint32_t i) {
+  free(b->waits[i].id);
+  memmove(&b->waits[i], &b->waits[i + 1], (b->nwaits - i - 1) * sizeof *b->waits);
+  b->nwaits--;
 }
 
 /* ------------------------------------------------------------------ waits */
 
-typedef struct responder {
-  const char *kind; /* AGENT, BOT, LEAVE_MESSAGE or QUEUE */
-  const char *id;   /* agent id or leave-message target; NULL for BOT and QUEUE */
-  char key[KEFU_ID_MAX + 8];
-} responder_t;
-
-static bool responder_of(const json_t *buyer, responder_t *r) {
-  json_t *s = json_object_get(buyer, "session");
-  if (!json_is_object(s))
-    return false;
-  r->kind = kefu_json_str(s, "target");
-  r->id = kefu_str_eq(r->kind, "AGENT")           ? kefu_json_str(s, "agent_id")
-          : kefu_str_eq(r->kind, "LEAVE_MESSAGE") ? kefu_json_str(s, "leave_target")
-                                                  : NULL;
-  snprintf(r->key, sizeof r->key, "%s:%s", r->kind ? r->kind : "?", r->id ? r->id : "");
-  return r->kind != NULL;
-}
-
-static json_t *waits_of(json_t *buyer) {
-  json_t *w = json_object_get(buyer, "waits");
-  if (!json_is_array(w)) {
-    w = json_array();
-    json_object_set_new(buyer, "waits", w);
-  }
-  return w;
-}
-
 /* RATE-1..3: a counted BUYER_MSG, after routing. */
 static void buyer_message(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev,
-                          json_t *buyer, kefu_emitter_t *out) {
+                          kefu_emitter_t *out) {
+  kefu_buyer_t *b = kefu_shop_buyer(shop, ev->buyer_id);
   responder_t r;
-  char day[16], key[2 * KEFU_ID_MAX + 16];
-  if (!kefu_cfg_bool(shop, "response_rate_assessed") || !in_window(shop, ev->ts) ||
-      kefu_rules_buyer_three_party(buyer) || !responder_of(buyer, &r) ||
-      !kefu_rules_rate_day_open(env, shop, ev->ts, out, day, sizeof day))
+  kefu_rate_day_t *d;
+  if (!shop->config.response_rate_assessed || !in_window(shop, ev->ts) || !b ||
+      kefu_rules_three_party(b) || !responder_of(b, &r) ||
+      !(d = kefu_rules_rate_day_open(env, shop, ev->ts, out)))
     return;
-  json_t *consultations = json_object_get(day_tally(shop, day), "consultations");
-  snprintf(key, sizeof key, "%s|%s", ev->buyer_id, r.key);
-  if (!json_object_get(consultations, key))
-    json_object_set_new(consultations, key, json_pack("{s:s, s:b}", "kind", r.kind, "ok", 1));
-  json_t *waits = waits_of(buyer), *w;
-  size_t i;
-  json_array_foreach(waits, i, w) if (kefu_str_eq(kefu_json_str(w, "responder"), r.key) &&
-                                      kefu_str_eq(kefu_json_str(w, "day"), day)) return;
-  json_array_append_new(waits,
-                        json_pack("{s:s, s:s, s:s?, s:I, s:s}", "responder", r.key, "kind", r.kind,
-                                  "id", r.id, "opened", (json_int_t)ev->ts, "day", day));
-  kefu_shop_touch(shop, KEFU_ENT_BUYER, ev->buyer_id);
-  kefu_schedule(out, shop, ev->ts + env->params->response_wait_ms, TIMER_WAIT, ev->buyer_id,
-                json_pack("{s:s, s:I}", "responder", r.key, "opened", (json_int_t)ev->ts));
+  int64_t day = d->day;
+  bool counted = find_consultation(b, day, r.kind, r.id) != NULL, waiting = false;
+  for (uint32_t i = 0; i < b->nwaits && !waiting; i++)
+    waiting =
+        same_responder(b->waits[i].kind, b->waits[i].id, r.kind, r.id) && b->waits[i].day == day;
+  if (counted && waiting)
+    return;
+  drop_closed(shop, b); /* the buyer changes below */
+  kefu_buyer_touch(b);
+  if (!counted) {
+    add_consultation(b, day, &r);
+    d->consultations[class_of(r.kind)]++;
+    d->effective[class_of(r.kind)]++;
+    shop->rate.changed = true;
+  }
+  if (waiting)
+    return;
+  add_wait(b, day, &r, ev->ts);
+  kefu_schedule(out, shop, ev->buyer_id, ev->ts + env->params->response_wait_ms,
+                KEFU_TIMER_RESPONSE_WAIT, ev->ts, 0, (int32_t)r.kind, r.id);
 }
 
 /* RATE-3: any bot message, or a human's own reply, ends all the buyer's open waits. The
  * ones still open are met: a late one's timer fired before this event (SPEC §1.3). */
-static void reply(kefu_shop_t *shop, const kefu_event_t *ev, json_t *buyer) {
-  json_t *waits = json_object_get(buyer, "waits");
-  if (ev->type == KEFU_CHAT_AGENT_MSG && json_is_true(json_object_get(ev->rec, "auto_reply")))
+static void reply(kefu_shop_t *shop, const kefu_event_t *ev) {
+  if (ev->type == KEFU_CHAT_AGENT_MSG && ev->chat.auto_reply)
     return;
-  if (json_array_size(waits) == 0)
+  kefu_buyer_t *b = kefu_shop_buyer(shop, ev->buyer_id);
+  if (!b || b->nwaits == 0)
     return;
-  json_array_clear(waits);
-  kefu_shop_touch(shop, KEFU_ENT_BUYER, ev->buyer_id);
+  for (uint32_t i = 0; i < b->nwaits; i++)
+    free(b->waits[i].id);
+  free(b->waits);
+  b->waits = NULL;
+  b->nwaits = 0;
+  drop_closed(shop, b);
+  kefu_buyer_touch(b);
 }
 
 void kefu_rules_response_rate(const kefu_rules_env_t *env, kefu_shop_t *shop,
                               const kefu_event_t *ev, kefu_emitter_t *out) {
-  if (!ev->buyer_id)
+  if (ev->source != KEFU_SRC_CHAT || !ev->buyer_id)
     return;
-  json_t *buyer = kefu_rules_buyer(shop, ev->buyer_id);
   if (ev->type == KEFU_CHAT_BUYER_MSG)
-    buyer_message(env, shop, ev, buyer, out);
+    buyer_message(env, shop, ev, out);
   else if (ev->type == KEFU_CHAT_BOT_MSG || ev->type == KEFU_CHAT_AGENT_MSG)
-    reply(shop, ev, buyer);
+    reply(shop, ev);
 }
 
 /* RATE-3: the wait's 180 s passed unanswered. */
-static void wait_timeout(kefu_shop_t *shop, const kefu_timer_t *t, kefu_emitter_t *out) {
-  json_t *buyer = kefu_shop_get(shop, KEFU_ENT_BUYER, t->buyer_id), *w;
-  const char *responder = kefu_json_str(t->payload, "responder");
-  int64_t opened = kefu_json_int(t->payload, "opened", -1);
-  size_t i;
-  char key[2 * KEFU_ID_MAX + 16];
-  json_array_foreach(json_object_get(buyer, "waits"), i, w) {
-    if (!kefu_str_eq(kefu_json_str(w, "responder"), responder) ||
-        kefu_json_int(w, "opened", -2) != opened)
+static void wait_timeout(kefu_shop_t *shop, const char *buyer_id, const kefu_timer_t *t,
+                         kefu_emitter_t *out) {
+  kefu_buyer_t *b = buyer_id ? kefu_shop_buyer(shop, buyer_id) : NULL;
+  kefu_target_t kind = (kefu_target_t)t->ref_kind;
+  for (uint32_t i = 0; b && i < b->nwaits; i++) {
+    kefu_wait_t *w = &b->waits[i];
+    if (!same_responder(w->kind, w->id, kind, t->ref) || w->opened != t->a)
       continue;
-    const char *day = kefu_json_str(w, "day");
-    snprintf(key, sizeof key, "%s|%s", t->buyer_id, responder);
-    if (!day_closed(shop, day))
-      json_object_set_new(
-          json_object_get(json_object_get(day_tally(shop, day), "consultations"), key), "ok",
-          json_false());
-    kefu_emit(out, KEFU_T_RESPONSE_EVENTS, 'e', "response_event_id",
+    if (!day_closed(shop, w->day)) {
+      kefu_consultation_t *c = find_consultation(b, w->day, w->kind, w->id);
+      int d = find_day(shop, w->day);
+      if (c && c->ok) {
+        c->ok = false;
+        if (d >= 0)
+          shop->rate.days[d].effective[class_of(c->kind)]--;
+        shop->rate.changed = true;
+      }
+    }
+    kefu_emit(out, KEFU_REC_RESPONSE_EVENT,
               json_pack("{s:s, s:s, s:s, s:s, s:s?, s:I, s:I, s:I}", "type", "RESPONSE_TIMEOUT",
-                        "shop_id", shop->id, "buyer_id", t->buyer_id, "responder_kind",
-                        kefu_json_str(w, "kind"), "responder_id", kefu_json_str(w, "id"),
-                        "waiting_since", (json_int_t)opened, "deadline", (json_int_t)t->deadline,
-                        "ts", (json_int_t)t->deadline));
-    json_array_remove(json_object_get(buyer, "waits"), i);
-    kefu_shop_touch(shop, KEFU_ENT_BUYER, t->buyer_id);
+                        "shop_id", shop->id, "buyer_id", buyer_id, "responder_kind",
+                        kefu_target_names[w->kind], "responder_id", w->id, "waiting_since",
+                        (json_int_t)t->a, "deadline", (json_int_t)t->deadline, "ts",
+                        (json_int_t)t->deadline));
+    remove_wait(b, i);
+    drop_closed(shop, b);
+    kefu_buyer_touch(b);
     return;
   }
 }
@@ -215,33 +289,39 @@ typedef struct tally {
   json_int_t n, ok, n_bot, ok_bot, n_human, ok_human, n_other, ok_other;
 } tally_t;
 
-static tally_t count(const json_t *consultations) {
-  tally_t t = {0};
-  const char *key;
-  json_t *c;
-  json_object_foreach((json_t *)consultations, key, c) {
-    const char *kind = kefu_json_str(c, "kind");
-    bool ok = json_is_true(json_object_get(c, "ok"));
-    t.n++;
-    t.ok += ok;
-    if (kefu_str_eq(kind, "BOT")) {
-      t.n_bot++;
-      t.ok_bot += ok;
-    } else if (kefu_str_eq(kind, "AGENT")) {
-      t.n_human++;
-      t.ok_human += ok;
-    } else { /* leave-message and queue */
-      t.n_other++;
-      t.ok_other += ok;
-    }
-  }
+static tally_t count(const kefu_rate_day_t *d) {
+  tally_t t = {
+      .n_bot = d->consultations[KEFU_CLASS_BOT],
+      .ok_bot = d->effective[KEFU_CLASS_BOT],
+      .n_human = d->consultations[KEFU_CLASS_HUMAN],
+      .ok_human = d->effective[KEFU_CLASS_HUMAN],
+      .n_other = d->consultations[KEFU_CLASS_OTHER],
+      .ok_other = d->effective[KEFU_CLASS_OTHER],
+  };
+  t.n = t.n_bot + t.n_human + t.n_other;
+  t.ok = t.ok_bot + t.ok_human + t.ok_other;
   return t;
 }
 
-static json_t *penalties_json(const json_t *set) {
+/* The day's cause counts, in the order the causes were first counted (a count whose
+ * order is unknown, as in a state written without it, follows in enum order). */
+static json_t *causes_json(const kefu_rate_day_t *d) {
+  json_t *o = json_object();
+  for (uint8_t i = 0; i < d->ncause_order; i++) {
+    kefu_cause_t c = (kefu_cause_t)d->cause_order[i];
+    if (c < KEFU_CAUSE__COUNT && d->causes[c] > 0)
+      json_object_set_new(o, kefu_cause_names[c], json_integer(d->causes[c]));
+  }
+  for (int c = 0; c < KEFU_CAUSE__COUNT; c++)
+    if (d->causes[c] > 0 && !in_order(d, (kefu_cause_t)c))
+      json_object_set_new(o, kefu_cause_names[c], json_integer(d->causes[c]));
+  return o;
+}
+
+static json_t *penalties_json(uint32_t set) {
   json_t *out = json_array();
   for (int i = 0; i < 4; i++)
-    if (json_is_true(json_object_get(set, penalty_order[i])))
+    if (set & (1u << i))
       json_array_append_new(out, json_string(penalty_order[i]));
   return out;
 }
@@ -259,50 +339,53 @@ static void emit_record(kefu_shop_t *shop, const kefu_rules_env_t *env, const ch
       t->n_human, "consultations_other", t->n_other, "effective_by_bot", t->ok_bot,
       "effective_by_human", t->ok_human, "effective_other", t->ok_other, "cause_counts", causes,
       "ts", (json_int_t)ts);
-  kefu_emit(out, KEFU_T_RESPONSE_VIOLATIONS, 'r', "record_id", rec);
+  kefu_emit(out, KEFU_REC_RATE_RECORD, rec);
 }
 
 /* RATE-5..8 */
 static void day_close(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_timer_t *t,
                       kefu_emitter_t *out) {
-  const char *day = kefu_json_str(t->payload, "day");
-  char key[32];
-  snprintf(key, sizeof key, "day:%s", day);
-  json_t *tallyj = kefu_shop_get(shop, KEFU_ENT_META, key);
-  json_t *days = meta(shop, "days", "{\"open\":{},\"closed_through\":null}");
-  json_object_del(json_object_get(days, "open"), day);
-  if (!day_closed(shop, day))
-    json_object_set_new(days, "closed_through", json_string(day));
-  if (!tallyj)
+  kefu_rate_t *r = &shop->rate;
+  int64_t dayno = t->b;
+  char day[16];
+  day_name(dayno, day, sizeof day);
+  if (!day_closed(shop, dayno)) {
+    r->has_closed = true;
+    r->closed_through = (int32_t)dayno;
+  }
+  r->changed = true;
+  int i = find_day(shop, dayno);
+  if (i < 0)
     return;
-  tally_t tl = count(json_object_get(tallyj, "consultations"));
-  json_t *causes = json_object_get(tallyj, "causes");
-  json_t *pen = meta(shop, "penalty", "{\"in_force\":{},\"streak\":0,\"escalated\":false}");
-  json_t *in_force = json_object_get(pen, "in_force");
-  json_int_t streak = kefu_json_int(pen, "streak", 0);
-  json_t *from = json_integer(kefu_json_int(t->payload, "midnight", 0));
-  if (tl.n == 0 && json_object_size(causes) == 0)
-    goto done;
+  kefu_rate_day_t d = r->days[i];
+  memmove(&r->days[i], &r->days[i + 1], (r->ndays - (uint32_t)i - 1) * sizeof *r->days);
+  r->ndays--;
+
+  tally_t tl = count(&d);
+  json_int_t streak = r->streak;
+  json_t *causes = causes_json(&d);
+  if (tl.n == 0 && json_object_size(causes) == 0) {
+    json_decref(causes);
+    return;
+  }
+  json_t *from = json_integer(t->a);
   if (tl.n == 0) { /* RATE-5: cause counts only; RATE-7: such days count for nothing */
-    emit_record(shop, env, "DAILY_REPORT", day, &tl, causes, penalties_json(in_force), json_null(),
-                streak, t->deadline, out);
+    emit_record(shop, env, "DAILY_REPORT", day, &tl, causes, penalties_json(r->penalties),
+                json_null(), streak, t->deadline, out);
     goto done;
   }
   json_int_t thr = (json_int_t)(env->params->threshold * 10000.0 + 0.5);
   bool failed = tl.ok * 10000 < thr * tl.n; /* RATE-6, exact */
   if (failed) {
-    bool escalate =
-        ++streak >= env->params->escalate_after && !json_is_true(json_object_get(pen, "escalated"));
-    json_object_set_new(in_force, "TRAFFIC_DOWNWEIGHT", json_true());
-    json_object_set_new(in_force, "LISTING_RESTRICTED", json_true());
+    bool escalate = ++streak >= env->params->escalate_after && !r->escalated;
+    r->penalties |= PEN_TRAFFIC_DOWNWEIGHT | PEN_LISTING_RESTRICTED;
     if (escalate) {
-      json_object_set_new(in_force, "MARKETING_RESTRICTED", json_true());
-      json_object_set_new(in_force, "SHOP_SUPERVISED", json_true());
-      json_object_set_new(pen, "escalated", json_true());
+      r->penalties |= PEN_MARKETING_RESTRICTED | PEN_SHOP_SUPERVISED;
+      r->escalated = true;
     }
-    json_object_set_new(pen, "streak", json_integer(streak));
-    emit_record(shop, env, "DAILY_REPORT", day, &tl, causes, penalties_json(in_force), json_null(),
-                streak, t->deadline, out);
+    r->streak = (int32_t)streak;
+    emit_record(shop, env, "DAILY_REPORT", day, &tl, causes, penalties_json(r->penalties),
+                json_null(), streak, t->deadline, out);
     emit_record(shop, env, "VIOLATION", day, &tl, causes,
                 json_pack("[s, s]", "TRAFFIC_DOWNWEIGHT", "LISTING_RESTRICTED"), json_incref(from),
                 streak, t->deadline, out);
@@ -312,34 +395,27 @@ static void day_close(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu
                   streak, t->deadline, out);
     goto done;
   }
-  json_t *lifted = penalties_json(in_force);
-  json_object_clear(in_force);
-  json_object_set_new(pen, "streak", json_integer(0));
-  json_object_set_new(pen, "escalated", json_false());
+  uint32_t lifted = r->penalties;
+  r->penalties = 0;
+  r->streak = 0;
+  r->escalated = false;
   emit_record(shop, env, "DAILY_REPORT", day, &tl, causes, json_array(), json_null(), 0,
               t->deadline, out);
-  if (json_array_size(lifted)) /* RATE-7 */
-    emit_record(shop, env, "PENALTY_REVOKED", day, &tl, causes, lifted, json_incref(from), 0,
-                t->deadline, out);
-  else
-    json_decref(lifted);
+  if (lifted) /* RATE-7 */
+    emit_record(shop, env, "PENALTY_REVOKED", day, &tl, causes, penalties_json(lifted),
+                json_incref(from), 0, t->deadline, out);
 done:
   json_decref(from);
-  json_object_set_new(shop->entities[KEFU_ENT_META], key, json_null());
-  kefu_shop_touch(shop, KEFU_ENT_META, key);
+  json_decref(causes);
 }
 
-bool kefu_rules_rate_timer(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_timer_t *t,
-                           kefu_emitter_t *out) {
-  if (strcmp(t->kind, TIMER_WAIT) == 0)
-    wait_timeout(shop, t, out);
-  else if (strcmp(t->kind, TIMER_DAY_CLOSE) == 0)
+bool kefu_rules_rate_timer(const kefu_rules_env_t *env, kefu_shop_t *shop, const char *buyer_id,
+                           const kefu_timer_t *t, kefu_emitter_t *out) {
+  if (t->kind == KEFU_TIMER_RESPONSE_WAIT)
+    wait_timeout(shop, buyer_id, t, out);
+  else if (t->kind == KEFU_TIMER_DAY_CLOSE)
     day_close(env, shop, t, out);
   else
     return false;
   return true;
-}
-
-json_t *kefu_rules_rate_causes(kefu_shop_t *shop, const char *day) {
-  return json_object_get(day_tally(shop, day), "causes");
 }

@@ -9,17 +9,19 @@
 void kefu_rules_response_rate(const kefu_rules_env_t *env, kefu_shop_t *shop,
                               const kefu_event_t *ev, kefu_emitter_t *out);
 
-/** @brief Fires a response-rate timer (wait timeout, day close); false when @p t is
- *  not one of them. */
-bool kefu_rules_rate_timer(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_timer_t *t,
-                           kefu_emitter_t *out);
+/** @brief Fires a response-rate timer (wait timeout of @p buyer_id, day close of the
+ *  shop); false when @p t is not one of them. */
+bool kefu_rules_rate_timer(const kefu_rules_env_t *env, kefu_shop_t *shop, const char *buyer_id,
+                           const kefu_timer_t *t, kefu_emitter_t *out);
 
-/** @brief Whether the local day of @p ts is still open for counting (a closed day is
- *  never reopened); when it is, its close is scheduled and its name written to @p day. */
-bool kefu_rules_rate_day_open(const kefu_rules_env_t *env, kefu_shop_t *shop, int64_t ts,
-                              kefu_emitter_t *out, char *day, size_t daylen);
+/** @brief The open day of @p ts (its close scheduled when it is new), or NULL when that
+ *  local day is closed (a closed day is never reopened). The pointer is valid until the
+ *  shop's open days change. */
+kefu_rate_day_t *kefu_rules_rate_day_open(const kefu_rules_env_t *env, kefu_shop_t *shop,
+                                          int64_t ts, kefu_emitter_t *out);
 
-/** @brief The day's cause counts (INSIGHT-2), an object the caller may update. */
-json_t *kefu_rules_rate_causes(kefu_shop_t *shop, const char *day);
+/** @brief INSIGHT-2: counts @p cause into the open day @p day (from
+ *  kefu_rules_rate_day_open). */
+void kefu_rules_rate_count_cause(kefu_shop_t *shop, kefu_rate_day_t *day, kefu_cause_t cause);
 
 #endif

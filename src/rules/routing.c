@@ -28,14 +28,50 @@
 #define HOUR_MS INT64_C(3600000)
 #define CONTACT_MAX_AGE (72 * HOUR_MS)
 #define CONTACT_RECENT (24 * HOUR_MS)
-#define CONTACTS_KEPT 16
+
+/* ROUTE-6's order states, indexes in kefu_order_state_names. */
+#define ORDER_STATE_ENUM_(n) STATE_##n,
+enum { KEFU_ORDER_STATES(ORDER_STATE_ENUM_) STATE__COUNT };
 
 /* ------------------------------------------------------------------ small helpers */
 
-static bool array_has(const json_t *arr, const char *s) {
-  size_t i;
-  json_t *v;
-  json_array_foreach(arr, i, v) if (kefu_str_eq(json_string_value(v), s)) return true;
+/* A list of borrowed pointers, on the stack until it outgrows it. Never copied. */
+#define VEC_INLINE 32
+typedef struct vec {
+  const void **v;
+  uint32_t n, cap;
+  const void *inl[VEC_INLINE];
+} vec_t;
+
+static void vec_init(vec_t *l) {
+  l->v = l->inl;
+  l->n = 0;
+  l->cap = VEC_INLINE;
+}
+
+static void vec_push(vec_t *l, const void *p) {
+  if (l->n == l->cap) {
+    const void **v = malloc(2 * l->cap * sizeof *v);
+    memcpy(v, l->v, l->n * sizeof *v);
+    if (l->v != l->inl)
+      free(l->v);
+    l->v = v;
+    l->cap *= 2;
+  }
+  l->v[l->n++] = p;
+}
+
+static void vec_free(vec_t *l) {
+  if (l->v != l->inl)
+    free(l->v);
+  vec_init(l);
+}
+
+/* Whether the list of strings @p l holds @p s. */
+static bool ids_have(const vec_t *l, const char *s) {
+  for (uint32_t i = 0; i < l->n; i++)
+    if (kefu_str_eq(l->v[i], s))
+      return true;
   return false;
 }
 
@@ -53,29 +89,34 @@ static void explain_add(kefu_route_t *r, const char *fmt, ...) {
   va_end(ap);
 }
 
-const char *kefu_agent_presence(const json_t *agent) {
-  const char *p = kefu_json_str(agent, "presence");
-  return p ? p : "OFFLINE";
+static void explain_cat(kefu_route_t *r, const char *s) {
+  strncat(r->explain, s, sizeof r->explain - strlen(r->explain) - 1);
 }
 
-static bool agent_online(const json_t *a) {
-  return kefu_str_eq(kefu_agent_presence(a), "ONLINE");
+kefu_presence_t kefu_agent_presence(const kefu_agent_t *agent) {
+  return agent ? agent->presence : KEFU_PRESENCE_OFFLINE;
+}
+
+static bool agent_online(const kefu_agent_t *a) {
+  return kefu_agent_presence(a) == KEFU_PRESENCE_ONLINE;
+}
+
+static kefu_agent_t *agent_of(const kefu_shop_t *shop, const char *id) {
+  return id ? kefu_shop_agent(shop, id) : NULL;
 }
 
 /* Free slots of @p agent, not counting the buyer's own session with it (ROUTE-7). */
-static int64_t free_slots(const json_t *agent, const char *agent_id, const json_t *session) {
-  int64_t load = kefu_json_int(agent, "load", 0);
-  if (session && kefu_str_eq(kefu_json_str(session, "target"), "AGENT") &&
-      kefu_str_eq(kefu_json_str(session, "agent_id"), agent_id))
+static int64_t free_slots(const kefu_agent_t *agent, const kefu_session_t *session) {
+  int64_t load = agent->load;
+  if (session && session->target == KEFU_TARGET_AGENT && kefu_str_eq(session->agent_id, agent->id))
     load--;
-  return kefu_json_int(agent, "capacity", 20) - load;
+  return (int64_t)agent->capacity - load;
 }
 
-static bool agent_in_groups(const json_t *agent, const json_t *group_ids) {
-  size_t i;
-  json_t *g;
-  json_array_foreach(json_object_get(agent, "groups"), i,
-                     g) if (array_has(group_ids, json_string_value(g))) return true;
+static bool agent_in_groups(const kefu_agent_t *agent, const vec_t *group_ids) {
+  for (uint32_t i = 0; i < agent->groups.n; i++)
+    if (ids_have(group_ids, agent->groups.v[i]))
+      return true;
   return false;
 }
 
@@ -91,46 +132,65 @@ static int by_agent_id(const void *a, const void *b) {
 }
 
 /* INSIGHT-3's measured rate once it has 20 outcomes, else PROFILE's, else 0.1. */
-static double conversion_of(const json_t *agent, int64_t now) {
+static double conversion_of(const kefu_agent_t *agent, int64_t now) {
   double v;
-  if (!kefu_conversion_measured(agent, now, &v)) {
-    json_t *c = json_object_get(agent, "conversion_rate");
-    v = json_is_number(c) ? json_number_value(c) : 0.1;
-  }
+  if (!kefu_conversion_measured(agent, now, &v))
+    v = agent->has_conversion_rate ? agent->conversion_rate : 0.1;
   return v < 0.01 ? 0.01 : v;
 }
 
-static double weight_of(const json_t *agent, int64_t free, bool conversion, int64_t now) {
-  double level = (double)kefu_json_int(agent, "level", 1);
+static double weight_of(const kefu_agent_t *agent, int64_t free, bool conversion, int64_t now) {
+  double level = (double)agent->level;
   return conversion ? level * conversion_of(agent, now) : level * (double)free;
 }
 
-/* Eligible agents (ONLINE, a free slot) that @p filter keeps; NULL filter keeps all. */
-static size_t pool_of(const kefu_route_ctx_t *c, const json_t *group_ids, bool conversion,
-                      candidate_t **out) {
+#define POOL_INLINE 64
+typedef struct pool {
+  candidate_t *v;
+  size_t n, cap;
+  candidate_t inl[POOL_INLINE];
+} pool_t;
+
+/* Eligible agents (ONLINE, a free slot) in @p group_ids (NULL: any group), sorted by id.
+ * One pass over the shop's agents; an agent not ONLINE costs one comparison. */
+static void pool_of(const kefu_route_ctx_t *c, const vec_t *group_ids, bool conversion, pool_t *p) {
   const char *id;
-  json_t *a;
-  size_t n = 0;
-  *out = calloc(json_object_size(c->shop->entities[KEFU_ENT_AGENT]) + 1, sizeof **out);
-  json_object_foreach(c->shop->entities[KEFU_ENT_AGENT], id, a) {
-    if (!json_is_object(a) || !agent_online(a))
+  void *v;
+  p->v = p->inl;
+  p->n = 0;
+  p->cap = POOL_INLINE;
+  kefu_map_foreach(&c->shop->agents, it, id, v) {
+    const kefu_agent_t *a = v;
+    if (a->presence != KEFU_PRESENCE_ONLINE)
       continue;
-    int64_t free = free_slots(a, id, c->session);
-    if (free <= 0 || (group_ids && !agent_in_groups(a, group_ids)))
+    int64_t slots = free_slots(a, c->session);
+    if (slots <= 0 || (group_ids && !agent_in_groups(a, group_ids)))
       continue;
-    (*out)[n++] = (candidate_t){id, weight_of(a, free, conversion, c->ts)};
+    if (p->n == p->cap) {
+      candidate_t *nv = malloc(2 * p->cap * sizeof *nv);
+      memcpy(nv, p->v, p->n * sizeof *nv);
+      if (p->v != p->inl)
+        free(p->v);
+      p->v = nv;
+      p->cap *= 2;
+    }
+    p->v[p->n++] = (candidate_t){a->id, weight_of(a, slots, conversion, c->ts)};
   }
-  qsort(*out, n, sizeof **out, by_agent_id);
-  return n;
+  qsort(p->v, p->n, sizeof *p->v, by_agent_id);
+}
+
+static void pool_free(pool_t *p) {
+  if (p->v != p->inl)
+    free(p->v);
 }
 
 /* Picks from @p pool (sorted by id) the first agent whose cumulative weight exceeds
  * u x total, u from the cause's next draw. */
-static const char *draw(kefu_route_ctx_t *c, kefu_route_t *r, candidate_t *pool, size_t n) {
+static const char *draw(kefu_route_ctx_t *c, kefu_route_t *r, const candidate_t *pool, size_t n) {
   char seed[256];
   double total = 0, acc = 0;
-  int len =
-      snprintf(seed, sizeof seed, "%s|%s|%d", c->out->cause_event_id, c->buyer_id, c->out->draws++);
+  int len = snprintf(seed, sizeof seed, "%s|%s|%d", c->out->cause_event_id, c->buyer->id,
+                     c->out->draws++);
   uint32_t h = (uint32_t)kefu_murmur2(seed, (size_t)len) & 0x7fffffffu;
   double u = (double)h / 2147483648.0;
   char buf[64];
@@ -139,9 +199,9 @@ static const char *draw(kefu_route_ctx_t *c, kefu_route_t *r, candidate_t *pool,
   explain_add(r, "pool[");
   for (size_t i = 0; i < n; i++) {
     snprintf(buf, sizeof buf, "%s%s:%.17g", i ? "," : "", pool[i].agent_id, pool[i].weight);
-    strncat(r->explain, buf, sizeof r->explain - strlen(r->explain) - 1);
+    explain_cat(r, buf);
   }
-  strncat(r->explain, "]", sizeof r->explain - strlen(r->explain) - 1);
+  explain_cat(r, "]");
   for (size_t i = 0; i < n; i++) {
     acc += pool[i].weight;
     if (acc > u * total || i == n - 1) {
@@ -152,16 +212,17 @@ static const char *draw(kefu_route_ctx_t *c, kefu_route_t *r, candidate_t *pool,
   return NULL;
 }
 
-static bool choose_human(kefu_route_ctx_t *c, kefu_route_t *r, const json_t *group_ids,
+static bool choose_human(kefu_route_ctx_t *c, kefu_route_t *r, const vec_t *group_ids,
                          bool conversion) {
-  candidate_t *pool;
-  size_t n = pool_of(c, group_ids, conversion, &pool);
+  pool_t pool;
+  pool_of(c, group_ids, conversion, &pool);
+  size_t n = pool.n;
   if (n > 0) {
-    snprintf(r->agent_id, sizeof r->agent_id, "%s", draw(c, r, pool, n));
+    snprintf(r->agent_id, sizeof r->agent_id, "%s", draw(c, r, pool.v, n));
     r->target = KEFU_TARGET_AGENT;
     r->candidates = (int)n;
   }
-  free(pool);
+  pool_free(&pool);
   return n > 0;
 }
 
@@ -169,9 +230,8 @@ static bool choose_human(kefu_route_ctx_t *c, kefu_route_t *r, const json_t *gro
 
 bool kefu_shop_any_agent_online(const kefu_shop_t *shop) {
   const char *id;
-  json_t *a;
-  json_object_foreach(shop->entities[KEFU_ENT_AGENT], id,
-                      a) if (json_is_object(a) && agent_online(a)) return true;
+  void *v;
+  kefu_map_foreach(&shop->agents, it, id, v) if (agent_online(v)) return true;
   return false;
 }
 
@@ -182,172 +242,181 @@ static void decide_agent(kefu_route_t *r, const char *agent_id, const char *step
   r->candidates = 1;
 }
 
-/* ROUTE-3 c: an ONLINE agent with a free slot from the groups of the suspended contacts'
- * agents, by the strategy of the first such group in config order. */
-static bool same_group(kefu_route_ctx_t *c, kefu_route_t *r, const json_t *contacts) {
-  json_t *groups = json_array(), *ct, *g;
-  size_t i, k;
-  json_array_foreach(contacts, i, ct) {
-    json_t *a = kefu_shop_get(c->shop, KEFU_ENT_AGENT, kefu_json_str(ct, "agent_id"));
-    if (!a || !kefu_str_eq(kefu_agent_presence(a), "SUSPENDED"))
+/* ROUTE-3: a contact counts while at most 72 h old. */
+static bool contact_live(const kefu_route_ctx_t *c, const kefu_contact_t *ct) {
+  return c->ts - ct->ts <= CONTACT_MAX_AGE;
+}
+
+/* ROUTE-3 c: an ONLINE agent with a free slot from the groups of the suspended live
+ * contacts' agents, by the strategy of the first such group in config order. */
+static bool same_group(kefu_route_ctx_t *c, kefu_route_t *r) {
+  const kefu_shop_config_t *cfg = &c->shop->config;
+  vec_t groups;
+  vec_init(&groups);
+  for (uint32_t i = 0; i < c->buyer->ncontacts; i++) {
+    const kefu_contact_t *ct = &c->buyer->contacts[i];
+    if (!contact_live(c, ct))
       continue;
-    json_array_foreach(json_object_get(a, "groups"), k,
-                       g) if (!array_has(groups, json_string_value(g)))
-        json_array_append(groups, g);
+    const kefu_agent_t *a = agent_of(c->shop, ct->agent_id);
+    if (!a || a->presence != KEFU_PRESENCE_SUSPENDED)
+      continue;
+    for (uint32_t k = 0; k < a->groups.n; k++)
+      if (!ids_have(&groups, a->groups.v[k]))
+        vec_push(&groups, a->groups.v[k]);
   }
   bool decided = false;
-  if (json_array_size(groups) > 0) {
-    const char *strategy = "EFFICIENCY", *group_id = json_string_value(json_array_get(groups, 0));
-    json_array_foreach(kefu_cfg_get(c->shop, "groups"), i, g) {
-      if (array_has(groups, kefu_json_str(g, "group_id"))) {
-        group_id = kefu_json_str(g, "group_id");
-        strategy = kefu_json_str(g, "strategy");
+  if (groups.n > 0) {
+    bool conversion = false;
+    const char *group_id = groups.v[0];
+    for (uint32_t i = 0; i < cfg->ngroups; i++) {
+      if (ids_have(&groups, cfg->groups[i].group_id)) {
+        group_id = cfg->groups[i].group_id;
+        conversion = cfg->groups[i].strategy == 1; /* CONVERSION */
         break;
       }
     }
-    explain_add(r, "s2c:groups(%zu)", json_array_size(groups));
-    if (choose_human(c, r, groups, kefu_str_eq(strategy, "CONVERSION"))) {
+    explain_add(r, "s2c:groups(%zu)", (size_t)groups.n);
+    if (choose_human(c, r, &groups, conversion)) {
       r->step = "RECENT_CONTACT_SAME_GROUP";
       snprintf(r->group_id, sizeof r->group_id, "%s", group_id);
       decided = true;
     }
   }
-  json_decref(groups);
+  vec_free(&groups);
   return decided;
 }
 
 /* ROUTE-3: contacts newest first, at most 72 h old. */
 static bool recent_contact(kefu_route_ctx_t *c, kefu_route_t *r) {
-  json_t *contacts = json_object_get(c->buyer, "contacts"), *ct, *live = json_array();
-  size_t i;
-  bool decided = false;
-  json_array_foreach(contacts, i, ct) if (c->ts - kefu_json_int(ct, "ts", 0) <= CONTACT_MAX_AGE)
-      json_array_append(live, ct);
-  if (json_array_size(live) == 0) {
+  const kefu_contact_t *first = NULL;
+  size_t live = 0;
+  for (uint32_t i = 0; i < c->buyer->ncontacts; i++)
+    if (contact_live(c, &c->buyer->contacts[i]) && live++ == 0)
+      first = &c->buyer->contacts[i];
+  if (live == 0) {
     explain_add(r, "s2:none");
-    goto done;
+    return false;
   }
-  ct = json_array_get(live, 0);
-  json_t *a = kefu_shop_get(c->shop, KEFU_ENT_AGENT, kefu_json_str(ct, "agent_id"));
-  const char *presence = a ? kefu_agent_presence(a) : "OFFLINE";
-  if (c->ts - kefu_json_int(ct, "ts", 0) <= CONTACT_RECENT &&
-      (kefu_str_eq(presence, "ONLINE") || kefu_str_eq(presence, "SUSPENDED"))) {
-    decide_agent(r, kefu_json_str(ct, "agent_id"), "RECENT_CONTACT_24H");
-    decided = true;
-    goto done;
+  kefu_presence_t presence = kefu_agent_presence(agent_of(c->shop, first->agent_id));
+  if (c->ts - first->ts <= CONTACT_RECENT &&
+      (presence == KEFU_PRESENCE_ONLINE || presence == KEFU_PRESENCE_SUSPENDED)) {
+    decide_agent(r, first->agent_id, "RECENT_CONTACT_24H");
+    return true;
   }
-  json_array_foreach(live, i, ct) {
-    a = kefu_shop_get(c->shop, KEFU_ENT_AGENT, kefu_json_str(ct, "agent_id"));
-    if (a && agent_online(a)) {
-      decide_agent(r, kefu_json_str(ct, "agent_id"), "RECENT_CONTACT_72H");
-      decided = true;
-      goto done;
+  for (uint32_t i = 0; i < c->buyer->ncontacts; i++) {
+    const kefu_contact_t *ct = &c->buyer->contacts[i];
+    if (contact_live(c, ct) && agent_online(agent_of(c->shop, ct->agent_id))) {
+      decide_agent(r, ct->agent_id, "RECENT_CONTACT_72H");
+      return true;
     }
   }
-  decided = same_group(c, r, live);
-  if (!decided)
-    explain_add(r, "s2:passed(%zu)", json_array_size(live));
-done:
-  json_decref(live);
-  return decided;
+  if (same_group(c, r))
+    return true;
+  explain_add(r, "s2:passed(%zu)", live);
+  return false;
 }
 
 static bool exclusive_agent(kefu_route_ctx_t *c, kefu_route_t *r) {
-  const char *id = kefu_json_str(c->buyer, "exclusive_agent");
-  json_t *a = kefu_shop_get(c->shop, KEFU_ENT_AGENT, id);
-  if (id && kefu_cfg_bool(c->shop, "exclusive_direct") && a && agent_online(a)) {
+  const char *id = c->buyer->exclusive_agent;
+  bool direct = c->shop->config.exclusive_direct;
+  if (id && direct && agent_online(agent_of(c->shop, id))) {
     decide_agent(r, id, "EXCLUSIVE_AGENT");
     return true;
   }
-  explain_add(r, "s3:%s",
-              !id                                           ? "none"
-              : !kefu_cfg_bool(c->shop, "exclusive_direct") ? "direct-off"
-                                                            : "not-online");
+  explain_add(r, "s3:%s", !id ? "none" : !direct ? "direct-off" : "not-online");
   return false;
 }
 
 /* The buyer's order state (ROUTE-6): of the routing order if it is this buyer's, else
  * of the most recently updated order. */
-const char *kefu_buyer_order_state(kefu_shop_t *shop, const json_t *buyer, const char *buyer_id) {
-  const char *order_id = kefu_json_str(json_object_get(buyer, "attrs"), "order_id");
-  json_t *o = kefu_shop_get(shop, KEFU_ENT_ORDER, order_id);
-  if (!o || !kefu_str_eq(kefu_json_str(o, "buyer_id"), buyer_id))
-    o = kefu_shop_get(shop, KEFU_ENT_ORDER, kefu_json_str(buyer, "last_order"));
+int kefu_buyer_order_state(const kefu_shop_t *shop, const kefu_buyer_t *buyer) {
+  const char *order_id = buyer->attrs.order_id;
+  const kefu_order_t *o = order_id ? kefu_shop_order(shop, order_id) : NULL;
+  if (!o || !kefu_str_eq(o->buyer_id, buyer->id))
+    o = buyer->last_order ? kefu_shop_order(shop, buyer->last_order) : NULL;
   if (!o)
-    return "NO_ACTIVE_ORDER";
-  if (!json_is_null(json_object_get(o, "after_sale")) && json_object_get(o, "after_sale"))
-    return "AFTER_SALE";
-  const char *s = kefu_json_str(o, "status");
-  if (kefu_str_eq(s, "CREATED"))
-    return "UNPAID";
-  if (kefu_str_eq(s, "PAID"))
-    return "PAID_NOT_SHIPPED";
-  if (kefu_str_eq(s, "SHIPPED") || kefu_str_eq(s, "PARTIALLY_SHIPPED") || kefu_str_eq(s, "SIGNED"))
-    return "SHIPPED";
-  if (kefu_str_eq(s, "COMPLETED"))
-    return "COMPLETED";
-  return "NO_ACTIVE_ORDER";
+    return STATE_NO_ACTIVE_ORDER;
+  if (o->after_sale != KEFU_AFTER_SALE_NONE)
+    return STATE_AFTER_SALE;
+  switch (o->status) {
+  case KEFU_ORDER_CREATED: return STATE_UNPAID;
+  case KEFU_ORDER_PAID: return STATE_PAID_NOT_SHIPPED;
+  case KEFU_ORDER_SHIPPED:
+  case KEFU_ORDER_PARTIALLY_SHIPPED:
+  case KEFU_ORDER_SIGNED: return STATE_SHIPPED;
+  case KEFU_ORDER_COMPLETED: return STATE_COMPLETED;
+  default: return STATE_NO_ACTIVE_ORDER;
+  }
 }
 
-/* Keeps the groups of @p set that bind one of @p values in @p field, if any does. */
-static json_t *match_dimension(json_t *set, const char *field, const json_t *values,
-                               const char *label, kefu_route_t *r) {
-  json_t *kept = json_array(), *g, *v;
-  size_t i, k;
-  json_array_foreach(set, i, g) {
-    bool hit = false;
-    json_array_foreach(values, k, v) hit |=
-        array_has(json_object_get(g, field), json_string_value(v));
-    if (hit)
-      json_array_append(kept, g);
+/* ROUTE-6's matching dimensions, in order: crowd > product > intent > order state. */
+typedef enum dimension { DIM_CROWD, DIM_ITEM, DIM_INTENT, DIM_STATE } dimension_t;
+
+/* Whether group @p g binds one of the buyer's values of dimension @p d. */
+static bool group_binds(const kefu_group_t *g, dimension_t d, const kefu_attrs_t *attrs,
+                        int state) {
+  switch (d) {
+  case DIM_CROWD:
+    for (uint32_t k = 0; k < attrs->crowd_tags.n; k++)
+      if (kefu_strv_has(&g->crowd_tags, attrs->crowd_tags.v[k]))
+        return true;
+    return false;
+  case DIM_ITEM: return attrs->item_id && kefu_strv_has(&g->item_ids, attrs->item_id);
+  case DIM_INTENT: return attrs->intent && kefu_strv_has(&g->intents, attrs->intent);
+  case DIM_STATE: return (g->order_states >> state) & 1u;
   }
-  if (json_array_size(kept) == 0) {
-    json_decref(kept);
+  return false;
+}
+
+static const char *group_name(const kefu_group_t *g) {
+  return g->group_id ? g->group_id : "(null)";
+}
+
+/* Keeps the groups of @p set that bind one of the buyer's values of @p d, if any does. */
+static void match_dimension(vec_t *set, dimension_t d, const kefu_attrs_t *attrs, int state,
+                            const char *label, kefu_route_t *r) {
+  uint32_t kept = 0;
+  for (uint32_t i = 0; i < set->n; i++)
+    kept += group_binds(set->v[i], d, attrs, state);
+  if (kept == 0) {
     explain_add(r, "%s=", label);
-    return set;
+    return;
   }
   char buf[64];
   explain_add(r, "%s[", label);
-  json_array_foreach(kept, i, g) {
-    snprintf(buf, sizeof buf, "%s%s", i ? "," : "", kefu_json_str(g, "group_id"));
-    strncat(r->explain, buf, sizeof r->explain - strlen(r->explain) - 1);
+  kept = 0;
+  for (uint32_t i = 0; i < set->n; i++) {
+    if (!group_binds(set->v[i], d, attrs, state))
+      continue;
+    snprintf(buf, sizeof buf, "%s%s", kept ? "," : "", group_name(set->v[i]));
+    explain_cat(r, buf);
+    set->v[kept++] = set->v[i];
   }
-  strncat(r->explain, "]", sizeof r->explain - strlen(r->explain) - 1);
-  json_decref(set);
-  return kept;
+  set->n = kept;
+  explain_cat(r, "]");
 }
 
-static json_t *single(const char *s) {
-  return s ? json_pack("[s]", s) : json_array();
-}
-
-/* ROUTE-6 dimension by dimension: crowd > product > intent > order state. */
-static json_t *matched_groups(kefu_route_ctx_t *c, kefu_route_t *r) {
-  json_t *attrs = json_object_get(c->buyer, "attrs");
-  json_t *set = json_deep_copy(kefu_cfg_get(c->shop, "groups"));
-  json_t *item = single(kefu_json_str(attrs, "item_id"));
-  json_t *intent = single(kefu_json_str(attrs, "intent"));
-  json_t *state = single(kefu_buyer_order_state(c->shop, c->buyer, c->buyer_id));
-  json_t *crowd = json_is_array(json_object_get(attrs, "crowd_tags"))
-                      ? json_incref(json_object_get(attrs, "crowd_tags"))
-                      : json_array();
-  set = match_dimension(set, "crowd_tags", crowd, "crowd", r);
-  json_decref(crowd);
-  set = match_dimension(set, "item_ids", item, "item", r);
-  set = match_dimension(set, "intents", intent, "intent", r);
-  set = match_dimension(set, "order_states", state, "state", r);
-  json_decref(item);
-  json_decref(intent);
-  json_decref(state);
-  return set;
+/* ROUTE-6 dimension by dimension, from the config's groups in order. */
+static void matched_groups(kefu_route_ctx_t *c, kefu_route_t *r, vec_t *set) {
+  const kefu_shop_config_t *cfg = &c->shop->config;
+  const kefu_attrs_t *attrs = &c->buyer->attrs;
+  int state = kefu_buyer_order_state(c->shop, c->buyer);
+  for (uint32_t i = 0; i < cfg->ngroups; i++)
+    vec_push(set, &cfg->groups[i]);
+  match_dimension(set, DIM_CROWD, attrs, state, "crowd", r);
+  match_dimension(set, DIM_ITEM, attrs, state, "item", r);
+  match_dimension(set, DIM_INTENT, attrs, state, "intent", r);
+  match_dimension(set, DIM_STATE, attrs, state, "state", r);
 }
 
 /* ROUTE-6 and ROUTE-7; false when no eligible human (ROUTE-8 follows). */
 static bool group_step(kefu_route_ctx_t *c, kefu_route_t *r, bool skip_bot) {
-  json_t *set = matched_groups(c, r), *g, *human = json_array();
-  size_t i;
+  vec_t set, human;
+  vec_init(&set);
+  vec_init(&human);
+  matched_groups(c, r, &set);
   bool decided = false;
-  if (json_array_size(kefu_cfg_get(c->shop, "groups")) == 0) {
+  if (c->shop->config.ngroups == 0) {
     explain_add(r, "s5:no-groups");
     decided = choose_human(c, r, NULL, false);
     if (decided)
@@ -355,41 +424,44 @@ static bool group_step(kefu_route_ctx_t *c, kefu_route_t *r, bool skip_bot) {
     goto done;
   }
   if (skip_bot) { /* XFER-2: bot groups leave the set */
-    json_t *kept = json_array();
-    json_array_foreach(set, i, g) if (!json_is_true(json_object_get(g, "bot_enabled")))
-        json_array_append(kept, g);
-    json_decref(set);
-    set = kept;
-    if (json_array_size(set) == 0) {
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < set.n; i++)
+      if (!((const kefu_group_t *)set.v[i])->bot_enabled)
+        set.v[kept++] = set.v[i];
+    set.n = kept;
+    if (set.n == 0) {
       explain_add(r, "s5:only-bot-groups");
       goto done;
     }
   }
-  json_t *first = json_array_get(set, 0);
-  snprintf(r->group_id, sizeof r->group_id, "%s", kefu_json_str(first, "group_id"));
-  if (json_is_true(json_object_get(first, "bot_enabled"))) {
+  const kefu_group_t *first = set.v[0];
+  snprintf(r->group_id, sizeof r->group_id, "%s", group_name(first));
+  if (first->bot_enabled) {
     r->target = KEFU_TARGET_BOT;
     r->step = "GROUP_BOT";
     decided = true;
     goto done;
   }
-  json_array_foreach(set, i, g) if (!json_is_true(json_object_get(g, "bot_enabled")))
-      json_array_append_new(human, json_string(kefu_json_str(g, "group_id")));
-  bool conversion = kefu_str_eq(kefu_json_str(first, "strategy"), "CONVERSION");
-  decided = choose_human(c, r, human, conversion);
+  for (uint32_t i = 0; i < set.n; i++) {
+    const kefu_group_t *g = set.v[i];
+    if (!g->bot_enabled)
+      vec_push(&human, g->group_id);
+  }
+  bool conversion = first->strategy == 1; /* CONVERSION */
+  decided = choose_human(c, r, &human, conversion);
   if (decided)
     r->step = conversion ? "GROUP_CONVERSION" : "GROUP_EFFICIENCY";
   else
     r->group_id[0] = '\0';
 done:
-  json_decref(set);
-  json_decref(human);
+  vec_free(&set);
+  vec_free(&human);
   return decided;
 }
 
 /* ROUTE-8 */
 static void no_eligible_human(kefu_route_ctx_t *c, kefu_route_t *r) {
-  if (kefu_cfg_bool(c->shop, "queue_enabled")) {
+  if (c->shop->config.queue_enabled) {
     r->target = KEFU_TARGET_QUEUE;
     r->step = "QUEUED";
     r->candidates = 0;
@@ -415,7 +487,7 @@ void kefu_route(kefu_route_ctx_t *c, kefu_route_t *r) {
   }
   if (recent_contact(c, r) || exclusive_agent(c, r))
     return;
-  if (!c->skip_bot && kefu_cfg_bool(c->shop, "bot_priority")) {
+  if (!c->skip_bot && c->shop->config.bot_priority) {
     r->target = KEFU_TARGET_BOT;
     r->step = "SHOP_BOT_PRIORITY";
     return;

@@ -83,6 +83,7 @@ typedef struct gen {
   size_t n, cap;
   long next_event, next_order;
   shop_plan_t *shops;
+  int nshops; /* o->shops, plus the huge shop when there is one (the last) */
 } gen_t;
 
 /* ---------------------------------------------------------------- randomness */
@@ -450,6 +451,25 @@ static void shop_plan(gen_t *g, shop_plan_t *sp, int k, double zipf_total) {
     snprintf(sp->agents[a].id, sizeof sp->agents[a].id, "a%d", a);
 }
 
+/* The huge shop of o->huge_agents (see traffic.h): planned like the others, then sized
+ * by the options instead of by a share of the totals. */
+static void huge_shop_plan(gen_t *g, shop_plan_t *sp) {
+  const kefu_traffic_opts_t *o = g->o;
+  sp->index = o->shops;
+  snprintf(sp->id, sizeof sp->id, "huge");
+  sp->share = o->huge_share;
+  sp->nagents = o->huge_agents;
+  sp->nbuyers = o->huge_buyers;
+  sp->nitems = 8 + below(g, 25);
+  sp->utc_offset_min = 480;
+  sp->auto_reply = chance(g, 0.4);
+  sp->late = 0.1;
+  sp->agents = calloc(sp->nagents > 0 && sp->nagents <= 100000 ? (size_t)sp->nagents : 1,
+                      sizeof *sp->agents);
+  for (int a = 0; a < sp->nagents; a++)
+    snprintf(sp->agents[a].id, sizeof sp->agents[a].id, "a%d", a);
+}
+
 static void shops_setup(gen_t *g) {
   const kefu_traffic_opts_t *o = g->o;
   double zipf_total = 0;
@@ -457,10 +477,14 @@ static void shops_setup(gen_t *g) {
     zipf_total += 1.0 / (k + 1);
   /* options are checked before this (1..10000 shops); the bound also tells the compiler */
   size_t nshops = o->shops > 0 && o->shops <= 10000 ? (size_t)o->shops : 1;
-  g->shops = calloc(nshops, sizeof *g->shops);
-  for (int k = 0; k < o->shops; k++) {
+  g->nshops = (int)nshops + (o->huge_agents > 0);
+  g->shops = calloc((size_t)g->nshops, sizeof *g->shops);
+  for (int k = 0; k < g->nshops; k++) {
     shop_plan_t *sp = &g->shops[k];
-    shop_plan(g, sp, k, zipf_total);
+    if (k < o->shops)
+      shop_plan(g, sp, k, zipf_total);
+    else
+      huge_shop_plan(g, sp);
     json_t *config = shop_config(g, sp, sp->share >= 0.05);
     emit(g, KEFU_T_SHOP_CONFIG, json_incref(config));
     if (chance(g, 0.2))
@@ -958,6 +982,8 @@ static void journey_silent_order(gen_t *g, shop_plan_t *sp, int buyer, int64_t t
 }
 
 static shop_plan_t *pick_shop(gen_t *g) {
+  if (g->o->huge_agents > 0 && chance(g, g->o->huge_share))
+    return &g->shops[g->o->shops];
   double u = uniform(g), acc = 0;
   for (int k = 0; k < g->o->shops - 1; k++)
     if (u < (acc += g->shops[k].share))
@@ -1074,14 +1100,19 @@ static int check_opts(const kefu_traffic_opts_t *o, char *errstr, size_t errlen)
                     : o->start_ts < TS_2000 + HISTORY_MS                     ? "start"
                     : o->events < 1                                          ? "events"
                     : !(o->bad_fraction >= 0 && o->bad_fraction <= 0.5)      ? "bad fraction"
-                                                                             : NULL;
+                    : o->huge_agents < 0 || o->huge_agents > 100000          ? "huge shop agents"
+                    : o->huge_agents > 0 && (o->huge_buyers < 10 || o->huge_buyers > 10000000)
+                        ? "huge shop buyers"
+                    : o->huge_agents > 0 && !(o->huge_share >= 0 && o->huge_share <= 1)
+                        ? "huge shop share"
+                        : NULL;
   if (bad)
     snprintf(errstr, errlen, "traffic: %s out of range", bad);
   return bad ? -1 : 0;
 }
 
 static void gen_free(gen_t *g) {
-  for (int k = 0; g->shops && k < g->o->shops; k++) {
+  for (int k = 0; g->shops && k < g->nshops; k++) {
     for (int a = 0; a < g->shops[k].nagents; a++)
       free(g->shops[k].agents[a].online);
     free(g->shops[k].agents);
@@ -1107,7 +1138,10 @@ int kefu_traffic_generate(const kefu_traffic_opts_t *o, json_t *out, char *errst
   gen_t g = {.o = o, .rng = mix64(o->seed), .end = o->start_ts + o->duration_ms};
   courier_status(&g);
   shops_setup(&g);
-  while (g.n < (size_t)o->events)
+  /* With a huge shop, events counts what comes after the shops' setup, so that runs with
+   * different staff sizes get the same amount of conversation and order traffic. */
+  size_t budget = (size_t)o->events + (o->huge_agents > 0 ? g.n : 0);
+  while (g.n < budget)
     journey(&g);
   size_t valid = g.n;
   long bad = lround(o->bad_fraction * (double)valid);

@@ -34,11 +34,19 @@ typedef struct kefu_traffic_opts {
   int64_t duration_ms; /* length of the window, at least one hour */
   int events;          /* stop once about this many valid records are made */
   double bad_fraction; /* invalid records to add, as a share of the valid ones, 0..0.5 */
+  /* One huge shop besides the others (the bench's agent-count test), off when
+   * huge_agents is 0: shop "huge" with huge_agents agents (1..100000), huge_buyers buyers
+   * (10..10000000) and huge_share of the journeys (0..1); the other shops share the rest
+   * as before, and events counts the records after the shops' setup (configs, profiles,
+   * shifts), so that staff sizes can be compared on the same conversation traffic. Off,
+   * the traffic is exactly what it was without these fields. */
+  int huge_agents, huge_buyers;
+  double huge_share;
 } kefu_traffic_opts_t;
 
 /** @brief The demo's defaults: seed 1, 20 shops, 200 buyers and 4 agents per shop on
  *  average, one day from 2026-03-09T00:00:00Z (08:00 in China), about 20,000 records,
- *  0.1 % invalid ones. */
+ *  0.1 % invalid ones, no huge shop. */
 void kefu_traffic_defaults(kefu_traffic_opts_t *o);
 
 /** @brief Generates the traffic of @p o and appends it to the JSON array @p out, one

@@ -2,61 +2,84 @@
 --[[
 kefu's Redis functions (loaded with FUNCTION LOAD REPLACE at start).
 
-kefu_apply writes one shop's share of a batch atomically: the new state, the event ids
-seen, the timers, and the shop's applied offset per input partition. The offsets are a
-compare-and-set: the caller passes the values it read when it loaded the state; if
-another instance has applied anything since (a zombie after a rebalance), nothing is
-written and the reply names the conflict, so state is applied exactly once.
+kefu_apply writes one shop's share of a batch atomically: the changed entities (values
+in kefu's compact state encoding, docs/STATE.md), the event ids seen, the DELIV-4 index,
+and the shop's applied offset per input partition. The offsets are a compare-and-set:
+the caller passes the values it last read or wrote; if another instance has applied
+anything since (a zombie after a rebalance), nothing is written and the reply names the
+conflict, so state is applied exactly once.
 
-KEYS: 1 applied (hash), 2 cfg (string), 3 agents, 4 buyers, 5 orders, 6 meta (hashes),
-      7 dedup (zset event_id -> ts), 8 timers (zset),
-      9 shipped (zset order_id -> shipment ts: DELIV-4's index)
+KEYS: 1 applied (hash), 2.. any keys of the shop that the ops below name by index
+      (cfg, agents, buyers, orders, meta, shipped, seen:<day>), all with the shop's
+      {hash tag}, so one call stays in one slot.
 ARGV: n, then n triples (field, expected value or "", new value),
-      then 4-tuples (op, key index, a, b):
-        hset k field value | hdel k field - | set k value - | del k - -
-        zadd k score member | zrem k member - | ztrim k max_score -
-Reply: {'OK', earliest timer deadline or ''} — the caller keeps its task's timer index
-(shop -> earliest deadline) from it — or {'CONFLICT', field, stored offset}.
+      then ops, each: verb, key index, count c, then c arguments:
+        hset k c f1 v1 ...   hdel k c f1 ...   set k 1 v   del k 0
+        zadd k c s1 m1 ...   zrem k c m1 ...   append k 1 bytes
+        ztrim k 1 max (ZREMRANGEBYSCORE k -inf max)
+Reply: 'OK', or {'CONFLICT', field, stored offset}.
+A batch costs one call per shop, and inside it one Redis command per key touched (the
+variadic forms), not one per entity.
 ]]
+
+local CHUNK = 1000 -- arguments per unpack(): below Lua's C stack limit
+
+local function variadic(verb, key, args, from, count)
+  local i = from
+  local last = from + count - 1
+  while i <= last do
+    local j = math.min(i + CHUNK - 1, last)
+    redis.call(verb, key, unpack(args, i, j))
+    i = j + 1
+  end
+end
+
+local VERBS = {hset = 'HSET', hdel = 'HDEL', zadd = 'ZADD', zrem = 'ZREM'}
 
 local function apply(keys, args)
   local n = tonumber(args[1])
   local i = 2
-  for _ = 1, n do
-    local current = redis.call('HGET', keys[1], args[i]) or ''
-    if current ~= args[i + 1] then
-      return {'CONFLICT', args[i], current}
+  if n > 0 then
+    local fields = {}
+    for k = 1, n do
+      fields[k] = args[i + (k - 1) * 3]
     end
-    i = i + 3
+    local current = redis.call('HMGET', keys[1], unpack(fields))
+    for k = 1, n do
+      local expected = args[i + (k - 1) * 3 + 1]
+      if (current[k] or '') ~= expected then
+        return {'CONFLICT', fields[k], current[k] or ''}
+      end
+    end
+    local sets = {}
+    for k = 1, n do
+      sets[#sets + 1] = fields[k]
+      sets[#sets + 1] = args[i + (k - 1) * 3 + 2]
+    end
+    redis.call('HSET', keys[1], unpack(sets))
   end
-  i = 2
-  for _ = 1, n do
-    redis.call('HSET', keys[1], args[i], args[i + 2])
-    i = i + 3
-  end
+  i = 2 + n * 3
   while i <= #args do
-    local op, key, a, b = args[i], keys[tonumber(args[i + 1])], args[i + 2], args[i + 3]
-    if op == 'hset' then
-      redis.call('HSET', key, a, b)
-    elseif op == 'hdel' then
-      redis.call('HDEL', key, a)
-    elseif op == 'set' then
-      redis.call('SET', key, a)
-    elseif op == 'del' then
+    local verb, key, count = args[i], keys[tonumber(args[i + 1])], tonumber(args[i + 2])
+    local from = i + 3
+    if VERBS[verb] then
+      if count > 0 then
+        variadic(VERBS[verb], key, args, from, count)
+      end
+    elseif verb == 'set' then
+      redis.call('SET', key, args[from])
+    elseif verb == 'del' then
       redis.call('DEL', key)
-    elseif op == 'zadd' then
-      redis.call('ZADD', key, a, b)
-    elseif op == 'zrem' then
-      redis.call('ZREM', key, a)
-    elseif op == 'ztrim' then
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', a)
+    elseif verb == 'append' then
+      redis.call('APPEND', key, args[from])
+    elseif verb == 'ztrim' then
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', args[from])
     else
-      return redis.error_reply('kefu_apply: unknown op ' .. tostring(op))
+      return redis.error_reply('kefu_apply: unknown op ' .. tostring(verb))
     end
-    i = i + 4
+    i = from + count
   end
-  local first = redis.call('ZRANGE', keys[8], 0, 0, 'WITHSCORES')
-  return {'OK', first[2] or ''}
+  return 'OK'
 end
 
 redis.register_function('kefu_apply', apply)

@@ -4,394 +4,419 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-/* KEYS of kefu_apply, 1-based as Lua sees them (src/store/kefu.lua). */
-enum apply_key {
-  K_APPLIED = 1,
-  K_CFG,
-  K_ENTITIES, /* K_ENTITIES + kefu_entity_kind_t: agents, buyers, orders, meta */
-  K_DEDUP = K_ENTITIES + KEFU_ENT__COUNT,
-  K_TIMERS,
-  K_SHIPPED,
-  K__END
-};
+#define DAY_MS INT64_C(86400000)
 
-static const char *const key_names[K__END] = {[K_APPLIED] = "applied",
-                                              [K_CFG] = "cfg",
-                                              [K_ENTITIES + KEFU_ENT_AGENT] = "agents",
-                                              [K_ENTITIES + KEFU_ENT_BUYER] = "buyers",
-                                              [K_ENTITIES + KEFU_ENT_ORDER] = "orders",
-                                              [K_ENTITIES + KEFU_ENT_META] = "meta",
-                                              [K_DEDUP] = "dedup",
-                                              [K_TIMERS] = "timers",
-                                              [K_SHIPPED] = "shipped"};
+/* KEYS of kefu_apply, 1-based as Lua sees them (src/store/kefu.lua); the seen days
+ * follow K_SEEN. */
+enum apply_key { K_APPLIED = 1, K_CFG, K_AGENTS, K_BUYERS, K_ORDERS, K_META, K_SHIPPED, K_SEEN };
+
+static const char *const key_names[K_SEEN] = {
+    [K_APPLIED] = "applied", [K_CFG] = "cfg",   [K_AGENTS] = "agents",  [K_BUYERS] = "buyers",
+    [K_ORDERS] = "orders",   [K_META] = "meta", [K_SHIPPED] = "shipped"};
+
+void kefu_store_day_name(int32_t day, char *out, size_t outlen) {
+  time_t secs = (time_t)day * 86400;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  strftime(out, outlen, "%Y-%m-%d", &tm);
+}
 
 static void key_arg(kefu_cmd_t *c, const char *ns, const char *shop, const char *name) {
   kefu_cmd_fmt(c, "%s:{%s}:%s", ns, shop, name);
 }
 
-void kefu_shop_load_init(kefu_shop_load_t *l, kefu_shop_t *shop) {
-  memset(l, 0, sizeof *l);
-  l->shop = shop;
-  l->buyers = json_object();
-  l->orders = json_object();
-  l->event_ids = json_object();
-  l->timers_before = INT64_MIN;
-  l->shipped_since = INT64_MIN;
+static void seen_key_arg(kefu_cmd_t *c, const char *ns, const char *shop, int32_t day) {
+  char name[32];
+  kefu_store_day_name(day, name, sizeof name);
+  kefu_cmd_fmt(c, "%s:{%s}:seen:%s", ns, shop, name);
 }
 
-void kefu_shop_load_clear(kefu_shop_load_t *l) {
-  json_decref(l->buyers);
-  json_decref(l->orders);
-  json_decref(l->event_ids);
-  kefu_timer_queue_clear(&l->timers);
-  memset(l, 0, sizeof *l);
-}
-
-static void append_simple(kefu_redis_t *r, const char *verb, const char *ns, const char *shop,
-                          const char *name) {
+static void append_simple(kefu_redis_t *r, const char *ns, const char *shop, const char *verb,
+                          const char *name, const char *extra) {
   kefu_cmd_t c;
   kefu_cmd_init(&c);
   kefu_cmd_str(&c, verb);
   key_arg(&c, ns, shop, name);
+  for (const char *e = extra; e && *e; e += strlen(e) + 1)
+    kefu_cmd_str(&c, e);
   kefu_redis_append(r, &c);
   kefu_cmd_clear(&c);
 }
 
-static void append_multi(kefu_redis_t *r, const char *verb, const char *ns, const char *shop,
-                         const char *name, const json_t *ids) {
-  const char *id;
-  json_t *v;
+int kefu_store_seen_append(kefu_redis_t *r, const char *ns, const char *shop, int32_t from,
+                           int32_t to) {
   kefu_cmd_t c;
   kefu_cmd_init(&c);
-  kefu_cmd_str(&c, verb);
-  key_arg(&c, ns, shop, name);
-  json_object_foreach((json_t *)ids, id, v) kefu_cmd_str(&c, id);
+  kefu_cmd_str(&c, "MGET");
+  for (int32_t d = from; d <= to; d++)
+    seen_key_arg(&c, ns, shop, d);
   kefu_redis_append(r, &c);
   kefu_cmd_clear(&c);
+  return 1;
 }
 
-void kefu_store_load_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l, int *next_reply) {
-  const char *shop = l->shop->id;
-  l->first_reply = *next_reply;
-  append_simple(r, "GET", ns, shop, "cfg");
-  append_simple(r, "HGETALL", ns, shop, "applied");
-  append_simple(r, "HGETALL", ns, shop, "agents");
-  append_simple(r, "HGETALL", ns, shop, "meta");
-  l->nreplies = 4;
-  /* HMGET and ZMSCORE need at least one field: empty sets send nothing. */
-  if (json_object_size(l->buyers)) {
-    append_multi(r, "HMGET", ns, shop, "buyers", l->buyers);
-    l->nreplies++;
-  }
-  if (json_object_size(l->orders)) {
-    append_multi(r, "HMGET", ns, shop, "orders", l->orders);
-    l->nreplies++;
-  }
-  if (json_object_size(l->event_ids)) {
-    append_multi(r, "ZMSCORE", ns, shop, "dedup", l->event_ids);
-    l->nreplies++;
-  }
-  if (l->shipped_since != INT64_MIN) {
-    kefu_cmd_t c;
-    kefu_cmd_init(&c);
-    kefu_cmd_str(&c, "ZRANGEBYSCORE");
-    key_arg(&c, ns, shop, "shipped");
-    kefu_cmd_fmt(&c, "%lld", (long long)l->shipped_since);
-    kefu_cmd_str(&c, "+inf");
-    kefu_cmd_str(&c, "WITHSCORES");
-    kefu_redis_append(r, &c);
-    kefu_cmd_clear(&c);
-    l->nreplies++;
-  }
-  if (l->timers_before != INT64_MIN) {
-    kefu_cmd_t c;
-    kefu_cmd_init(&c);
-    kefu_cmd_str(&c, "ZRANGEBYSCORE");
-    key_arg(&c, ns, shop, "timers");
-    kefu_cmd_str(&c, "-inf");
-    kefu_cmd_fmt(&c, "(%lld", (long long)l->timers_before);
-    kefu_cmd_str(&c, "WITHSCORES");
-    kefu_redis_append(r, &c);
-    kefu_cmd_clear(&c);
-    l->nreplies++;
-  }
-  *next_reply += l->nreplies;
+int kefu_store_load_append(kefu_redis_t *r, const char *ns, const char *shop, int32_t seen_from,
+                           int32_t seen_to) {
+  append_simple(r, ns, shop, "GET", "cfg", NULL);
+  append_simple(r, ns, shop, "HGETALL", "applied", NULL);
+  append_simple(r, ns, shop, "HGETALL", "agents", NULL);
+  append_simple(r, ns, shop, "HGETALL", "buyers", NULL);
+  append_simple(r, ns, shop, "HGETALL", "orders", NULL);
+  append_simple(r, ns, shop, "HGETALL", "meta", NULL);
+  append_simple(r, ns, shop, "ZRANGE", "shipped", "0\0-1\0WITHSCORES\0");
+  return 7 + kefu_store_seen_append(r, ns, shop, seen_from, seen_to);
 }
 
-static json_t *parse_json(const redisReply *r) {
-  if (!r || r->type != REDIS_REPLY_STRING)
-    return NULL;
-  return json_loadb(r->str, r->len, 0, NULL);
+#define FAIL(...)                                                                                  \
+  do {                                                                                             \
+    snprintf(errstr, errlen, __VA_ARGS__);                                                         \
+    return -1;                                                                                     \
+  } while (0)
+
+static bool is_pairs(const redisReply *r) {
+  return r->type == REDIS_REPLY_ARRAY && r->elements % 2 == 0;
 }
 
-/* HMGET with no field is an error reply: an empty id set reads as nothing. */
-static int parse_entities(json_t *into, const json_t *ids, const redisReply *r, char *errstr,
+int kefu_store_seen_parse(const redisReply *r, kefu_seen_fn seen, void *arg, char *errstr,
                           size_t errlen) {
-  const char *id;
-  json_t *v;
-  size_t i = 0;
-  if (json_object_size(ids) == 0)
-    return 0;
-  if (r->type != REDIS_REPLY_ARRAY || r->elements != json_object_size(ids)) {
-    snprintf(errstr, errlen, "redis: unexpected HMGET reply");
-    return -1;
-  }
-  json_object_foreach((json_t *)ids, id, v) {
-    json_t *e = parse_json(r->element[i++]);
-    /* json null marks an id asked for and absent, so later rounds do not ask again */
-    json_object_set_new(into, id, e ? e : json_null());
-  }
-  return 0;
-}
-
-static int parse_hash(json_t *into, const redisReply *r, int as_json, char *errstr, size_t errlen) {
-  if (r->type != REDIS_REPLY_ARRAY) {
-    snprintf(errstr, errlen, "redis: unexpected HGETALL reply");
-    return -1;
-  }
-  for (size_t i = 0; i + 1 < r->elements; i += 2) {
-    const redisReply *k = r->element[i], *v = r->element[i + 1];
-    json_t *val = as_json ? parse_json(v) : json_stringn(v->str, v->len);
-    if (val)
-      json_object_set_new(into, k->str, val);
-  }
-  return 0;
-}
-
-static int parse_dedup(kefu_shop_load_t *l, const redisReply *r, char *errstr, size_t errlen) {
-  const char *id;
-  json_t *v;
-  size_t i = 0;
-  if (json_object_size(l->event_ids) == 0)
-    return 0;
-  if (r->type != REDIS_REPLY_ARRAY || r->elements != json_object_size(l->event_ids)) {
-    snprintf(errstr, errlen, "redis: unexpected ZMSCORE reply");
-    return -1;
-  }
-  json_object_foreach(l->event_ids, id, v) {
-    const redisReply *e = r->element[i++];
-    if (e->type == REDIS_REPLY_STRING)
-      json_object_set_new(l->shop->dedup, id, json_integer(strtoll(e->str, NULL, 10)));
-  }
-  return 0;
-}
-
-static int parse_shipped(kefu_shop_load_t *l, const redisReply *r, char *errstr, size_t errlen) {
-  if (r->type != REDIS_REPLY_ARRAY) {
-    snprintf(errstr, errlen, "redis: unexpected ZRANGEBYSCORE reply");
-    return -1;
-  }
-  for (size_t i = 0; i + 1 < r->elements; i += 2)
-    json_object_set_new(l->shop->shipped, r->element[i]->str,
-                        json_integer(strtoll(r->element[i + 1]->str, NULL, 10)));
-  l->shop->shipped_loaded = true;
-  return 0;
-}
-
-static int parse_timers(kefu_shop_load_t *l, const redisReply *r, char *errstr, size_t errlen) {
-  if (r->type != REDIS_REPLY_ARRAY) {
-    snprintf(errstr, errlen, "redis: unexpected ZRANGEBYSCORE reply");
-    return -1;
-  }
-  for (size_t i = 0; i + 1 < r->elements; i += 2) {
-    const redisReply *m = r->element[i];
-    kefu_timer_t *t =
-        kefu_timer_parse(m->str, m->len, strtoll(r->element[i + 1]->str, NULL, 10), l->shop->id);
-    if (t)
-      kefu_timer_queue_add(&l->timers, t);
-  }
-  return 0;
-}
-
-int kefu_store_load_parse(kefu_shop_load_t *l, redisReply **replies, char *errstr, size_t errlen) {
-  redisReply **r = replies + l->first_reply;
-  kefu_shop_t *s = l->shop;
-  int next = 4;
-  for (int i = 0; i < l->nreplies; i++)
-    if (r[i]->type == REDIS_REPLY_ERROR) {
-      snprintf(errstr, errlen, "redis: %s", r[i]->str);
-      return -1;
-    }
-  json_t *cfg = parse_json(r[0]);
-  if (cfg) {
-    json_decref(s->config);
-    s->config = cfg;
-    s->config_is_default = false;
-  }
-  if (parse_hash(s->applied, r[1], 0, errstr, errlen) ||
-      parse_hash(s->entities[KEFU_ENT_AGENT], r[2], 1, errstr, errlen) ||
-      parse_hash(s->entities[KEFU_ENT_META], r[3], 1, errstr, errlen) ||
-      (json_object_size(l->buyers) &&
-       parse_entities(s->entities[KEFU_ENT_BUYER], l->buyers, r[next++], errstr, errlen)) ||
-      (json_object_size(l->orders) &&
-       parse_entities(s->entities[KEFU_ENT_ORDER], l->orders, r[next++], errstr, errlen)) ||
-      (json_object_size(l->event_ids) && parse_dedup(l, r[next++], errstr, errlen)) ||
-      (l->shipped_since != INT64_MIN && parse_shipped(l, r[next++], errstr, errlen)) ||
-      (l->timers_before != INT64_MIN && parse_timers(l, r[next++], errstr, errlen)))
-    return -1;
-  json_object_update(s->applied_loaded, s->applied);
-  return 0;
-}
-
-static void add_missing(json_t *set, const json_t *known, const char *id) {
-  if (id && *id && !json_object_get(known, id))
-    json_object_set_new(set, id, json_true());
-}
-
-int kefu_store_more_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l, int *next_reply) {
-  kefu_shop_t *s = l->shop;
-  const char *id;
-  json_t *b, *oid;
-  size_t i;
-  json_object_clear(l->buyers);
-  json_object_clear(l->orders);
-  for (i = 0; i < l->timers.n; i++)
-    add_missing(l->buyers, s->entities[KEFU_ENT_BUYER], l->timers.items[i]->buyer_id);
-  json_array_foreach(json_object_get(kefu_shop_get(s, KEFU_ENT_META, "queue"), "buyers"), i, b)
-      add_missing(l->buyers, s->entities[KEFU_ENT_BUYER], kefu_json_str(b, "buyer_id"));
-  json_object_foreach(s->entities[KEFU_ENT_BUYER], id, b) {
-    json_array_foreach(json_object_get(b, "orders"), i, oid)
-        add_missing(l->orders, s->entities[KEFU_ENT_ORDER], json_string_value(oid));
-  }
-  json_object_foreach(s->shipped, id, b) add_missing(l->orders, s->entities[KEFU_ENT_ORDER], id);
-  l->more_first_reply = *next_reply;
-  l->more_buyers = json_object_size(l->buyers) > 0;
-  l->more_orders = json_object_size(l->orders) > 0;
-  if (l->more_buyers)
-    append_multi(r, "HMGET", ns, s->id, "buyers", l->buyers);
-  if (l->more_orders)
-    append_multi(r, "HMGET", ns, s->id, "orders", l->orders);
-  *next_reply += l->more_buyers + l->more_orders;
-  return l->more_buyers + l->more_orders;
-}
-
-int kefu_store_more_parse(kefu_shop_load_t *l, redisReply **replies, char *errstr, size_t errlen) {
-  int next = l->more_first_reply;
-  if (l->more_buyers &&
-      parse_entities(l->shop->entities[KEFU_ENT_BUYER], l->buyers, replies[next++], errstr, errlen))
-    return -1;
-  if (l->more_orders &&
-      parse_entities(l->shop->entities[KEFU_ENT_ORDER], l->orders, replies[next], errstr, errlen))
-    return -1;
-  return 0;
-}
-
-static void op(kefu_cmd_t *c, const char *name, int key, const char *a, size_t alen, const char *b,
-               size_t blen) {
-  kefu_cmd_str(c, name);
-  kefu_cmd_fmt(c, "%d", key);
-  kefu_cmd_arg(c, a, alen);
-  kefu_cmd_arg(c, b, blen);
-}
-
-static void op_str(kefu_cmd_t *c, const char *name, int key, const char *a, const char *b) {
-  op(c, name, key, a, strlen(a), b, strlen(b));
-}
-
-static void append_entity_ops(kefu_cmd_t *c, kefu_shop_t *s) {
-  for (int k = 0; k < KEFU_ENT__COUNT; k++) {
-    const char *id;
-    json_t *v;
-    json_object_foreach(s->dirty[k], id, v) {
-      json_t *e = json_object_get(s->entities[k], id);
-      if (!json_is_object(e)) {
-        op_str(c, "hdel", K_ENTITIES + k, id, "-");
-        continue;
+  if (r->type == REDIS_REPLY_ERROR)
+    FAIL("reading event ids seen: %s", r->str);
+  if (r->type != REDIS_REPLY_ARRAY)
+    FAIL("seen: unexpected reply");
+  for (size_t i = 0; i < r->elements; i++) {
+    const redisReply *v = r->element[i];
+    if (v->type != REDIS_REPLY_STRING)
+      continue; /* a day without ids */
+    const uint8_t *p = (const uint8_t *)v->str;
+    for (size_t off = 0; off + 16 <= v->len; off += 16) {
+      uint64_t h = 0, ts = 0;
+      for (int k = 0; k < 8; k++) {
+        h |= (uint64_t)p[off + k] << (8 * k);
+        ts |= (uint64_t)p[off + 8 + k] << (8 * k);
       }
-      char *text = json_dumps(e, JSON_COMPACT);
-      op_str(c, "hset", K_ENTITIES + k, id, text);
-      free(text);
+      seen(arg, h ? h : 1, (int64_t)ts);
     }
   }
+  return 0;
 }
 
-/* DELIV-4's index: changed entries, and anything shipped more than 30 days before the
- * newest shipment is trimmed. */
-static void append_shipped_ops(kefu_cmd_t *c, kefu_shop_t *s) {
+static int parse_entities(const redisReply *r, kefu_shop_t *shop, int key, char *errstr,
+                          size_t errlen) {
+  char err[256];
+  if (!is_pairs(r))
+    FAIL("%s: unexpected reply", key_names[key]);
+  for (size_t i = 0; i < r->elements; i += 2) {
+    const redisReply *f = r->element[i], *v = r->element[i + 1];
+    const uint8_t *p = (const uint8_t *)v->str;
+    int rc = -1;
+    if (key == K_AGENTS) {
+      kefu_agent_t *a = NULL;
+      if (!(rc = kefu_state_decode_agent(p, v->len, f->str, &a, err, sizeof err)))
+        kefu_shop_put_agent(shop, a);
+    } else if (key == K_BUYERS) {
+      kefu_buyer_t *b = NULL;
+      if (!(rc = kefu_state_decode_buyer(p, v->len, f->str, &b, err, sizeof err)))
+        kefu_shop_put_buyer(shop, b);
+    } else {
+      kefu_order_t *o = NULL;
+      if (!(rc = kefu_state_decode_order(p, v->len, f->str, &o, err, sizeof err)))
+        kefu_shop_put_order(shop, o);
+    }
+    if (rc)
+      FAIL("%s field %s: %s", key_names[key], f->str, err);
+  }
+  return 0;
+}
+
+static int parse_meta(const redisReply *r, kefu_shop_t *shop, char *errstr, size_t errlen) {
+  char err[256];
+  if (!is_pairs(r))
+    FAIL("meta: unexpected reply");
+  for (size_t i = 0; i < r->elements; i += 2) {
+    const char *f = r->element[i]->str;
+    const uint8_t *p = (const uint8_t *)r->element[i + 1]->str;
+    size_t n = r->element[i + 1]->len;
+    int rc = 0;
+    if (strcmp(f, "queue") == 0)
+      rc = kefu_state_decode_queue(p, n, &shop->queue, err, sizeof err);
+    else if (strcmp(f, "rate") == 0)
+      rc = kefu_state_decode_rate(p, n, &shop->rate, err, sizeof err);
+    else if (strcmp(f, "timers") == 0)
+      rc = kefu_state_decode_timers(p, n, &shop->timers, err, sizeof err);
+    /* other fields: written by a newer kefu, kept as they are */
+    if (rc)
+      FAIL("meta field %s: %s", f, err);
+  }
+  return 0;
+}
+
+int kefu_store_load_parse(redisReply **r, kefu_shop_t *shop, const char *const fields[4],
+                          int64_t stored[4], kefu_seen_fn seen, void *arg, char *errstr,
+                          size_t errlen) {
+  static const char *const what[8] = {"cfg",    "applied", "agents",  "buyers",
+                                      "orders", "meta",    "shipped", "seen days"};
+  char err[256];
+  for (int k = 0; k < 4; k++)
+    stored[k] = -1;
+  for (int i = 0; i < 8; i++) /* NOPERM (ACL), OOM, ...: Redis's own words */
+    if (r[i]->type == REDIS_REPLY_ERROR)
+      FAIL("reading %s of shop %s: %s", what[i], shop->id, r[i]->str);
+  if (r[0]->type == REDIS_REPLY_STRING) {
+    if (kefu_state_decode_config((const uint8_t *)r[0]->str, r[0]->len, &shop->config, err,
+                                 sizeof err))
+      FAIL("cfg: %s", err);
+    shop->config_is_default = false;
+  } else if (r[0]->type != REDIS_REPLY_NIL) {
+    FAIL("cfg: unexpected reply");
+  }
+  if (!is_pairs(r[1]))
+    FAIL("applied: unexpected reply");
+  for (size_t i = 0; i < r[1]->elements; i += 2)
+    for (int k = 0; k < 4; k++)
+      if (strcmp(r[1]->element[i]->str, fields[k]) == 0)
+        stored[k] = strtoll(r[1]->element[i + 1]->str, NULL, 10);
+  if (parse_entities(r[2], shop, K_AGENTS, errstr, errlen) ||
+      parse_entities(r[3], shop, K_BUYERS, errstr, errlen) ||
+      parse_entities(r[4], shop, K_ORDERS, errstr, errlen) ||
+      parse_meta(r[5], shop, errstr, errlen))
+    return -1;
+  if (!is_pairs(r[6]))
+    FAIL("shipped: unexpected reply");
+  for (size_t i = 0; i < r[6]->elements; i += 2)
+    kefu_map_put(&shop->shipped.by_order, r[6]->element[i]->str,
+                 (void *)(intptr_t)strtoll(r[6]->element[i + 1]->str, NULL, 10));
+  return kefu_store_seen_parse(r[7], seen, arg, errstr, errlen);
+}
+
+/* ------------------------------------------------------------------ writing */
+
+/* One variadic op of kefu_apply under construction: verb, key index, count, arguments.
+ * Its count is patched in when it is closed. */
+typedef struct op {
+  kefu_cmd_t *c;
+  int count_arg, count;
+} op_t;
+
+static void op_open(op_t *o, kefu_cmd_t *c, const char *verb, int key) {
+  o->c = c;
+  kefu_cmd_str(c, verb);
+  kefu_cmd_fmt(c, "%d", key);
+  o->count_arg = c->argc;
+  kefu_cmd_str(c, "0");
+  o->count = 0;
+}
+
+static void op_arg(op_t *o, const void *p, size_t n) {
+  kefu_cmd_arg(o->c, p, n);
+  o->count++;
+}
+
+static void op_str(op_t *o, const char *s) {
+  op_arg(o, s, strlen(s));
+}
+
+/* Closes the op; an op with no arguments is taken back out of the command. */
+static bool op_close(op_t *o) {
+  kefu_cmd_t *c = o->c;
+  if (o->count == 0) {
+    for (int i = o->count_arg - 2; i < c->argc; i++)
+      free(c->argv[i]);
+    c->argc = o->count_arg - 2;
+    return false;
+  }
+  char num[16];
+  int n = snprintf(num, sizeof num, "%d", o->count);
+  free(c->argv[o->count_arg]);
+  c->argv[o->count_arg] = malloc((size_t)n + 1);
+  memcpy(c->argv[o->count_arg], num, (size_t)n + 1);
+  c->lens[o->count_arg] = (size_t)n;
+  return true;
+}
+
+/* HSET of every changed entity of one hash, clearing their flags. */
+static bool write_entities(kefu_cmd_t *c, kefu_shop_t *s, int key, kefu_buf_t *buf) {
+  const kefu_map_t *m = key == K_AGENTS ? &s->agents : key == K_BUYERS ? &s->buyers : &s->orders;
   const char *id;
-  json_t *v;
-  char num[32];
-  int64_t newest = 0;
-  json_object_foreach(s->shipped_changed, id, v) {
-    json_t *ts = json_object_get(s->shipped, id);
-    if (!ts) {
-      op_str(c, "zrem", K_SHIPPED, id, "-");
-      continue;
+  void *v;
+  op_t o;
+  op_open(&o, c, "hset", key);
+  kefu_map_foreach(m, it, id, v) {
+    kefu_buf_reset(buf);
+    if (key == K_AGENTS) {
+      kefu_agent_t *a = v;
+      if (!a->changed)
+        continue;
+      a->changed = false;
+      kefu_state_encode_agent(buf, a);
+    } else if (key == K_BUYERS) {
+      kefu_buyer_t *b = v;
+      if (!b->changed)
+        continue;
+      b->changed = false;
+      kefu_state_encode_buyer(buf, b);
+    } else {
+      kefu_order_t * or = v;
+      if (! or->changed)
+        continue;
+      or->changed = false;
+      kefu_state_encode_order(buf, or);
     }
-    snprintf(num, sizeof num, "%lld", (long long)json_integer_value(ts));
-    op_str(c, "zadd", K_SHIPPED, num, id);
-    if (json_integer_value(ts) > newest)
-      newest = json_integer_value(ts);
+    op_str(&o, id);
+    op_arg(&o, buf->p, buf->n);
   }
-  if (newest) {
-    snprintf(num, sizeof num, "(%lld", (long long)(newest - 30 * INT64_C(86400000)));
-    op_str(c, "ztrim", K_SHIPPED, num, "-");
-  }
+  return op_close(&o);
 }
 
-void kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_shop_t *s,
-                             int64_t dedup_horizon_ts) {
-  const char *field;
-  json_t *v;
-  char num[32];
-  kefu_cmd_t c;
+static bool write_meta(kefu_cmd_t *c, kefu_shop_t *s, kefu_buf_t *buf) {
+  op_t o;
+  bool any = false;
+  op_open(&o, c, "hset", K_META);
+  if (s->queue.changed) {
+    kefu_buf_reset(buf);
+    kefu_state_encode_queue(buf, &s->queue);
+    op_str(&o, "queue");
+    op_arg(&o, buf->p, buf->n);
+    s->queue.changed = false;
+  }
+  if (s->rate.changed) {
+    kefu_buf_reset(buf);
+    kefu_state_encode_rate(buf, &s->rate);
+    op_str(&o, "rate");
+    op_arg(&o, buf->p, buf->n);
+    s->rate.changed = false;
+  }
+  if (s->timers_changed) {
+    kefu_buf_reset(buf);
+    kefu_state_encode_timers(buf, &s->timers);
+    op_str(&o, "timers");
+    op_arg(&o, buf->p, buf->n);
+    s->timers_changed = false;
+  }
+  any |= op_close(&o);
+  if (s->config_changed) {
+    if (s->config_is_default) { /* a tombstone: back to the defaults */
+      kefu_cmd_str(c, "del");
+      kefu_cmd_fmt(c, "%d", K_CFG);
+      kefu_cmd_str(c, "0");
+    } else {
+      kefu_buf_reset(buf);
+      kefu_state_encode_config(buf, &s->config);
+      op_open(&o, c, "set", K_CFG);
+      op_arg(&o, buf->p, buf->n);
+      op_close(&o);
+    }
+    s->config_changed = false;
+    any = true;
+  }
+  return any;
+}
 
+/* DELIV-4's index: the entries added and removed since the last write, and those
+ * shipped more than 30 days before the batch's newest event go (SPEC §5: bounded). */
+static bool write_shipped(kefu_cmd_t *c, kefu_shop_t *s, int64_t keep_from) {
+  kefu_shipped_t *sh = &s->shipped;
+  const char *id;
+  void *v;
+  char num[24];
+  op_t o;
+  if (!sh->changed)
+    return false;
+  sh->changed = false;
+  op_open(&o, c, "zrem", K_SHIPPED);
+  for (uint32_t i = 0; i < sh->removed.n; i++)
+    if (!kefu_map_get(&sh->by_order, sh->removed.v[i]))
+      op_str(&o, sh->removed.v[i]);
+  op_close(&o);
+  op_open(&o, c, "zadd", K_SHIPPED);
+  for (uint32_t i = 0; i < sh->added.n; i++) {
+    if (!(v = kefu_map_get(&sh->by_order, sh->added.v[i])))
+      continue;
+    snprintf(num, sizeof num, "%lld", (long long)(intptr_t)v);
+    op_str(&o, num);
+    op_str(&o, sh->added.v[i]);
+  }
+  op_close(&o);
+  kefu_strv_clear(&sh->added);
+  kefu_strv_clear(&sh->removed);
+  snprintf(num, sizeof num, "(%lld", (long long)keep_from);
+  op_open(&o, c, "ztrim", K_SHIPPED);
+  op_str(&o, num);
+  op_close(&o);
+  kefu_map_foreach(&sh->by_order, it, id, v) {
+    if ((int64_t)(intptr_t)v < keep_from)
+      kefu_map_del(&sh->by_order, id);
+  }
+  return true;
+}
+
+int kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_store_write_t *w,
+                            kefu_buf_t *scratch) {
+  kefu_shop_t *s = w->shop;
+  kefu_cmd_t c;
+  bool any = w->offsets_changed || w->nseen;
+  int nkeys = K_SEEN - 1 + (int)w->nseen +
+              (w->seen_del_from <= w->seen_del_to ? w->seen_del_to - w->seen_del_from + 1 : 0);
   kefu_cmd_init(&c);
   kefu_cmd_str(&c, "FCALL");
   kefu_cmd_str(&c, "kefu_apply");
-  kefu_cmd_fmt(&c, "%d", K__END - 1);
-  for (int i = 1; i < K__END; i++)
-    key_arg(&c, ns, s->id, key_names[i]);
-  kefu_cmd_fmt(&c, "%zu", json_object_size(s->applied));
-  json_object_foreach(s->applied, field, v) {
-    const char *before = json_string_value(json_object_get(s->applied_loaded, field));
-    kefu_cmd_str(&c, field);
-    kefu_cmd_str(&c, before ? before : "");
-    kefu_cmd_str(&c, json_string_value(v));
+  kefu_cmd_fmt(&c, "%d", nkeys);
+  for (int k = 1; k < K_SEEN; k++)
+    key_arg(&c, ns, s->id, key_names[k]);
+  for (uint32_t i = 0; i < w->nseen; i++)
+    seen_key_arg(&c, ns, s->id, w->seen[i].day);
+  for (int32_t d = w->seen_del_from; d <= w->seen_del_to; d++)
+    seen_key_arg(&c, ns, s->id, d);
+  kefu_cmd_fmt(&c, "%d", w->ncas);
+  for (int i = 0; i < w->ncas; i++) {
+    kefu_cmd_str(&c, w->cas[i].field);
+    kefu_cmd_str(&c, w->cas[i].expected);
+    kefu_cmd_str(&c, w->cas[i].value);
   }
-  if (s->config_dirty) {
-    char *text = json_dumps(s->config, JSON_COMPACT);
-    if (s->config_is_default)
-      op_str(&c, "del", K_CFG, "-", "-");
-    else
-      op_str(&c, "set", K_CFG, text, "-");
-    free(text);
+  any |= write_entities(&c, s, K_AGENTS, scratch);
+  any |= write_entities(&c, s, K_BUYERS, scratch);
+  any |= write_entities(&c, s, K_ORDERS, scratch);
+  any |= write_meta(&c, s, scratch);
+  any |= write_shipped(&c, s, w->shipped_keep_from);
+  for (uint32_t i = 0; i < w->nseen; i++) {
+    op_t o;
+    op_open(&o, &c, "append", K_SEEN + (int)i);
+    op_arg(&o, w->seen[i].add.p, w->seen[i].add.n);
+    op_close(&o);
   }
-  append_entity_ops(&c, s);
-  json_object_foreach(s->dedup_new, field, v) {
-    snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
-    op_str(&c, "zadd", K_DEDUP, num, field);
+  for (int32_t d = w->seen_del_from; d <= w->seen_del_to; d++) {
+    kefu_cmd_str(&c, "del");
+    kefu_cmd_fmt(&c, "%d", K_SEEN + (int)w->nseen + (d - w->seen_del_from));
+    kefu_cmd_str(&c, "0");
+    any = true;
   }
-  json_object_foreach(s->timers_added, field, v) {
-    snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
-    op_str(&c, "zadd", K_TIMERS, num, field);
-  }
-  size_t i;
-  json_array_foreach(s->timers_removed, i, v)
-      op_str(&c, "zrem", K_TIMERS, json_string_value(v), "-");
-  append_shipped_ops(&c, s);
-  if (json_object_size(s->dedup_new)) {
-    snprintf(num, sizeof num, "(%lld", (long long)dedup_horizon_ts);
-    op_str(&c, "ztrim", K_DEDUP, num, "-");
-  }
-  kefu_redis_append(r, &c);
+  if (any)
+    kefu_redis_append(r, &c);
   kefu_cmd_clear(&c);
+  return any ? 1 : 0;
 }
 
-int kefu_store_apply_check(const redisReply *reply, kefu_shop_t *shop, char *errstr,
-                           size_t errlen) {
-  if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-      reply->element[0]->type == REDIS_REPLY_STRING && strcmp(reply->element[0]->str, "OK") == 0) {
-    const redisReply *min = reply->element[1];
-    shop->timers_min =
-        min->type == REDIS_REPLY_STRING && min->len ? strtoll(min->str, NULL, 10) : INT64_MAX;
-    return 0;
+int kefu_store_apply_check(const redisReply *reply, char *errstr, size_t errlen) {
+  if (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_STRING) {
+    if (strcmp(reply->str, "OK") == 0)
+      return 0;
   }
   if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3)
-    snprintf(errstr, errlen, "state conflict on %s (stored offset %s): another instance applied it",
-             reply->element[1]->str, reply->element[2]->str);
-  else
-    snprintf(errstr, errlen, "kefu_apply: %s", reply->str ? reply->str : "unexpected reply");
-  return -1;
+    FAIL("state conflict on %s (stored offset %s): another instance applied it",
+         reply->element[1]->str, reply->element[2]->str);
+  FAIL("kefu_apply: %s", reply->str ? reply->str : "unexpected reply");
+}
+
+int64_t kefu_store_timers_min(const kefu_shop_t *shop) {
+  const char *id;
+  void *v;
+  int64_t m = kefu_timers_min(&shop->timers);
+  kefu_map_foreach(&shop->buyers, it, id, v) {
+    const kefu_buyer_t *b = v;
+    int64_t t = kefu_timers_min(b->timers);
+    if (t < m)
+      m = t;
+  }
+  return m;
 }

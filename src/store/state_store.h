@@ -1,63 +1,79 @@
-/* Shop state in Redis (SPEC §5). Keys (ns = redis namespace, default "kefu"):
- *   ns:{S}:cfg      string  the shop config (JSON, defaults filled); absent = defaults
- *   ns:{S}:applied  hash    "<topic>/<partition>" -> last applied offset
- *   ns:{S}:agents   hash    agent_id -> agent (JSON)
- *   ns:{S}:buyers   hash    buyer_id -> buyer (JSON)
- *   ns:{S}:orders   hash    order_id -> order (JSON)
- *   ns:{S}:meta     hash    shop-wide records: "queue" (ROUTE-11), ... (JSON)
- *   ns:{S}:dedup    zset    event_id scored by ts; trimmed to 7 days
- *   ns:{S}:timers   zset    timers scored by deadline
- *   ns:{S}:shipped  zset    shipped, unsigned orders by shipment ts, 30 days (DELIV-4)
- * The {S} hash tag puts a shop's keys in one Redis Cluster slot, so kefu_apply can
- * update them atomically. */
+/* Shop state in Redis (SPEC §5; docs/STATE.md has the layout and the value encoding).
+ * Keys (ns = redis namespace, default "kefu"; {S} the shop id, a Redis Cluster hash tag
+ * so that one kefu_apply call updates a shop atomically):
+ *   ns:{S}:cfg           string  the shop config (absent: the defaults)
+ *   ns:{S}:applied       hash    "<topic>/<partition>" -> last applied offset
+ *   ns:{S}:agents        hash    agent_id -> agent
+ *   ns:{S}:buyers        hash    buyer_id -> buyer, with the buyer's pending timers
+ *   ns:{S}:orders        hash    order_id -> order
+ *   ns:{S}:meta          hash    "queue" (ROUTE-11), "rate" (RATE), "timers" (shop-wide)
+ *   ns:{S}:shipped       zset    shipped, unsigned orders by shipment ts, 30 days (DELIV-4)
+ *   ns:{S}:seen:<date>   string  16-byte entries (event id hash, ts) of that UTC day
+ * Values are kefu's compact state encoding (src/store/state_codec.h). A shop is read
+ * whole (the owner cache keeps it) and written as changes. */
 #ifndef KEFU_STORE_STATE_STORE_H
 #define KEFU_STORE_STATE_STORE_H
 
-#include <jansson.h>
-
-#include "engine/shop.h"
-#include "engine/timers.h"
+#include "rules/model.h"
 #include "store/redis.h"
+#include "store/state_codec.h"
 
-/* What one batch needs of one shop. */
-typedef struct kefu_shop_load {
-  kefu_shop_t *shop;         /* borrowed */
-  json_t *buyers;            /* id -> true; owned */
-  json_t *orders;            /* id -> true; owned */
-  json_t *event_ids;         /* id -> true; owned */
-  int64_t timers_before;     /* load timers with deadline < this; INT64_MIN: none */
-  int64_t shipped_since;     /* load the shipped index from this ts; INT64_MIN: no */
-  kefu_timer_queue_t timers; /* the timers read; the engine moves them to its queue */
-  int first_reply, nreplies, more_first_reply, more_buyers, more_orders;
-} kefu_shop_load_t;
+/** @brief Queues the reads of a whole shop, with its event ids of UTC days
+ *  [@p seen_from, @p seen_to]. Returns the number of replies it will have. */
+int kefu_store_load_append(kefu_redis_t *r, const char *ns, const char *shop, int32_t seen_from,
+                           int32_t seen_to);
 
-void kefu_shop_load_init(kefu_shop_load_t *l, kefu_shop_t *shop);
-void kefu_shop_load_clear(kefu_shop_load_t *l);
+typedef void (*kefu_seen_fn)(void *arg, uint64_t hash, int64_t ts);
 
-/** @brief Queues the reads of phase 1 (config, offsets, agents, the named buyers and
- *  orders, the event ids) in the pipeline; @p next_reply is the index its first reply
- *  will have, advanced past its replies. */
-void kefu_store_load_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l, int *next_reply);
+/** @brief Reads the replies of kefu_store_load_append (@p r points at the first) into the
+ *  fresh @p shop; @p stored gets the applied offset of each of @p fields (-1: none), and
+ *  @p seen is called for every event id read. -1 with errstr on a reply or value that
+ *  does not decode (naming the key and field). */
+int kefu_store_load_parse(redisReply **r, kefu_shop_t *shop, const char *const fields[4],
+                          int64_t stored[4], kefu_seen_fn seen, void *arg, char *errstr,
+                          size_t errlen);
 
-/** @brief Reads the replies of kefu_store_load_append into the shop. Then
- *  kefu_store_orders_missing() lists orders that loaded buyers name but that were not
- *  read (phase 2, one more round trip for the batch). -1 with errstr on a bad reply. */
-int kefu_store_load_parse(kefu_shop_load_t *l, redisReply **replies, char *errstr, size_t errlen);
+/** @brief Queues the read of the shop's event ids of days [@p from, @p to]; returns 1. */
+int kefu_store_seen_append(kefu_redis_t *r, const char *ns, const char *shop, int32_t from,
+                           int32_t to);
+int kefu_store_seen_parse(const redisReply *r, kefu_seen_fn seen, void *arg, char *errstr,
+                          size_t errlen);
 
-/** @brief Queues the reads of what earlier rounds pointed at but did not read: buyers
- *  of loaded timers and orders of loaded buyers. Returns the number of commands queued
- *  (0: everything needed is loaded); repeat until it returns 0 (at most three rounds). */
-int kefu_store_more_append(kefu_redis_t *r, const char *ns, kefu_shop_load_t *l, int *next_reply);
-int kefu_store_more_parse(kefu_shop_load_t *l, redisReply **replies, char *errstr, size_t errlen);
+/* Event ids seen by a batch, per UTC day. */
+typedef struct kefu_seen_day {
+  int32_t day;
+  kefu_buf_t add; /* 16-byte entries */
+} kefu_seen_day_t;
 
-/** @brief Queues one FCALL kefu_apply writing the shop's changes (dirty entities, config,
- *  new event ids, applied offsets with their CAS). Event ids older than
- *  @p dedup_horizon_ts are trimmed. */
-void kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_shop_t *shop,
-                             int64_t dedup_horizon_ts);
+typedef struct kefu_store_cas {
+  char field[64], expected[24], value[24]; /* expected "" : not stored yet */
+} kefu_store_cas_t;
 
-/** @brief 0 when the kefu_apply reply is OK (then shop->timers_min is the earliest timer
- *  left, INT64_MAX for none); -1 with errstr on a conflict or error. */
-int kefu_store_apply_check(const redisReply *reply, kefu_shop_t *shop, char *errstr, size_t errlen);
+/* One shop's write besides its changed entities (which the store finds by their
+ * `changed` flags and clears). */
+typedef struct kefu_store_write {
+  kefu_shop_t *shop;
+  kefu_store_cas_t cas[4];
+  int ncas;
+  bool offsets_changed;
+  const kefu_seen_day_t *seen;
+  uint32_t nseen;
+  int32_t seen_del_from, seen_del_to; /* days of event ids to delete; from > to: none */
+  int64_t shipped_keep_from;          /* DELIV-4 entries shipped before this go */
+} kefu_store_write_t;
+
+/** @brief Queues one FCALL kefu_apply for @p w when it changes anything; returns 1 when
+ *  queued, 0 when there is nothing to write. @p scratch is a reusable buffer. */
+int kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_store_write_t *w,
+                            kefu_buf_t *scratch);
+
+/** @brief 0 when the kefu_apply reply is OK; -1 with errstr on a conflict or error. */
+int kefu_store_apply_check(const redisReply *reply, char *errstr, size_t errlen);
+
+/** @brief The earliest deadline of the shop's pending timers, INT64_MAX for none. */
+int64_t kefu_store_timers_min(const kefu_shop_t *shop);
+
+/** @brief "YYYY-MM-DD" of UTC day @p day (days since 1970-01-01). */
+void kefu_store_day_name(int32_t day, char *out, size_t outlen);
 
 #endif

@@ -80,7 +80,7 @@ static void use(const kefu_config_t *c) {
   char errstr[512];
   kefu_cli_options_t opts;
   kefu_redis_endpoint_t ep;
-  kefu_cli_options_init(&opts, c);
+  FUZZ_CHECK(kefu_cli_options_init(&opts, c, errstr, sizeof errstr) == 0);
   kefu_cli_options_clear(&opts);
   if (kefu_config_redis_endpoint(c, &ep, errstr, sizeof errstr) == 0)
     FUZZ_CHECK(ep.host[0] != '\0' && ep.port > 0);

@@ -9,8 +9,9 @@ SIGKILL at random moments: some at a random delay after start (possibly during t
 group join), some at a random delay after the run has visibly made progress, so that
 kills land mid-processing. A last run with --exit-when-idle finishes the stream. Then:
 
-  (a) no input applied twice: per shop, the dedup ids are exactly the distinct valid
-      event ids produced, each order has the status of its last event, each agent the
+  (a) no input applied twice (read with `kefu state show`): per shop, the event ids seen
+      are exactly the distinct valid event ids produced (each one's hash present, and as
+      many entries as ids), each order has the status of its last event, each agent the
       presence of its last PRESENCE, each config the couriers of the last config, and
       the applied offsets are the last offsets of the shop's valid records per
       partition;

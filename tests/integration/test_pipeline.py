@@ -3,7 +3,6 @@
 Covers SPEC §6 (bad input to the DLQ, processing goes on), DELIV-1..3 through the whole
 pipeline, and SPEC §5 (a restart applies nothing twice)."""
 import base64
-import json
 import struct
 
 from kefutest import KefuTestCase, main
@@ -128,8 +127,8 @@ class PipelineTest(KefuTestCase):
         before = self.state()
         cards = self.consume("cards")
         self.assertEqual(len(cards), 1)
-        agents = json.loads(self.redis.cli("HGET", "kefu:{s1}:agents", "a1"))
-        self.assertEqual(agents["presence"], "ONLINE")
+        agent = self.redis.state("s1", "agent", "a1")
+        self.assertEqual(agent["presence"], "ONLINE")
         self.run_kefu()
         self.assertEqual(self.state(), before)
         self.assertEqual(len(self.consume("cards")), 1)

@@ -124,8 +124,7 @@ class RedisAclTest(KefuTestCase):
             log.seek(0)
             return "NOPERM" in log.read()
         wait_for(logged_noperm, 60, "kefu to log Redis's NOPERM")
-        status, body = http_get(port, "/readyz")
-        self.assertEqual(status, 503, body)
+        wait_for(lambda: http_get(port, "/readyz")[0] == 503, 60, "/readyz to answer 503")
         self.assertIsNone(proc.poll())
         self.assertEqual(self.redis.cli("-n", "1", "KEYS", "*").split(), [])
 

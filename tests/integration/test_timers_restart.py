@@ -4,7 +4,7 @@ import os
 import signal
 import subprocess
 
-from kefutest import KEFU, KefuTestCase, main, wait_for
+from kefutest import KEFU, KefuTestCase, main, pending_timers, wait_for
 
 D0 = 1773072000000  # 2026-03-10 00:00 in China
 T = D0 + 10 * 3600 * 1000
@@ -31,7 +31,8 @@ class TimersAcrossRestart(KefuTestCase):
             stderr=log)
         self.addCleanup(lambda: proc.poll() is None and proc.kill())
         # the wait's timer is written with the shop's state
-        wait_for(lambda: "response_wait" in self.redis.cli("ZRANGE", "kefu:{s1}:timers", "0", "-1"),
+        wait_for(lambda: any(t["kind"] == "response_wait"
+                             for t in pending_timers(self.redis, "s1")),
                  60, "the wait's timer in Redis")
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

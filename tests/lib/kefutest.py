@@ -197,6 +197,22 @@ class Redis:
         return {k: subprocess.run(self.cli_args() + ["DUMP", k], capture_output=True,
                                   env=self.cli_env()).stdout for k in keys}
 
+    def state(self, shop, *what):
+        """`kefu state show` of @p shop as data: the shop record (config, queue, rate,
+        timers, applied, counts, seen days); with @p what "buyers", "agents", "orders" or
+        "seen", every such entity by id (seen: "%016x" of each event id's hash -> ts); with
+        "buyer", "agent" or "order" and an id, that entity. Authenticated as self.auth,
+        the password in the environment (KEFU_REDIS_PASSWORD), never on the command line."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
+        if self.auth:
+            env["KEFU_REDIS_USER"], env["KEFU_REDIS_PASSWORD"] = self.auth
+        out = subprocess.run([KEFU, "state", "show", "--redis", self.url, shop, *what],
+                             capture_output=True, text=True, env=env, timeout=60)
+        if out.returncode != 0:
+            raise AssertionError("kefu state show %s: exit %d: %s" % (
+                " ".join((shop,) + what), out.returncode, out.stderr.strip()))
+        return json.loads(out.stdout)
+
     def ping(self):
         try:
             return self.cli("PING").strip() == "PONG"
@@ -208,6 +224,42 @@ class Redis:
             self.proc.terminate()
             self.proc.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+MASK64 = (1 << 64) - 1
+
+
+def event_hash(event_id):
+    """kefu's 64-bit hash of an event id (src/engine/cache.c engine_event_hash): FNV-1a 64
+    over the id's bytes, then a final mix; never 0."""
+    h = 14695981039346656037
+    for b in event_id.encode():
+        h = ((h ^ b) * 1099511628211) & MASK64
+    h ^= h >> 33
+    h = (h * 0xff51afd7ed558ccd) & MASK64
+    h ^= h >> 33
+    return h or 1
+
+
+def seen_ids(redis, shop, candidate_ids):
+    """The ids of @p candidate_ids that @p shop's event-id days hold (by hash)."""
+    seen = redis.state(shop, "seen")
+    return {i for i in candidate_ids if "%016x" % event_hash(i) in seen}
+
+
+def seen_count(redis, shop, record=None):
+    """How many event-id entries @p shop's days hold, an id seen twice counted twice
+    (@p record: the shop's state(shop) when already read)."""
+    record = record or redis.state(shop)
+    return sum(day["events"] for day in record["seen"].values())
+
+
+def pending_timers(redis, shop):
+    """Every pending timer of @p shop: the shop's own and every buyer's."""
+    timers = list(redis.state(shop)["timers"])
+    for buyer in redis.state(shop, "buyers").values():
+        timers += buyer["timers"]
+    return timers
 
 
 class Broker:

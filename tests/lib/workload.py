@@ -14,14 +14,14 @@ chat events (each makes exactly one card `<event_id>-c0`), a few repeated event 
 (applied once) and a few bad records (to the DLQ). Everything is derived from one
 random.Random, so a seed reproduces the stream.
 """
-import json
 import os
 import random
 import subprocess
 import threading
 import time
 
-from kefutest import KEFU, SLOW, TOPICS, decode, kefu_run_command, schema_table
+from kefutest import (KEFU, SLOW, TOPICS, decode, kefu_run_command, schema_table, seen_count,
+                      seen_ids)
 
 T0 = 1773014400000  # 2026-03-09T00:00:00Z, 08:00 in the shops' local time (+480)
 
@@ -338,27 +338,29 @@ def hgetall(redis, key):
 def check_state(test, w, inputs):
     """(a) no input applied twice: exact state counts in Redis."""
     r = test.redis
+    shops = {s: r.state(s) for s in w.shops}
     for shop, want in w.expected_dedup().items():
-        got = set(r.cli("ZRANGE", "kefu:{%s}:dedup" % shop, "0", "-1").split())
-        test.assertEqual(len(got), int(r.cli("ZCARD", "kefu:{%s}:dedup" % shop)))
-        test.assertEqual(got, want, "dedup ids of %s: missing %s, extra %s" % (
-            shop, sorted(want - got)[:10], sorted(got - want)[:10]))
-    orders = {s: hgetall(r, "kefu:{%s}:orders" % s) for s in w.shops}
+        # every expected id's hash, and nothing else: as many entries as expected ids
+        got = seen_ids(r, shop, want)
+        n = seen_count(r, shop, shops[shop])
+        test.assertEqual((got, n), (want, len(want)), "dedup ids of %s: missing %s, %d "
+                         "entries for %d ids" % (shop, sorted(want - got)[:10], n, len(want)))
+    orders = {s: r.state(s, "orders") for s in w.shops}
     wrong = []
     for (shop, oid), status in sorted(w.expected_orders().items()):
-        text = orders[shop].get(oid)
-        got = json.loads(text)["status"] if text else None
+        order = orders[shop].get(oid)
+        got = order["status"] if order else None
         if got != status:
             wrong.append((shop, oid, status, got))
     test.assertEqual(wrong, [], "orders whose status is not that of their last event "
                                 "(shop, order, expected, seen)")
     test.assertEqual(sum(len(o) for o in orders.values()), len(w.expected_orders()))
-    agents = {s: hgetall(r, "kefu:{%s}:agents" % s) for s in w.shops}
+    agents = {s: r.state(s, "agents") for s in w.shops}
     for (shop, agent), presence in sorted(w.expected_presence().items()):
-        got = json.loads(agents[shop][agent])
+        got = agents[shop][agent]
         test.assertEqual(got.get("presence"), presence, (shop, agent))
     for shop, couriers in w.expected_couriers().items():
-        got = json.loads(r.cli("GET", "kefu:{%s}:cfg" % shop))
+        got = shops[shop]["config"]
         test.assertEqual(got["couriers"], couriers, shop)
     # applied offsets: per shop and input partition, the last offset of its valid records
     bad_ids = {r["event_id"] for _, _, _, r in w.bad if isinstance(r, dict)}
@@ -370,7 +372,7 @@ def check_state(test, w, inputs):
         want.setdefault(shop, {})
         want[shop][field] = max(off, want[shop].get(field, -1))
     for shop in w.shops:
-        got = {f: int(v) for f, v in hgetall(r, "kefu:{%s}:applied" % shop).items()}
+        got = {f: int(v) for f, v in shops[shop]["applied"].items()}
         test.assertEqual(got, want.get(shop, {}), "applied offsets of " + shop)
 
 
@@ -566,8 +568,9 @@ def tally(test, w, inputs, outputs, kills):
     whether every re-emitted copy is byte-identical)."""
     r = test.redis
     twice = lost = 0
-    seen = {s: set(r.cli("ZRANGE", "kefu:{%s}:dedup" % s, "0", "-1").split()) for s in w.shops}
-    for shop, want in w.expected_dedup().items():
+    expected = w.expected_dedup()
+    seen = {s: seen_ids(r, s, expected[s]) for s in w.shops}
+    for shop, want in expected.items():
         lost += len(want - seen[shop])
     # The last event of an order (or of an agent's presence) applied (its id seen) but
     # another status left: an older event applied again. Not applied: lost, or not yet
@@ -578,11 +581,11 @@ def tally(test, w, inputs, outputs, kills):
             last[("o", rec["shop_id"], rec["order_id"])] = (rec["event_id"], rec["type"])
         elif topic == "agent" and rec["type"] == "PRESENCE":
             last[("a", rec["shop_id"], rec["agent_id"])] = (rec["event_id"], rec["presence"])
-    tables = {(kind, s): hgetall(r, "kefu:{%s}:%s" % (s, name))
+    tables = {(kind, s): r.state(s, name)
               for kind, name in (("o", "orders"), ("a", "agents")) for s in w.shops}
     for (kind, shop, ident), (eid, value) in last.items():
-        text = tables[(kind, shop)].get(ident)
-        got = json.loads(text).get("status" if kind == "o" else "presence") if text else None
+        entity = tables[(kind, shop)].get(ident)
+        got = entity.get("status" if kind == "o" else "presence") if entity else None
         if eid not in seen[shop]:
             continue  # counted as lost above
         if got != value:

@@ -1,5 +1,8 @@
 /* A shop driven through the pure rules with plain events, as the engine would drive it
- * (timers fire before the event that makes them due): shared by the rule tests. */
+ * (timers fire before the event that makes them due): shared by the rule tests. Events
+ * are written as JSON, validated and converted by the engine's own code
+ * (engine/event.c); every record the rules emit is encoded with the real Avro codec, so
+ * a misspelled field, step or enum symbol fails the test that emitted it. */
 #ifndef KEFU_TESTS_RULES_FIXTURE_H
 #define KEFU_TESTS_RULES_FIXTURE_H
 
@@ -13,24 +16,44 @@
 
 #include <cmocka.h>
 
+#include "engine/event.h"
+#include "io/codec.h"
+#include "io/schemas.h"
 #include "rules/routing.h"
 
 #define HOUR INT64_C(3600000)
 static const int64_t T0 = INT64_C(1773068400000);
 
+/* A scheduled timer as the engine keeps it: its owner and the timer. */
+typedef struct fx_timer {
+  char buyer[KEFU_ID_MAX + 1]; /* "" for a shop-wide timer */
+  kefu_timer_t t;
+} fx_timer_t;
+
 typedef struct fx {
   kefu_rule_params_t params;
   kefu_courier_table_t couriers;
-  json_t *defaults;
   kefu_rules_env_t env;
   kefu_shop_t *shop;
-  kefu_timer_queue_t timers;
+  fx_timer_t *timers; /* pending, unordered */
+  size_t ntimers;
   json_t *records; /* every record emitted, in order */
+  kefu_schemas_t *schemas;
+  kefu_codec_t *codec;
   int seq;
 } fx_t;
 
+/* The shop config every test starts from (shop_config.avsc's defaults). */
+static const char fx_defaults[] =
+    "{\"bot_priority\":false,\"exclusive_direct\":false,\"leave_message_target\":\"MAIN_"
+    "ACCOUNT\","
+    "\"queue_enabled\":false,\"queue_max_wait_ms\":600000,\"logistics_enabled\":true,"
+    "\"merchant_invite_enabled\":true,\"couriers\":[],\"transfer_entry_exposure_pct\":100,"
+    "\"response_rate_assessed\":true,\"utc_offset_minutes\":480,\"groups\":[]}";
+
 static inline int setup(void **state) {
   static fx_t f;
+  char err[256];
   memset(&f, 0, sizeof f);
   f.params = (kefu_rule_params_t){.threshold = 0.4,
                                   .escalate_after = 3,
@@ -39,16 +62,11 @@ static inline int setup(void **state) {
                                   .response_wait_ms = 180000,
                                   .day_close_grace_ms = 5 * 60000};
   kefu_courier_table_init(&f.couriers);
-  f.defaults = json_loads(
-      "{\"bot_priority\":false,\"exclusive_direct\":false,\"leave_message_target\":\"MAIN_"
-      "ACCOUNT\","
-      "\"queue_enabled\":false,\"queue_max_wait_ms\":600000,\"logistics_enabled\":true,"
-      "\"merchant_invite_enabled\":true,\"couriers\":[],\"transfer_entry_exposure_pct\":100,"
-      "\"response_rate_assessed\":true,\"utc_offset_minutes\":480,\"groups\":[]}",
-      0, NULL);
-  f.env = (kefu_rules_env_t){&f.params, &f.couriers, f.defaults};
-  f.shop = kefu_shop_new("s1", f.defaults);
+  f.env = (kefu_rules_env_t){&f.params, &f.couriers};
+  f.shop = kefu_shop_new("s1");
   f.records = json_array();
+  if (!(f.schemas = kefu_schemas_new(err, sizeof err)) || !(f.codec = kefu_codec_new(f.schemas)))
+    fail_msg("schemas: %s", err);
   *state = &f;
   return 0;
 }
@@ -57,29 +75,79 @@ static inline int teardown(void **state) {
   fx_t *f = *state;
   kefu_shop_destroy(f->shop);
   kefu_courier_table_clear(&f->couriers);
-  kefu_timer_queue_clear(&f->timers);
-  json_decref(f->defaults);
+  for (size_t i = 0; i < f->ntimers; i++)
+    kefu_timer_clear(&f->timers[i].t);
+  free(f->timers);
   json_decref(f->records);
+  kefu_codec_destroy(f->codec);
+  kefu_schemas_destroy(f->schemas);
   return 0;
 }
 
+static inline void fx_on_timer(void *arg, kefu_shop_t *shop, const char *buyer_id,
+                               const kefu_timer_t *t) {
+  fx_t *f = arg;
+  (void)shop;
+  f->timers = realloc(f->timers, (f->ntimers + 1) * sizeof *f->timers);
+  fx_timer_t *e = &f->timers[f->ntimers++];
+  snprintf(e->buyer, sizeof e->buyer, "%s", buyer_id ? buyer_id : "");
+  kefu_timer_copy(&e->t, t);
+}
+
+static inline void fx_emitter(fx_t *f, kefu_emitter_t *em, const char *cause, int64_t ts) {
+  kefu_emitter_init(em, cause);
+  em->cause_ts = ts;
+  em->on_timer = fx_on_timer;
+  em->on_timer_arg = f;
+}
+
+/* Moves the emitted records to f->records, each first encoded with the real codec. */
 static inline void collect(fx_t *f, kefu_emitter_t *em) {
-  size_t i;
-  json_t *r;
-  json_array_foreach(em->records, i, r) json_array_append(f->records, json_array_get(r, 1));
+  char *buf = NULL, err[512];
+  size_t cap = 0, len;
+  for (size_t i = 0; i < em->n; i++) {
+    kefu_topic_t t = KEFU_T_DLQ;
+    for (int k = 0; k < KEFU_T__COUNT; k++)
+      if (strcmp(kefu_topics[k].suffix, kefu_record_kinds[em->records[i].kind].topic_suffix) == 0)
+        t = (kefu_topic_t)k;
+    if (kefu_codec_encode(f->codec, t, em->records[i].rec, &buf, &cap, &len, err, sizeof err)) {
+      char *text = json_dumps(em->records[i].rec, JSON_COMPACT);
+      fail_msg("record does not encode as %s: %s\n%s", kefu_topics[t].suffix, err, text);
+    }
+    json_array_append(f->records, em->records[i].rec);
+  }
+  free(buf);
   kefu_emitter_clear(em);
 }
 
-/* Fires every timer due before @p ts, as the engine would. */
+/* The earliest pending timer due before @p ts, removed from the pending list; -1: none. */
+static inline int fx_pop_due(fx_t *f, int64_t ts, fx_timer_t *out) {
+  size_t best = f->ntimers;
+  for (size_t i = 0; i < f->ntimers; i++)
+    if (f->timers[i].t.deadline < ts &&
+        (best == f->ntimers || kefu_timer_cmp(&f->timers[i].t, &f->timers[best].t) < 0))
+      best = i;
+  if (best == f->ntimers)
+    return -1;
+  *out = f->timers[best];
+  f->timers[best] = f->timers[--f->ntimers];
+  return 0;
+}
+
+/* Fires every timer due before @p ts, as the engine would: the timer leaves its owner's
+ * pending timers, then its rule runs. */
 static inline void advance(fx_t *f, int64_t ts) {
-  kefu_timer_t *t;
-  while ((t = kefu_timer_queue_pop_due(&f->timers, ts, NULL, NULL))) {
+  fx_timer_t due;
+  while (fx_pop_due(f, ts, &due) == 0) {
     kefu_emitter_t em;
-    kefu_emitter_init(&em, "timer");
-    em.timers = &f->timers;
-    kefu_rules_fire(&f->env, f->shop, t, &em);
+    const char *buyer = due.buyer[0] ? due.buyer : NULL;
+    kefu_timers_t *owner = kefu_shop_timers_of(f->shop, buyer);
+    if (!kefu_timers_remove(owner, &due.t))
+      fail_msg("a fired timer was not among its owner's pending timers");
+    fx_emitter(f, &em, "timer", due.t.deadline);
+    kefu_rules_fire(&f->env, f->shop, buyer, &due.t, &em);
     collect(f, &em);
-    kefu_timer_free(t);
+    kefu_timer_clear(&due.t);
   }
 }
 
@@ -103,9 +171,7 @@ static inline size_t ev(fx_t *f, kefu_topic_t topic, const char *fmt, ...) {
   advance(f, e.ts);
   size_t before = json_array_size(f->records);
   kefu_emitter_t em;
-  kefu_emitter_init(&em, e.event_id);
-  em.cause_ts = e.ts;
-  em.timers = &f->timers;
+  fx_emitter(f, &em, e.event_id, e.ts);
   kefu_rules_apply(&f->env, f->shop, &e, &em);
   collect(f, &em);
   kefu_event_clear(&e);
@@ -122,7 +188,7 @@ static inline json_t *last(fx_t *f) {
 static inline void config(fx_t *f, const char *fields) {
   char text[1024];
   snprintf(text, sizeof text, "{%s}", fields);
-  json_t *rec = json_deep_copy(f->defaults), *over = json_loads(text, 0, NULL);
+  json_t *rec = json_loads(fx_defaults, 0, NULL), *over = json_loads(text, 0, NULL);
   if (!over)
     fail_msg("bad config fields: %s", fields);
   json_object_update(rec, over);
@@ -156,7 +222,12 @@ static inline size_t chat(fx_t *f, int64_t ts, const char *type, const char *buy
 }
 
 static const char *field(const json_t *rec, const char *name) {
-  return kefu_json_str(rec, name);
+  return json_string_value(json_object_get(rec, name));
+}
+
+static inline int64_t int_field(const json_t *rec, const char *name, int64_t dflt) {
+  json_t *v = json_object_get(rec, name);
+  return json_is_integer(v) ? json_integer_value(v) : dflt;
 }
 
 static inline void assert_decision(const json_t *d, const char *target, const char *step,
@@ -169,7 +240,8 @@ static inline void assert_decision(const json_t *d, const char *target, const ch
 }
 
 static inline int64_t load_of(fx_t *f, const char *agent_id) {
-  return kefu_json_int(kefu_shop_get(f->shop, KEFU_ENT_AGENT, agent_id), "load", 0);
+  kefu_agent_t *a = kefu_shop_agent(f->shop, agent_id);
+  return a ? a->load : 0;
 }
 
 #endif

@@ -1,5 +1,6 @@
 /* Configuration (SPEC §7): the key table, its sources and their precedence, validation,
- * kafka.* pass-through, secrets, and docs/CONFIG.md kept equal to the table. */
+ * kafka.* pass-through, secrets, docs/CONFIG.md kept equal to the table, and every row
+ * with a field landing in the processor's options. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/options.h"
 #include "ops/config.h"
 #include "ops/log.h"
 
@@ -476,6 +478,153 @@ static void test_docs_config_md_matches_table(void **state) {
              path);
 }
 
+/* Values to try on a key whose field has C type [t], first to last: the first that the
+ * key accepts and that changes the field is used (redis.url needs a URL; a default may
+ * equal the first try). */
+static const char *const tries[][3] = {
+    [KEFU_CONFIG_C_INT] = {"1", "2", NULL},
+    [KEFU_CONFIG_C_INT64] = {"1", "2", NULL},
+    [KEFU_CONFIG_C_DOUBLE] = {"0.5", "0.25", NULL},
+    [KEFU_CONFIG_C_BOOL] = {"false", "true", NULL},
+    [KEFU_CONFIG_C_STR] = {"kefu-test", "redis://kefu-test:6380/3", NULL},
+    [KEFU_CONFIG_C_LIST] = {"JT", "ZTO", NULL},
+};
+
+/* Whether the fields of type @p t at @p a and @p b hold the same value. */
+static bool same_field(kefu_config_ctype_t t, const void *a, const void *b) {
+  switch (t) {
+  case KEFU_CONFIG_C_INT: return *(const int *)a == *(const int *)b;
+  case KEFU_CONFIG_C_INT64: return *(const int64_t *)a == *(const int64_t *)b;
+  case KEFU_CONFIG_C_DOUBLE: return *(const double *)a == *(const double *)b;
+  case KEFU_CONFIG_C_BOOL: return *(const bool *)a == *(const bool *)b;
+  case KEFU_CONFIG_C_STR: return strcmp(*(const char *const *)a, *(const char *const *)b) == 0;
+  case KEFU_CONFIG_C_LIST: {
+    const char *const *x = *(const char *const *const *)a, *const *y =
+                                                               *(const char *const *const *)b;
+    for (; *x && *y; x++, y++)
+      if (strcmp(*x, *y) != 0)
+        return false;
+    return !*x && !*y;
+  }
+  case KEFU_CONFIG_C_NONE: break;
+  }
+  return true;
+}
+
+/* The bound fields of @p a and @p b that differ, as a count; *@p which is the last. */
+static int fields_changed(const kefu_config_binding_t *b, size_t n, const kefu_processor_opts_t *a,
+                          const kefu_processor_opts_t *o, size_t *which) {
+  int changed = 0;
+  for (size_t j = 0; j < n; j++) {
+    if (b[j].ctype == KEFU_CONFIG_C_NONE)
+      continue;
+    if (!same_field(b[j].ctype, (const char *)a + b[j].offset, (const char *)o + b[j].offset)) {
+      changed++;
+      *which = j;
+    }
+  }
+  return changed;
+}
+
+/* Whether setting row @p i to one of its tries changes its field, and only its field. */
+static bool lands_alone(const kefu_config_binding_t *b, size_t n, size_t i,
+                        const kefu_processor_opts_t *def) {
+  for (int t = 0; tries[b[i].ctype][t]; t++) {
+    kefu_config_t *c = kefu_config_new();
+    kefu_cli_options_t st;
+    size_t which = n;
+    int changed = -1;
+    if (set(c, b[i].key, tries[b[i].ctype][t]) == 0) {
+      assert_int_equal(kefu_cli_options_init(&st, c, errbuf, sizeof errbuf), 0);
+      changed = fields_changed(b, n, def, &st.o, &which);
+      kefu_cli_options_clear(&st);
+    }
+    kefu_config_destroy(c);
+    if (changed > 1 || (changed == 1 && which != i))
+      fail_msg("%s = %s changed another field too", b[i].key, tries[b[i].ctype][t]);
+    if (changed == 1)
+      return true;
+  }
+  return false;
+}
+
+/* Every row of the table with a FIELD() lands in that field of kefu_processor_opts_t
+ * through kefu_cli_options_init, and in no other; no two rows share a field. */
+static void test_spec7_every_bound_key_lands_in_its_field(void **state) {
+  (void)state;
+  size_t n, bound = 0;
+  const kefu_config_binding_t *b = kefu_cli_options_bindings(&n);
+  kefu_config_t *c = kefu_config_new();
+  kefu_cli_options_t def;
+  assert_int_equal(kefu_cli_options_init(&def, c, errbuf, sizeof errbuf), 0);
+  for (size_t i = 0; i < n; i++) {
+    if (b[i].ctype == KEFU_CONFIG_C_NONE)
+      continue;
+    bound++;
+    for (size_t j = i + 1; j < n; j++)
+      if (b[j].ctype != KEFU_CONFIG_C_NONE && b[j].offset == b[i].offset)
+        fail_msg("%s and %s share a field", b[i].key, b[j].key);
+    if (!lands_alone(b, n, i, &def.o))
+      fail_msg("%s: no value tried changed its field", b[i].key);
+  }
+  assert_true(bound > 0);
+  kefu_cli_options_clear(&def);
+  kefu_config_destroy(c);
+}
+
+/* The compiler refuses a row whose field cannot hold its key (cli/options.c); a binding
+ * built any other way is refused by kefu_config_fill, which then writes nothing. */
+static void test_spec7_fill_refuses_a_field_that_cannot_hold_the_key(void **state) {
+  (void)state;
+  kefu_config_t *c = kefu_config_new();
+  kefu_processor_opts_t o = {0};
+  const size_t escalate = offsetof(kefu_processor_opts_t, params.escalate_after);
+  const kefu_config_binding_t bad[][1] = {
+      {{"threshold", escalate, KEFU_CONFIG_C_INT}},    /* double key, int field */
+      {{"group.id", escalate, KEFU_CONFIG_C_INT}},     /* string key */
+      {{"idle_advance", escalate, KEFU_CONFIG_C_INT}}, /* bool key */
+      {{"logistics_couriers", offsetof(kefu_processor_opts_t, redis_user), KEFU_CONFIG_C_STR}},
+      {{"no.such.key", escalate, KEFU_CONFIG_C_INT}},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    errbuf[0] = '\0';
+    assert_int_equal(kefu_config_fill(c, &o, bad[i], 1, errbuf, sizeof errbuf), -1);
+    assert_non_null(strstr(errbuf, bad[i][0].key));
+  }
+  assert_int_equal(o.params.escalate_after, 0);
+  assert_null(o.redis_user);
+  /* An enum may land in a string field: its canonical symbol. */
+  const kefu_config_binding_t level = {"log.level", offsetof(kefu_processor_opts_t, redis_user),
+                                       KEFU_CONFIG_C_STR};
+  assert_int_equal(kefu_config_fill(c, &o, &level, 1, errbuf, sizeof errbuf), 0);
+  assert_string_equal(o.redis_user, "info");
+  kefu_config_destroy(c);
+}
+
+/* The keys kefu_cli_options_init maps by hand: processing.guarantee (SPEC §5) becomes
+ * exactly_once, an empty instance.id becomes hostname-pid, kafka.* pairs pass through. */
+static void test_spec7_options_the_table_cannot_express(void **state) {
+  (void)state;
+  kefu_config_t *c = kefu_config_new();
+  kefu_cli_options_t st;
+  char pid[32];
+  assert_int_equal(kefu_cli_options_init(&st, c, errbuf, sizeof errbuf), 0);
+  assert_true(st.o.exactly_once);
+  snprintf(pid, sizeof pid, "-%d", (int)getpid());
+  assert_true(strlen(st.o.instance_id) > strlen(pid));
+  assert_string_equal(st.o.instance_id + strlen(st.o.instance_id) - strlen(pid), pid);
+  assert_int_equal(st.o.nkafka_props, 0);
+  kefu_cli_options_clear(&st);
+  assert_int_equal(set(c, "processing.guarantee", "AT_LEAST_ONCE"), 0);
+  assert_int_equal(set(c, "kafka.linger.ms", "5"), 0);
+  assert_int_equal(kefu_cli_options_init(&st, c, errbuf, sizeof errbuf), 0);
+  assert_false(st.o.exactly_once);
+  assert_int_equal(st.o.nkafka_props, 1);
+  assert_string_equal(st.o.kafka_props[0], "linger.ms=5");
+  kefu_cli_options_clear(&st);
+  kefu_config_destroy(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_spec7_defaults),
@@ -494,6 +643,9 @@ int main(void) {
       cmocka_unit_test(test_redact_url),
       cmocka_unit_test(test_redis_endpoint),
       cmocka_unit_test(test_docs_config_md_matches_table),
+      cmocka_unit_test(test_spec7_every_bound_key_lands_in_its_field),
+      cmocka_unit_test(test_spec7_fill_refuses_a_field_that_cannot_hold_the_key),
+      cmocka_unit_test(test_spec7_options_the_table_cannot_express),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -176,6 +176,13 @@ static void test_config_with_groups_is_valid(void **state) {
   int rc = kefu_event_from_json(&ev, KEFU_T_SHOP_CONFIG, rec, "s1", 2, NOW, err, sizeof err);
   if (rc)
     fail_msg("rejected: %s", err);
+  /* the typed config the rules read */
+  assert_int_equal(ev.source, KEFU_SRC_CONFIG);
+  assert_false(ev.config_reset);
+  assert_int_equal(ev.config.ngroups, 1);
+  assert_string_equal(ev.config.groups[0].group_id, "g0");
+  assert_true(kefu_strv_has(&ev.config.groups[0].item_ids, "i1"));
+  assert_true(kefu_strv_has(&ev.config.groups[0].crowd_tags, "new buyer"));
   kefu_event_clear(&ev);
   json_decref(rec);
 }
@@ -187,6 +194,7 @@ static void test_config_tombstone_is_a_reset_event(void **state) {
   assert_int_equal(kefu_event_config_reset(&ev, "s1", 2, 1773068400000, 42, NOW, err, sizeof err),
                    0);
   assert_string_equal(ev.event_id, "null-s1-42");
+  assert_true(ev.config_reset);
   assert_int_equal(ev.ts, 1773068400000);
   kefu_event_clear(&ev);
   assert_int_equal(kefu_event_config_reset(&ev, "s 1", 3, 1773068400000, 1, NOW, err, sizeof err),

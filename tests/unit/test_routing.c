@@ -31,7 +31,7 @@ static void test_ROUTE_2_no_agent_online_goes_to_leave_message_first(void **stat
   chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
   assert_decision(last(f), "LEAVE_MESSAGE", "NO_AGENT_ONLINE", NULL);
   assert_string_equal(field(last(f), "leave_message_target"), "PROXY_ACCOUNT");
-  assert_int_equal(kefu_json_int(last(f), "candidates", -1), 0);
+  assert_int_equal(int_field(last(f), "candidates", -1), 0);
   /* an agent never seen in PRESENCE is OFFLINE, even with a profile */
   ev(f, KEFU_T_AGENT, "{\"ts\":%lld,\"type\":\"PROFILE\",\"agent_id\":\"a9\"}", (long long)T0);
   chat(f, T0 + 2000, "CHAT_OPEN", "b2", "");
@@ -62,7 +62,7 @@ static void test_ROUTE_3_recent_contact_24h_includes_exactly_24h_and_suspended(v
   presence(f, T0 + 2000, "a1", "SUSPENDED");
   chat(f, T0 + 1000 + 24 * HOUR, "CHAT_OPEN", "b1", "");
   assert_decision(last(f), "AGENT", "RECENT_CONTACT_24H", "a1");
-  assert_int_equal(kefu_json_int(last(f), "candidates", 0), 1);
+  assert_int_equal(int_field(last(f), "candidates", 0), 1);
 }
 
 /* ROUTE-3 */
@@ -132,7 +132,7 @@ static void test_ROUTE_5_bot_priority_and_exposure_bucket(void **state) {
   chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
   assert_decision(last(f), "BOT", "SHOP_BOT_PRIORITY", NULL);
   assert_true(json_is_integer(json_object_get(last(f), "exposure_bucket")));
-  assert_int_equal(kefu_json_int(last(f), "candidates", -1), 0);
+  assert_int_equal(int_field(last(f), "candidates", -1), 0);
 }
 
 /* ------------------------------------------------------------------ ROUTE-6 */
@@ -168,7 +168,7 @@ static void test_ROUTE_6_seed_001_worked_example(void **state) {
   assert_string_equal(field(last(f), "group_id"), "A"); /* the first of A, B, C */
   const char *pick = field(last(f), "agent_id");
   assert_true(strcmp(pick, "agA") == 0 || strcmp(pick, "agB") == 0 || strcmp(pick, "agC") == 0);
-  assert_int_equal(kefu_json_int(last(f), "candidates", 0), 3);
+  assert_int_equal(int_field(last(f), "candidates", 0), 3);
   /* item c and AFTER_SALE -> D */
   ev(f, KEFU_T_ORDER,
      "{\"ts\":%lld,\"type\":\"AFTER_SALE_OPENED\",\"buyer_id\":\"b3\",\"order_id\":\"o3\"}",
@@ -207,7 +207,8 @@ static void test_ROUTE_7_chances_proportional_to_level(void **state) {
   char buyer[32];
   for (int i = 0; i < 20000; i++) {
     snprintf(buyer, sizeof buyer, "b%d", i);
-    kefu_route_ctx_t c = {f->shop, buyer, kefu_rules_buyer(f->shop, buyer), NULL, T0, false, NULL};
+    kefu_route_ctx_t c = {
+        .shop = f->shop, .buyer = kefu_shop_buyer_add(f->shop, buyer), .ts = T0, .out = NULL};
     kefu_emitter_t em;
     kefu_emitter_init(&em, buyer);
     c.out = &em;
@@ -234,13 +235,13 @@ static void test_ROUTE_7_draw_is_reproducible_and_full_agents_are_not_eligible(v
   const char *first = field(last(f), "agent_id");
   char first_id[16];
   snprintf(first_id, sizeof first_id, "%s", first);
-  assert_int_equal(kefu_json_int(last(f), "candidates", 0), 2);
+  assert_int_equal(int_field(last(f), "candidates", 0), 2);
   chat(f, T0 + 2000, "CHAT_OPEN", "b2", "");
   /* the only eligible agent is the other one */
   assert_string_not_equal(field(last(f), "agent_id"), first_id);
-  assert_int_equal(kefu_json_int(last(f), "candidates", 0), 1);
+  assert_int_equal(int_field(last(f), "candidates", 0), 1);
   /* the same cause and buyer give the same u (murmur2 of "cause|buyer|n") */
-  kefu_route_ctx_t c = {f->shop, "bz", kefu_rules_buyer(f->shop, "bz"), NULL, T0, false, NULL};
+  kefu_route_ctx_t c = {.shop = f->shop, .buyer = kefu_shop_buyer_add(f->shop, "bz"), .ts = T0};
   kefu_emitter_t e1, e2;
   kefu_emitter_init(&e1, "cause-1");
   kefu_emitter_init(&e2, "cause-1");
@@ -273,9 +274,9 @@ static void test_ROUTE_8_queue_fallback_and_no_capacity(void **state) {
   chat(f, T0 + 5000, "CHAT_OPEN", "b4", "");
   json_t *card = last(f), *decision = json_array_get(f->records, json_array_size(f->records) - 2);
   assert_decision(decision, "QUEUE", "QUEUED", NULL);
-  assert_int_equal(kefu_json_int(decision, "queue_position", 0), 1);
+  assert_int_equal(int_field(decision, "queue_position", 0), 1);
   assert_string_equal(field(card, "card"), "QUEUE_NOTICE");
-  assert_int_equal(kefu_json_int(card, "queue_position", 0), 1);
+  assert_int_equal(int_field(card, "queue_position", 0), 1);
 }
 
 /* ------------------------------------------------------------------ ROUTE-9, ROUTE-10 */
@@ -286,18 +287,17 @@ static void test_ROUTE_9_contacts_only_for_agents(void **state) {
   config(f, "\"bot_priority\":true");
   agent(f, "a1", 1, 5, "[]", "ONLINE");
   chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
-  assert_int_equal(
-      json_array_size(json_object_get(kefu_shop_get(f->shop, KEFU_ENT_BUYER, "b1"), "contacts")),
-      0);
+  assert_int_equal(kefu_shop_buyer(f->shop, "b1")->ncontacts, 0);
   config(f, "");
   chat(f, T0 + 2000, "CHAT_OPEN", "b2", "");
-  json_t *contacts = json_object_get(kefu_shop_get(f->shop, KEFU_ENT_BUYER, "b2"), "contacts");
-  assert_int_equal(json_array_size(contacts), 1); /* also when the buyer never writes */
+  const kefu_buyer_t *b2 = kefu_shop_buyer(f->shop, "b2");
+  assert_int_equal(b2->ncontacts, 1); /* also when the buyer never writes */
+  assert_string_equal(b2->contacts[0].agent_id, "a1");
   /* SESSION_CONTINUES to an agent records the contact again, at its ts */
   chat(f, T0 + 3000, "CHAT_OPEN", "b2", "");
   assert_string_equal(field(last(f), "step"), "SESSION_CONTINUES");
-  contacts = json_object_get(kefu_shop_get(f->shop, KEFU_ENT_BUYER, "b2"), "contacts");
-  assert_int_equal(kefu_json_int(json_array_get(contacts, 0), "ts", 0), T0 + 3000);
+  assert_int_equal(b2->ncontacts, 1);
+  assert_int_equal(b2->contacts[0].ts, T0 + 3000);
 }
 
 /* ROUTE-10 */
@@ -316,8 +316,7 @@ static void test_ROUTE_10_load_slots_and_idle_close(void **state) {
   /* 15 min without activity: closed, slot freed (fires once the watermark passes) */
   advance(f, T0 + 2000 + 25 * 60000 + 1);
   assert_int_equal(load_of(f, "a1"), 0);
-  assert_true(
-      json_is_null(json_object_get(kefu_shop_get(f->shop, KEFU_ENT_BUYER, "b1"), "session")));
+  assert_false(kefu_shop_buyer(f->shop, "b1")->has_session);
   chat(f, T0 + 3 * HOUR, "CHAT_OPEN", "b2", "");
   chat(f, T0 + 3 * HOUR + 1, "SESSION_CLOSE", "b2", "");
   assert_int_equal(load_of(f, "a1"), 0);
@@ -333,9 +332,9 @@ static void test_ROUTE_11_queue_release_and_timeout(void **state) {
   chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
   chat(f, T0 + 2000, "CHAT_OPEN", "b2", "");
   chat(f, T0 + 3000, "CHAT_OPEN", "b3", "");
-  assert_int_equal(kefu_json_int(json_array_get(f->records, json_array_size(f->records) - 2),
-                                 "queue_position", 0),
-                   2);
+  assert_int_equal(
+      int_field(json_array_get(f->records, json_array_size(f->records) - 2), "queue_position", 0),
+      2);
   /* b1 closes: the slot goes to b2, first in line */
   chat(f, T0 + 4000, "SESSION_CLOSE", "b1", "");
   assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "a1");
@@ -347,7 +346,7 @@ static void test_ROUTE_11_queue_release_and_timeout(void **state) {
   assert_int_equal(json_array_size(f->records), n + 1);
   assert_decision(last(f), "LEAVE_MESSAGE", "QUEUE_TIMEOUT", NULL);
   assert_string_equal(field(last(f), "trigger"), "QUEUE_TIMEOUT");
-  assert_int_equal(kefu_json_int(last(f), "ts", 0), T0 + 63000); /* the deadline */
+  assert_int_equal(int_field(last(f), "ts", 0), T0 + 63000); /* the deadline */
 }
 
 /* ------------------------------------------------------------------ XFER */
@@ -425,7 +424,7 @@ static void test_ROUTE_6_agents_outside_groups_only_by_fallback(void **state) {
   agent(f, "member", 1, 1, "[\"g1\"]", "ONLINE");
   chat(f, T0 + 1000, "CHAT_OPEN", "b1", "");
   assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "member");
-  assert_int_equal(kefu_json_int(last(f), "candidates", 0), 1);
+  assert_int_equal(int_field(last(f), "candidates", 0), 1);
   chat(f, T0 + 2000, "CHAT_OPEN", "b2", "");
   assert_decision(last(f), "AGENT", "FALLBACK_ANY_AGENT", "loner");
 }

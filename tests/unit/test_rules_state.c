@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "engine/event.h"
 #include "rules/rules.h"
 
 static const int64_t T0 = INT64_C(1773068400000);
@@ -15,7 +16,6 @@ static const int64_t T0 = INT64_C(1773068400000);
 typedef struct fixture {
   kefu_rule_params_t params;
   kefu_courier_table_t couriers;
-  json_t *defaults;
   kefu_rules_env_t env;
   kefu_shop_t *shop;
 } fixture_t;
@@ -24,9 +24,8 @@ static int setup(void **state) {
   static fixture_t f;
   memset(&f, 0, sizeof f);
   kefu_courier_table_init(&f.couriers);
-  f.defaults = json_pack("{s:[], s:[], s:b}", "couriers", "groups", "bot_priority", 0);
-  f.env = (kefu_rules_env_t){&f.params, &f.couriers, f.defaults};
-  f.shop = kefu_shop_new("s1", f.defaults);
+  f.env = (kefu_rules_env_t){&f.params, &f.couriers};
+  f.shop = kefu_shop_new("s1");
   *state = &f;
   return 0;
 }
@@ -35,8 +34,16 @@ static int teardown(void **state) {
   fixture_t *f = *state;
   kefu_shop_destroy(f->shop);
   kefu_courier_table_clear(&f->couriers);
-  json_decref(f->defaults);
   return 0;
+}
+
+/* Fields of emitted records (records stay JSON). */
+static const char *str_field(const json_t *rec, const char *name) {
+  return json_string_value(json_object_get(rec, name));
+}
+
+static json_t *record(const kefu_emitter_t *em, size_t i) {
+  return i < em->n ? em->records[i].rec : NULL;
 }
 
 /* Builds a validated event from JSON text (the record as the codec would decode it). */
@@ -81,21 +88,24 @@ static void test_order_status_and_after_sale_overlay(void **state) {
         "{\"event_id\":\"o4\",\"shop_id\":\"s1\",\"ts\":1773068400003,\"type\":\"AFTER_SALE_"
         "OPENED\",\"buyer_id\":\"b1\",\"order_id\":\"ord1\",\"after_sale_reason\":\"DAMAGED\"}",
         &em);
-  json_t *o = kefu_shop_get(f->shop, KEFU_ENT_ORDER, "ord1");
-  assert_string_equal(kefu_json_str(o, "status"), "SHIPPED");
-  assert_string_equal(kefu_json_str(o, "after_sale"), "DAMAGED");
-  assert_int_equal(json_array_size(json_object_get(o, "packages")), 1);
-  assert_string_equal(kefu_json_str(o, "region_code"), "440305");
-  assert_int_equal(kefu_json_int(o, "scan_ts", 0), T0 + 2);
+  const kefu_order_t *o = kefu_shop_order(f->shop, "ord1");
+  assert_non_null(o);
+  assert_int_equal(o->status, KEFU_ORDER_SHIPPED);
+  assert_int_equal(o->after_sale, KEFU_AFTER_SALE_DAMAGED);
+  assert_int_equal(o->npackages, 1);
+  assert_string_equal(o->packages[0].tracking_no, "t1");
+  assert_string_equal(o->region_code, "440305");
+  assert_int_equal(o->scan_ts, T0 + 2);
   apply(f, KEFU_T_ORDER,
         "{\"event_id\":\"o5\",\"shop_id\":\"s1\",\"ts\":1773068400004,\"type\":\"AFTER_SALE_"
         "CLOSED\",\"buyer_id\":\"b1\",\"order_id\":\"ord1\"}",
         &em);
-  assert_true(json_is_null(json_object_get(o, "after_sale")));
-  json_t *b = kefu_shop_get(f->shop, KEFU_ENT_BUYER, "b1");
-  assert_string_equal(kefu_json_str(b, "last_order"), "ord1");
-  assert_true(json_is_true(json_object_get(f->shop->dirty[KEFU_ENT_ORDER], "ord1")));
-  assert_int_equal(json_array_size(em.records), 0); /* order events emit nothing */
+  assert_int_equal(o->after_sale, KEFU_AFTER_SALE_NONE);
+  assert_int_equal(o->status, KEFU_ORDER_SHIPPED);
+  const kefu_buyer_t *b = kefu_shop_buyer(f->shop, "b1");
+  assert_string_equal(b->last_order, "ord1");
+  assert_true(o->changed);
+  assert_int_equal(em.n, 0); /* order events emit nothing */
   kefu_emitter_clear(&em);
 }
 
@@ -111,16 +121,21 @@ static void test_profile_replaces_the_whole_profile_and_keeps_presence(void **st
         "{\"event_id\":\"a2\",\"shop_id\":\"s1\",\"ts\":1773068400001,\"type\":\"PROFILE\",\"agent_"
         "id\":\"a1\",\"level\":4,\"groups\":[\"g1\"],\"capacity\":3}",
         &em);
-  json_t *a = kefu_shop_get(f->shop, KEFU_ENT_AGENT, "a1");
-  assert_string_equal(kefu_json_str(a, "presence"), "ONLINE");
-  assert_int_equal(kefu_json_int(a, "level", 0), 4);
-  assert_int_equal(kefu_json_int(a, "capacity", 0), 3);
+  const kefu_agent_t *a = kefu_shop_agent(f->shop, "a1");
+  assert_non_null(a);
+  assert_int_equal(a->presence, KEFU_PRESENCE_ONLINE);
+  assert_int_equal(a->level, 4);
+  assert_int_equal(a->capacity, 3);
+  assert_int_equal(a->groups.n, 1);
   /* a later PROFILE without groups has none: the whole profile is replaced */
   apply(f, KEFU_T_AGENT,
         "{\"event_id\":\"a3\",\"shop_id\":\"s1\",\"ts\":1773068400002,\"type\":\"PROFILE\",\"agent_"
         "id\":\"a1\",\"level\":2,\"groups\":[]}",
         &em);
-  assert_int_equal(json_array_size(json_object_get(a, "groups")), 0);
+  assert_int_equal(a->groups.n, 0);
+  assert_int_equal(a->level, 2);
+  assert_int_equal(a->capacity, 20); /* absent: the default */
+  assert_int_equal(a->presence, KEFU_PRESENCE_ONLINE);
   kefu_emitter_clear(&em);
 }
 
@@ -136,13 +151,13 @@ static void test_exclusive_bind_and_unbind(void **state) {
         "{\"event_id\":\"x2\",\"shop_id\":\"s1\",\"ts\":1773068400001,\"type\":\"EXCLUSIVE_"
         "UNBIND\",\"agent_id\":\"a2\",\"buyer_id\":\"b1\"}",
         &em);
-  json_t *b = kefu_shop_get(f->shop, KEFU_ENT_BUYER, "b1");
-  assert_string_equal(kefu_json_str(b, "exclusive_agent"), "a1"); /* another agent's unbind */
+  const kefu_buyer_t *b = kefu_shop_buyer(f->shop, "b1");
+  assert_string_equal(b->exclusive_agent, "a1"); /* another agent's unbind */
   apply(f, KEFU_T_AGENT,
         "{\"event_id\":\"x3\",\"shop_id\":\"s1\",\"ts\":1773068400002,\"type\":\"EXCLUSIVE_"
         "UNBIND\",\"agent_id\":\"a1\",\"buyer_id\":\"b1\"}",
         &em);
-  assert_null(kefu_json_str(b, "exclusive_agent"));
+  assert_null(b->exclusive_agent);
   kefu_emitter_clear(&em);
 }
 
@@ -182,15 +197,15 @@ static void test_DELIV_1_2_longest_active_prefix_decides(void **state) {
 }
 
 static json_t *results_of(kefu_emitter_t *em, size_t i) {
-  json_t *card = json_array_get(json_array_get(em->records, i), 1);
-  return json_object_get(card, "results");
+  return json_object_get(record(em, i), "results");
 }
 
 static void test_DELIV_3_by_order_and_by_region(void **state) {
   fixture_t *f = *state;
   kefu_emitter_t em;
   kefu_emitter_init(&em, "q");
-  json_object_set_new(f->shop->config, "couriers", json_pack("[s, s]", "YTO", "ZTO"));
+  kefu_strv_push(&f->shop->config.couriers, "YTO");
+  kefu_strv_push(&f->shop->config.couriers, "ZTO");
   put_status(f, "YTO", "440106", 0, "EPIDEMIC", T0, 0);
   apply(f, KEFU_T_ORDER,
         "{\"event_id\":\"o1\",\"shop_id\":\"s1\",\"ts\":1773068400000,\"type\":\"SHIPPED\",\"buyer_"
@@ -218,31 +233,31 @@ static void test_DELIV_3_by_order_and_by_region(void **state) {
         "{\"event_id\":\"q4\",\"shop_id\":\"s1\",\"ts\":1773068400010,\"type\":\"DELIVERABILITY_"
         "QUERY\",\"agent_id\":\"a1\",\"region_code\":\"440106\",\"couriers\":[\"ZTO\"]}",
         &em);
-  assert_int_equal(json_array_size(em.records), 4);
+  assert_int_equal(em.n, 4);
   /* by order: the package couriers once each, in package order; SF is not supported */
   json_t *r = results_of(&em, 0);
   assert_int_equal(json_array_size(r), 2);
-  assert_string_equal(kefu_json_str(json_array_get(r, 0), "courier"), "YTO");
+  assert_string_equal(str_field(json_array_get(r, 0), "courier"), "YTO");
   assert_true(json_is_false(json_object_get(json_array_get(r, 0), "deliverable")));
-  assert_string_equal(kefu_json_str(json_array_get(r, 0), "reason"), "EPIDEMIC");
+  assert_string_equal(str_field(json_array_get(r, 0), "reason"), "EPIDEMIC");
   assert_true(json_is_null(json_object_get(json_array_get(r, 1), "deliverable")));
-  assert_string_equal(kefu_json_str(json_array_get(r, 1), "reason"), "UNSUPPORTED");
+  assert_string_equal(str_field(json_array_get(r, 1), "reason"), "UNSUPPORTED");
   /* unknown order: error, no results */
-  json_t *card = json_array_get(json_array_get(em.records, 1), 1);
-  assert_string_equal(kefu_json_str(card, "error"), "UNKNOWN_ORDER");
+  json_t *card = record(&em, 1);
+  assert_string_equal(str_field(card, "error"), "UNKNOWN_ORDER");
   assert_int_equal(json_array_size(results_of(&em, 1)), 0);
   /* an order without packages: the shop's couriers; without region: UNKNOWN_DESTINATION */
   r = results_of(&em, 2);
   assert_int_equal(json_array_size(r), 2);
-  assert_string_equal(kefu_json_str(json_array_get(r, 1), "reason"), "UNKNOWN_DESTINATION");
+  assert_string_equal(str_field(json_array_get(r, 1), "reason"), "UNKNOWN_DESTINATION");
   /* by region with listed couriers */
   r = results_of(&em, 3);
   assert_int_equal(json_array_size(r), 1);
-  assert_string_equal(kefu_json_str(json_array_get(r, 0), "courier"), "ZTO");
+  assert_string_equal(str_field(json_array_get(r, 0), "courier"), "ZTO");
   assert_true(json_is_true(json_object_get(json_array_get(r, 0), "deliverable")));
-  card = json_array_get(json_array_get(em.records, 0), 1);
-  assert_string_equal(kefu_json_str(card, "card_id"), "q-c0");
-  assert_string_equal(kefu_json_str(card, "card"), "DELIVERABILITY_RESULT");
+  card = record(&em, 0);
+  assert_string_equal(str_field(card, "card_id"), "q-c0");
+  assert_string_equal(str_field(card, "card"), "DELIVERABILITY_RESULT");
   kefu_emitter_clear(&em);
 }
 
@@ -287,21 +302,21 @@ static void test_DELIV_4_undeliverable_orders(void **state) {
            "\"agent_id\":\"a1\",\"region_code\":\"440305\",\"list_undeliverable\":true}",
            (long long)now);
   apply(f, KEFU_T_CHAT, q, &em);
-  json_t *card = json_array_get(json_array_get(em.records, json_array_size(em.records) - 1), 1);
+  json_t *card = record(&em, em.n - 1);
   json_t *list = json_object_get(card, "undeliverable_orders");
   assert_int_equal(json_array_size(list), 2);
-  assert_string_equal(kefu_json_str(json_array_get(list, 0), "order_id"), "multi");
-  assert_string_equal(kefu_json_str(json_array_get(list, 0), "courier"), "ZTO");
-  assert_string_equal(kefu_json_str(json_array_get(list, 0), "tracking_no"), "t2");
-  assert_string_equal(kefu_json_str(json_array_get(list, 0), "reason"), "TEMPORARY_CONTROL");
-  assert_string_equal(kefu_json_str(json_array_get(list, 1), "order_id"), "edge");
+  assert_string_equal(str_field(json_array_get(list, 0), "order_id"), "multi");
+  assert_string_equal(str_field(json_array_get(list, 0), "courier"), "ZTO");
+  assert_string_equal(str_field(json_array_get(list, 0), "tracking_no"), "t2");
+  assert_string_equal(str_field(json_array_get(list, 0), "reason"), "TEMPORARY_CONTROL");
+  assert_string_equal(str_field(json_array_get(list, 1), "order_id"), "edge");
   /* without list_undeliverable the list is empty */
   snprintf(q, sizeof q,
            "{\"event_id\":\"q2\",\"shop_id\":\"s1\",\"ts\":%lld,\"type\":\"DELIVERABILITY_QUERY\","
            "\"agent_id\":\"a1\",\"region_code\":\"440305\"}",
            (long long)now);
   apply(f, KEFU_T_CHAT, q, &em);
-  card = json_array_get(json_array_get(em.records, json_array_size(em.records) - 1), 1);
+  card = record(&em, em.n - 1);
   assert_int_equal(json_array_size(json_object_get(card, "undeliverable_orders")), 0);
   kefu_emitter_clear(&em);
 }
@@ -320,11 +335,11 @@ static void test_DELIV_4_at_most_100_orders(void **state) {
         "{\"event_id\":\"q\",\"shop_id\":\"s1\",\"ts\":1773068401000,\"type\":\"DELIVERABILITY_"
         "QUERY\",\"agent_id\":\"a1\",\"region_code\":\"440305\",\"list_undeliverable\":true}",
         &em);
-  json_t *card = json_array_get(json_array_get(em.records, 0), 1);
+  json_t *card = record(&em, 0);
   json_t *list = json_object_get(card, "undeliverable_orders");
   assert_int_equal(json_array_size(list), 100);
-  assert_string_equal(kefu_json_str(json_array_get(list, 0), "order_id"), "o119");
-  assert_string_equal(kefu_json_str(json_array_get(list, 99), "order_id"), "o020");
+  assert_string_equal(str_field(json_array_get(list, 0), "order_id"), "o119");
+  assert_string_equal(str_field(json_array_get(list, 99), "order_id"), "o020");
   kefu_emitter_clear(&em);
 }
 
