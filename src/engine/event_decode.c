@@ -47,21 +47,8 @@ static int fail(rd_t *r, const char *fmt, ...) {
 }
 
 static int rd_long(rd_t *r, int64_t *out) {
-  uint64_t v = 0;
-  *out = 0;
-  for (int i = 0; i < 10; i++) {
-    if (r->p == r->end)
-      return fail(r, "truncated");
-    uint8_t b = *r->p++;
-    if (i == 9 && b > 1)
-      break;
-    v |= (uint64_t)(b & 0x7f) << (7 * i);
-    if (!(b & 0x80)) {
-      *out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
-      return 0;
-    }
-  }
-  return fail(r, "varint longer than 64 bits");
+  int rc = kefu_avro_read_long(&r->p, r->end, out);
+  return rc == 0 ? 0 : fail(r, rc == -1 ? "truncated" : "varint longer than 64 bits");
 }
 
 static int rd_int(rd_t *r, int32_t *out) {

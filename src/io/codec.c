@@ -257,13 +257,13 @@ typedef struct reader {
 
 static int check_value(ctx_t *x, reader_t *r, avro_schema_t w);
 
-static int rd_long(ctx_t *x, reader_t *r, int64_t *out) {
+int kefu_avro_read_long(const uint8_t **p, const uint8_t *end, int64_t *out) {
   uint64_t v = 0;
-  *out = 0; /* defined on every path: -O3 cannot see that fail() is never 0 */
+  *out = 0; /* defined on every path: -O3 cannot see that the callers' fail() is never 0 */
   for (int i = 0; i < 10; i++) {
-    if (r->p == r->end)
-      return fail(x, "truncated");
-    uint8_t b = *r->p++;
+    if (*p == end)
+      return -1;
+    uint8_t b = *(*p)++;
     if (i == 9 && b > 1)
       break;
     v |= (uint64_t)(b & 0x7f) << (7 * i);
@@ -272,7 +272,12 @@ static int rd_long(ctx_t *x, reader_t *r, int64_t *out) {
       return 0;
     }
   }
-  return fail(x, "varint longer than 64 bits");
+  return -2;
+}
+
+static int rd_long(ctx_t *x, reader_t *r, int64_t *out) {
+  int rc = kefu_avro_read_long(&r->p, r->end, out);
+  return rc == 0 ? 0 : fail(x, rc == -1 ? "truncated" : "varint longer than 64 bits");
 }
 
 /* A byte length that must fit in what is left of the buffer. */

@@ -84,4 +84,9 @@ int kefu_json_dumpb_record(const json_t *rec, char **buf, size_t *cap);
  *  codec and the binary fast path (engine/event_decode.c) accept in a string. */
 int kefu_codec_utf8_ok(const uint8_t *p, size_t n);
 
+/** @brief Reads one Avro long (zigzag varint) at *@p p, advancing it: 0, -1 when the
+ *  data ends first, -2 when the varint is longer than 64 bits. The codec's and the
+ *  binary fast path's reader. */
+int kefu_avro_read_long(const uint8_t **p, const uint8_t *end, int64_t *out);
+
 #endif
