@@ -152,19 +152,34 @@ static int grow(rd_t *r, void **v, uint32_t n, size_t more, size_t size) {
   return 0;
 }
 
-static int rd_strv(rd_t *r, kefu_strv_t *l) {
+/* An Avro array (blocks of items, a zero count at the end). With @p v, each item goes
+ * into the next slot of the growable array *@p v of *@p n items of @p size; without, the
+ * item function gets a NULL slot and keeps what it reads in @p arg. */
+static int rd_array(rd_t *r, void **v, uint32_t *n, size_t size,
+                    int (*item)(rd_t *, void *slot, void *arg), void *arg) {
   size_t count;
   for (;;) {
     if (rd_block(r, &count))
       return -1;
     if (count == 0)
       return 0;
-    if (grow(r, (void **)&l->v, l->n, count, sizeof *l->v))
+    if (v && grow(r, v, *n, count, size))
       return -1;
-    for (size_t k = 0; k < count; k++, l->n++)
-      if (rd_str(r, &l->v[l->n]))
+    for (size_t k = 0; k < count; k++) {
+      void *slot = v ? (char *)*v + (size_t)(*n)++ * size : NULL;
+      if (item(r, slot, arg))
         return -1;
+    }
   }
+}
+
+static int str_item(rd_t *r, void *slot, void *arg) {
+  (void)arg;
+  return rd_str(r, slot);
+}
+
+static int rd_strv(rd_t *r, kefu_strv_t *l) {
+  return rd_array(r, (void **)&l->v, &l->n, sizeof *l->v, str_item, NULL);
 }
 
 /* Schema symbols (the .avsc files) and kefu's names for them; the codec's JSON carries
@@ -227,22 +242,15 @@ static int rd_chat(rd_t *r, kefu_event_t *ev, const char **sym) {
          (F("list_undeliverable"), rd_bool(r, &c->list_undeliverable));
 }
 
+static int package_item(rd_t *r, void *slot, void *arg) {
+  kefu_package_t *pk = slot;
+  (void)arg;
+  return (F("packages.tracking_no"), rd_str(r, &pk->tracking_no)) ||
+         (F("packages.courier"), rd_str(r, &pk->courier));
+}
+
 static int rd_packages(rd_t *r, kefu_order_ev_t *o) {
-  size_t count;
-  for (;;) {
-    if (rd_block(r, &count))
-      return -1;
-    if (count == 0)
-      return 0;
-    if (grow(r, (void **)&o->packages, o->npackages, count, sizeof *o->packages))
-      return -1;
-    for (size_t k = 0; k < count; k++) {
-      kefu_package_t *pk = &o->packages[o->npackages++];
-      if ((F("packages.tracking_no"), rd_str(r, &pk->tracking_no)) ||
-          (F("packages.courier"), rd_str(r, &pk->courier)))
-        return -1;
-    }
-  }
+  return rd_array(r, (void **)&o->packages, &o->npackages, sizeof *o->packages, package_item, NULL);
 }
 
 static int rd_order(rd_t *r, kefu_event_t *ev, const char **sym) {
@@ -288,43 +296,37 @@ static int rd_agent(rd_t *r, kefu_event_t *ev, const char **sym) {
   return F("buyer_id"), rd_opt_str(r, &ev->buyer_id);
 }
 
+static int order_state_item(rd_t *r, void *slot, void *arg) {
+  kefu_group_t *g = arg;
+  int bit;
+  (void)slot;
+  if (rd_enum(r, order_states, NSYM(order_states), kefu_order_state_names, &bit, NULL))
+    return -1;
+  if (bit >= 0)
+    g->order_states |= 1u << bit;
+  return 0;
+}
+
+static int group_item(rd_t *r, void *slot, void *arg) {
+  kefu_group_t *g = slot;
+  (void)arg;
+  if ((F("groups.group_id"), rd_str(r, &g->group_id)) ||
+      (F("groups.bot_enabled"), rd_bool(r, &g->bot_enabled)) ||
+      (F("groups.strategy"),
+       rd_enum(r, strategies, NSYM(strategies), kefu_strategy_names, &g->strategy, NULL)) ||
+      (F("groups.crowd_tags"), rd_strv(r, &g->crowd_tags)) ||
+      (F("groups.item_ids"), rd_strv(r, &g->item_ids)) ||
+      (F("groups.intents"), rd_strv(r, &g->intents)))
+    return -1;
+  if (g->strategy < 0)
+    g->strategy = 0;
+  F("groups.order_states");
+  return rd_array(r, NULL, NULL, 0, order_state_item, g);
+}
+
 static int rd_groups(rd_t *r, kefu_shop_config_t *c) {
-  size_t count, n;
-  for (;;) {
-    if ((F("groups"), rd_block(r, &count)))
-      return -1;
-    if (count == 0)
-      return 0;
-    if (grow(r, (void **)&c->groups, c->ngroups, count, sizeof *c->groups))
-      return -1;
-    for (size_t k = 0; k < count; k++) {
-      kefu_group_t *g = &c->groups[c->ngroups++];
-      if ((F("groups.group_id"), rd_str(r, &g->group_id)) ||
-          (F("groups.bot_enabled"), rd_bool(r, &g->bot_enabled)) ||
-          (F("groups.strategy"),
-           rd_enum(r, strategies, NSYM(strategies), kefu_strategy_names, &g->strategy, NULL)) ||
-          (F("groups.crowd_tags"), rd_strv(r, &g->crowd_tags)) ||
-          (F("groups.item_ids"), rd_strv(r, &g->item_ids)) ||
-          (F("groups.intents"), rd_strv(r, &g->intents)))
-        return -1;
-      if (g->strategy < 0)
-        g->strategy = 0;
-      F("groups.order_states");
-      for (;;) {
-        if (rd_block(r, &n))
-          return -1;
-        if (n == 0)
-          break;
-        for (size_t s = 0; s < n; s++) {
-          int bit;
-          if (rd_enum(r, order_states, NSYM(order_states), kefu_order_state_names, &bit, NULL))
-            return -1;
-          if (bit >= 0)
-            g->order_states |= 1u << bit;
-        }
-      }
-    }
-  }
+  F("groups");
+  return rd_array(r, (void **)&c->groups, &c->ngroups, sizeof *c->groups, group_item, NULL);
 }
 
 static int rd_config(rd_t *r, kefu_event_t *ev) {
