@@ -260,25 +260,18 @@ static void fire_ref(kefu_processor_t *p, batch_state_t *bs, const timer_ref_t *
                      kefu_emitter_t *em) {
   kefu_shop_t *shop = ref->e->shop;
   kefu_timers_t *owner = ref->buyer ? ref->buyer->timers : &shop->timers;
-  for (uint32_t i = 0; owner && i < owner->n; i++) {
-    kefu_timer_t *t = &owner->v[i];
-    if (t->deadline != ref->deadline || t->order.ts != ref->order.ts ||
-        t->order.rank != ref->order.rank || t->order.offset != ref->order.offset ||
-        t->order.n != ref->order.n)
-      continue;
-    kefu_timer_t copy = *t;
-    owner->v[i] = owner->v[--owner->n]; /* the copy owns t->ref now */
-    if (ref->buyer)
-      kefu_buyer_touch(ref->buyer);
-    else
-      shop->timers_changed = true;
-    batch_add_shop(bs, ref->e); /* a held shop without input in this batch: written too */
-    ref->e->used = bs->batch_no;
-    ref->e->timers_touched = true;
-    kefu_rules_fire(&p->env, shop, ref->buyer ? ref->buyer->id : NULL, &copy, em);
-    kefu_timer_clear(&copy);
-    return;
-  }
+  kefu_timer_t t;
+  if (!kefu_timers_take(owner, ref->deadline, &ref->order, &t))
+    return; /* fired already (the same-buyer rule) */
+  if (ref->buyer)
+    kefu_buyer_touch(ref->buyer);
+  else
+    shop->timers_changed = true;
+  batch_add_shop(bs, ref->e); /* a held shop without input in this batch: written too */
+  ref->e->used = bs->batch_no;
+  ref->e->timers_touched = true;
+  kefu_rules_fire(&p->env, shop, ref->buyer ? ref->buyer->id : NULL, &t, em);
+  kefu_timer_clear(&t);
 }
 
 /* Every timer of @p task due before @p watermark, in (deadline, creation) order. */

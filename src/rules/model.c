@@ -339,15 +339,24 @@ static bool same_order(const kefu_timer_order_t *a, const kefu_timer_order_t *b)
   return a->ts == b->ts && a->rank == b->rank && a->offset == b->offset && a->n == b->n;
 }
 
-bool kefu_timers_remove(kefu_timers_t *l, const kefu_timer_t *t) {
-  for (uint32_t i = 0; i < l->n; i++) {
-    if (l->v[i].deadline != t->deadline || !same_order(&l->v[i].order, &t->order))
+bool kefu_timers_take(kefu_timers_t *l, int64_t deadline, const kefu_timer_order_t *order,
+                      kefu_timer_t *out) {
+  for (uint32_t i = 0; l && i < l->n; i++) {
+    if (l->v[i].deadline != deadline || !same_order(&l->v[i].order, order))
       continue;
-    kefu_timer_clear(&l->v[i]);
+    *out = l->v[i]; /* with its ref */
     l->v[i] = l->v[--l->n];
     return true;
   }
   return false;
+}
+
+bool kefu_timers_remove(kefu_timers_t *l, const kefu_timer_t *t) {
+  kefu_timer_t gone;
+  if (!kefu_timers_take(l, t->deadline, &t->order, &gone))
+    return false;
+  kefu_timer_clear(&gone);
+  return true;
 }
 
 void kefu_timers_clear(kefu_timers_t *l) {

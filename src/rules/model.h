@@ -384,6 +384,10 @@ void kefu_shop_set_config(kefu_shop_t *s, const kefu_shop_config_t *c, bool is_d
 /** @brief The timers a timer of @p buyer_id (NULL: the shop) belongs in, created. */
 kefu_timers_t *kefu_shop_timers_of(kefu_shop_t *s, const char *buyer_id);
 void kefu_timers_add(kefu_timers_t *l, const kefu_timer_t *t); /* copies */
+/** @brief Moves the timer of @p deadline and creation @p order out of @p l (may be NULL)
+ *  into @p out, which owns its ref then; false when it is not there. */
+bool kefu_timers_take(kefu_timers_t *l, int64_t deadline, const kefu_timer_order_t *order,
+                      kefu_timer_t *out);
 /** @brief Removes the timer with @p t's creation order; false when it was not there. */
 bool kefu_timers_remove(kefu_timers_t *l, const kefu_timer_t *t);
 void kefu_timers_clear(kefu_timers_t *l);
