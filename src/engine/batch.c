@@ -27,9 +27,7 @@ static kefu_topic_t kind_topic(kefu_record_kind_t kind) {
   static bool ready;
   if (!ready) {
     for (int k = 0; k < KEFU_REC__COUNT; k++)
-      for (int t = 0; t < KEFU_T__COUNT; t++)
-        if (strcmp(kefu_topics[t].suffix, kefu_record_kinds[k].topic_suffix) == 0)
-          topics[k] = (kefu_topic_t)t;
+      topics[k] = kefu_topic_by_suffix(kefu_record_kinds[k].topic_suffix);
     ready = true;
   }
   return topics[kind];

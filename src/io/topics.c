@@ -38,6 +38,13 @@ const char *kefu_topic_name(kefu_topic_t t) {
   return topic_names[t];
 }
 
+kefu_topic_t kefu_topic_by_suffix(const char *suffix) {
+  for (int i = 0; i < KEFU_T__COUNT; i++)
+    if (strcmp(kefu_topics[i].suffix, suffix) == 0)
+      return (kefu_topic_t)i;
+  return KEFU_TOPIC_NONE;
+}
+
 kefu_topic_t kefu_topic_by_name(const char *name) {
   for (int i = 0; i < KEFU_T__COUNT; i++)
     if (strcmp(kefu_topic_name((kefu_topic_t)i), name) == 0)

@@ -46,6 +46,10 @@ void kefu_topics_set_prefix(const char *prefix);
  *  next kefu_topics_set_prefix(). */
 const char *kefu_topic_name(kefu_topic_t t);
 
+/** @brief The topic whose name after the prefix is @p suffix ("routing.decisions"), or
+ *  KEFU_TOPIC_NONE: how an output record's kind (rules/effects.h) names its topic. */
+kefu_topic_t kefu_topic_by_suffix(const char *suffix);
+
 /** @brief The topic with full name @p name under the current prefix, or KEFU_TOPIC_NONE. */
 kefu_topic_t kefu_topic_by_name(const char *name);
 

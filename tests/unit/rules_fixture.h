@@ -106,10 +106,7 @@ static inline void collect(fx_t *f, kefu_emitter_t *em) {
   char *buf = NULL, err[512];
   size_t cap = 0, len;
   for (size_t i = 0; i < em->n; i++) {
-    kefu_topic_t t = KEFU_T_DLQ;
-    for (int k = 0; k < KEFU_T__COUNT; k++)
-      if (strcmp(kefu_topics[k].suffix, kefu_record_kinds[em->records[i].kind].topic_suffix) == 0)
-        t = (kefu_topic_t)k;
+    kefu_topic_t t = kefu_topic_by_suffix(kefu_record_kinds[em->records[i].kind].topic_suffix);
     if (kefu_codec_encode(f->codec, t, em->records[i].rec, &buf, &cap, &len, err, sizeof err)) {
       char *text = json_dumps(em->records[i].rec, JSON_COMPACT);
       fail_msg("record does not encode as %s: %s\n%s", kefu_topics[t].suffix, err, text);
