@@ -37,7 +37,8 @@ static int http_port;
 static _Atomic long long last_heartbeat_ms;
 static _Atomic int heartbeat_timeout_ms = DEFAULT_HEARTBEAT_TIMEOUT_MS;
 static _Atomic bool is_ready;
-static _Atomic long long busy_since_ms; /* 0: no blocking step under way */
+/* Per step kind (kefu_http_busy_step): when it started; 0: none under way. */
+static _Atomic long long busy_since_ms[KEFU_HTTP_BUSY_STEPS];
 static _Atomic int busy_limit_ms = DEFAULT_BUSY_LIMIT_MS;
 static pthread_mutex_t reason_lock = PTHREAD_MUTEX_INITIALIZER;
 static char not_ready_reason[256] = "starting";
@@ -59,8 +60,24 @@ void kefu_http_set_heartbeat_timeout(int ms) {
   atomic_store(&heartbeat_timeout_ms, ms > 0 ? ms : DEFAULT_HEARTBEAT_TIMEOUT_MS);
 }
 
+void kefu_http_busy_step(int step, bool busy) {
+  if (step >= 0 && step < KEFU_HTTP_BUSY_STEPS)
+    atomic_store_explicit(&busy_since_ms[step], busy ? monotonic_ms() : 0, memory_order_relaxed);
+}
+
 void kefu_http_busy(bool busy) {
-  atomic_store_explicit(&busy_since_ms, busy ? monotonic_ms() : 0, memory_order_relaxed);
+  kefu_http_busy_step(0, busy);
+}
+
+/* How long the oldest step under way has lasted (ms); 0 when none is. */
+static long long busy_for(void) {
+  long long now = monotonic_ms(), longest = 0;
+  for (int i = 0; i < KEFU_HTTP_BUSY_STEPS; i++) {
+    long long since = atomic_load(&busy_since_ms[i]);
+    if (since && now - since > longest)
+      longest = now - since;
+  }
+  return longest;
 }
 
 void kefu_http_set_busy_limit(int ms) {
@@ -131,7 +148,7 @@ static enum MHD_Result serve_healthz(struct MHD_Connection *conn) {
 
 static enum MHD_Result serve_readyz(struct MHD_Connection *conn) {
   char reason[sizeof not_ready_reason];
-  long long since = atomic_load(&busy_since_ms), busy = since ? monotonic_ms() - since : 0;
+  long long busy = busy_for();
   if (atomic_load(&is_ready) && busy > atomic_load(&busy_limit_ms))
     return respond_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
                         "not ready: a batch has been waiting on Kafka or Redis for %lld ms\n",

@@ -43,6 +43,13 @@ void kefu_http_set_heartbeat_timeout(int ms);
  *  cannot say so itself. @locality any thread. */
 void kefu_http_busy(bool busy);
 
+/* Steps of different threads are kept apart: the loop's (0, kefu_http_busy) and the
+ * committer's (1), so one ending does not hide the other. */
+#define KEFU_HTTP_BUSY_STEPS 2
+
+/** @brief kefu_http_busy for step kind @p step (0 .. KEFU_HTTP_BUSY_STEPS - 1). */
+void kefu_http_busy_step(int step, bool busy);
+
 /** @brief The busy limit of kefu_http_busy (default 10000 ms; <= 0 restores it). */
 void kefu_http_set_busy_limit(int ms);
 
