@@ -45,8 +45,9 @@ def main():
         p = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         m = bench.LOG_RE.search(p.stderr)
         print(m.group(0) if m else p.stderr[-3000:])
-        tail = [line for line in p.stderr.splitlines()[-5:] if "processed" not in line]
-        print("\n".join(tail))
+        for line in p.stderr.splitlines():  # the wrapper's own lines, not kefu's log
+            if not line.startswith("20") and not line.startswith("profile:"):
+                print(line)
         print("profile: wrote %s" % a.out, file=sys.stderr)
         return p.returncode
 

@@ -22,7 +22,7 @@ void engine_cause_of(const input_t *in, char *out, size_t outlen) {
 }
 
 /* The topic of each record kind (rules/effects.c names it by suffix). */
-static kefu_topic_t kind_topic(kefu_record_kind_t kind) {
+static const kefu_topic_t *kind_topics(void) {
   static kefu_topic_t topics[KEFU_REC__COUNT];
   static bool ready;
   if (!ready) {
@@ -30,13 +30,14 @@ static kefu_topic_t kind_topic(kefu_record_kind_t kind) {
       topics[k] = kefu_topic_by_suffix(kefu_record_kinds[k].topic_suffix);
     ready = true;
   }
-  return topics[kind];
+  return topics;
 }
 
 static void batch_add_shop(batch_state_t *bs, shop_entry_t *e) {
   if (e->in_batch)
     return;
   e->in_batch = true;
+  e->timers_touched = false;
   e->need_from = INT32_MAX;
   e->need_to = INT32_MIN;
   e->new_timers_min = INT64_MAX;
@@ -49,9 +50,9 @@ void engine_batch_state_clear(batch_state_t *bs) {
   for (size_t i = 0; i < bs->nshops; i++)
     bs->shops[i]->in_batch = false;
   free(bs->shops);
-  json_decref(bs->remembered);
-  json_decref(bs->computed);
-  json_decref(bs->outputs);
+  kefu_map_clear(&bs->remembered, engine_outputs_free);
+  kefu_map_clear(&bs->computed, engine_outputs_free);
+  free(bs->outs);
   memset(bs, 0, sizeof *bs);
 }
 
@@ -136,7 +137,7 @@ static void append_remembered(kefu_processor_t *p, const batch_t *b, json_t *cau
   }
 }
 
-static void parse_remembered(batch_state_t *bs, json_t *causes[MAX_TASKS],
+static void parse_remembered(kefu_processor_t *p, batch_state_t *bs, json_t *causes[MAX_TASKS],
                              const int reply[MAX_TASKS], redisReply **r) {
   for (int t = 0; t < MAX_TASKS; t++) {
     size_t j;
@@ -145,10 +146,12 @@ static void parse_remembered(batch_state_t *bs, json_t *causes[MAX_TASKS],
       continue;
     const redisReply *rep = r[reply[t]];
     json_array_foreach(causes[t], j, v) {
+      kefu_buf_t *blob;
       if (rep->type == REDIS_REPLY_ARRAY && j < rep->elements &&
-          rep->element[j]->type == REDIS_REPLY_STRING)
-        json_object_set_new(bs->remembered, json_string_value(v),
-                            json_loadb(rep->element[j]->str, rep->element[j]->len, 0, NULL));
+          rep->element[j]->type == REDIS_REPLY_STRING &&
+          (blob = engine_outputs_read(p, rep->element[j]->str, rep->element[j]->len,
+                                      json_string_value(v))))
+        engine_outputs_free(kefu_map_put(&bs->remembered, json_string_value(v), blob));
     }
   }
 }
@@ -196,7 +199,7 @@ int engine_load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
     return 0;
   if (engine_redis_flush(p, &r, errstr, errlen) != next)
     goto done;
-  parse_remembered(bs, causes, reply, r);
+  parse_remembered(p, bs, causes, reply, r);
   for (size_t i = 0; i < bs->nshops; i++) {
     shop_entry_t *e = bs->shops[i];
     char fields[KEFU_KEYED_INPUTS][64];
@@ -335,31 +338,17 @@ static void apply_input(kefu_processor_t *p, shop_entry_t *e, input_t *in, kefu_
   kefu_rules_apply(&p->env, e->shop, &in->ev, em);
 }
 
-/* The records of @p em as the engine keeps them: [[topic, record]...]. */
-static json_t *records_of(const kefu_emitter_t *em) {
-  json_t *a = json_array();
-  for (size_t i = 0; i < em->n; i++)
-    json_array_append_new(
-        a, json_pack("[i, O]", (int)kind_topic(em->records[i].kind), em->records[i].rec));
-  return a;
-}
-
-static void add_outputs(batch_state_t *bs, json_t *records, const char *cause, size_t index) {
-  size_t i;
-  json_t *r;
-  json_array_foreach(records, i, r)
-      json_array_append_new(bs->outputs, json_pack("[O, O, s, I]", json_array_get(r, 0),
-                                                   json_array_get(r, 1), cause, (json_int_t)index));
-}
-
-static void keep_outputs(batch_state_t *bs, kefu_emitter_t *em, const char *cause, size_t i) {
-  json_t *remembered = json_object_get(bs->remembered, cause);
+/* The outputs of input @p i: what it remembered, if it was processed before (the same
+ * bytes again), else what the rules emitted now, encoded once, to be remembered. */
+static void keep_outputs(kefu_processor_t *p, batch_state_t *bs, kefu_emitter_t *em,
+                         const char *cause, size_t i) {
+  const kefu_buf_t *remembered = kefu_map_get(&bs->remembered, cause);
   if (remembered) {
-    add_outputs(bs, remembered, cause, i);
+    engine_outputs_add(bs, remembered, i);
   } else if (em->n) {
-    json_t *records = records_of(em);
-    add_outputs(bs, records, cause, i);
-    json_object_set_new(bs->computed, cause, records);
+    kefu_buf_t *blob = engine_outputs_encode(p, em, kind_topics(), cause);
+    engine_outputs_add(bs, blob, i);
+    engine_outputs_free(kefu_map_put(&bs->computed, cause, blob));
   }
 }
 
@@ -373,7 +362,7 @@ static void run_idle_tick(kefu_processor_t *p, batch_state_t *bs, const input_t 
   if (in->sort_ts > task->watermark)
     task->watermark = in->sort_ts;
   fire_heap(p, bs, task, task->watermark, &em);
-  keep_outputs(bs, &em, cause, i);
+  keep_outputs(p, bs, &em, cause, i);
   kefu_emitter_clear(&em);
 }
 
@@ -395,7 +384,7 @@ void engine_run_rules(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) 
     emitter_for(p, &em, in->ev.event_id, in->ev.ts, kefu_topics[in->topic].rank, in->offset);
     fire_due(p, bs, e, in, &em);
     apply_input(p, e, in, &em);
-    keep_outputs(bs, &em, cause, i);
+    keep_outputs(p, bs, &em, cause, i);
     kefu_emitter_clear(&em);
   }
 }
@@ -427,22 +416,67 @@ static int index_new_timers(kefu_processor_t *p, batch_state_t *bs) {
   return n;
 }
 
+int engine_append_index(kefu_processor_t *p) {
+  char key[128];
+  for (size_t i = 0; i < p->nindex_next; i++) {
+    const struct index_entry *x = &p->index_next[i];
+    kefu_cmd_t c;
+    kefu_cmd_init(&c);
+    engine_timer_index_key(p, x->task, key, sizeof key);
+    if (x->min == INT64_MAX) {
+      kefu_cmd_str(&c, "ZREM");
+      kefu_cmd_str(&c, key);
+    } else {
+      kefu_cmd_str(&c, "ZADD");
+      kefu_cmd_str(&c, key);
+      kefu_cmd_fmt(&c, "%lld", (long long)x->min);
+    }
+    kefu_cmd_str(&c, x->shop);
+    kefu_redis_append(p->redis, &c);
+    kefu_cmd_clear(&c);
+    free(x->shop);
+  }
+  int n = (int)p->nindex_next;
+  p->nindex_next = 0;
+  return n;
+}
+
+/* After a write: the exact earliest deadline of each shop whose timers changed, in the
+ * task's index in memory now (this instance's view of what it owns) and in Redis with
+ * the next write (an unwritten one leaves the lower bound of index_new_timers: a shop
+ * looked at early, never a timer missed). */
+static void index_written(kefu_processor_t *p, batch_state_t *bs) {
+  for (size_t i = 0; i < bs->nshops; i++) {
+    shop_entry_t *e = bs->shops[i];
+    task_t *task = &p->tasks[e->task];
+    if (!e->timers_touched)
+      continue;
+    if (!task->timer_index)
+      task->timer_index = json_object();
+    if (e->timers_min == INT64_MAX)
+      json_object_del(task->timer_index, e->shop->id);
+    else
+      json_object_set_new(task->timer_index, e->shop->id, json_integer(e->timers_min));
+    p->index_next = realloc(p->index_next, (p->nindex_next + 1) * sizeof *p->index_next);
+    p->index_next[p->nindex_next++] =
+        (struct index_entry){e->task, strdup(e->shop->id), e->timers_min};
+  }
+}
+
 /* The outputs of this batch's causes, one variadic HSET per task (not one per event). */
 static int remember_outputs(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) {
   task_out_cmds_t tc = {.verb = "HSET"};
   char cause[300];
   for (size_t i = 0; i < b->n; i++) {
     engine_cause_of(b->items[i], cause, sizeof cause);
-    json_t *records = json_object_get(bs->computed, cause);
-    if (!records)
+    const kefu_buf_t *blob = kefu_map_get(&bs->computed, cause);
+    if (!blob)
       continue;
     kefu_cmd_t *c = engine_task_out_cmd(p, &tc, b->items[i]->task);
-    char *text = json_dumps(records, JSON_COMPACT);
     kefu_cmd_str(c, cause);
-    kefu_cmd_str(c, text);
-    free(text);
+    kefu_cmd_arg(c, (const char *)blob->p, blob->n);
   }
-  return engine_task_out_send(p, &tc);
+  return engine_task_out_send(p->redis, &tc);
 }
 
 /* What kefu_apply writes of @p e besides its entities: the applied offsets with their
@@ -495,7 +529,8 @@ static void written(shop_entry_t *e, const kefu_store_write_t *w) {
 int engine_store_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, int64_t max_ts,
                        char *errstr, size_t errlen) {
   redisReply **r;
-  int n = index_new_timers(p, bs), first_apply;
+  int n = engine_append_index(p), first_apply;
+  n += index_new_timers(p, bs);
   kefu_store_write_t *writes = calloc(bs->nshops + 1, sizeof *writes);
   int *reply_of = calloc(bs->nshops + 1, sizeof *reply_of);
   int rc = -1;
@@ -526,6 +561,7 @@ int engine_store_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs,
     written(bs->shops[i], &writes[i]);
     bs->shops[i]->timers_min = kefu_store_timers_min(bs->shops[i]->shop);
   }
+  index_written(p, bs);
   rc = 0;
 done:
   (void)first_apply;

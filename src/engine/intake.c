@@ -11,8 +11,13 @@ int64_t engine_wall_ms(void) {
 
 /* Every pipeline the engine sends goes through here, so its latency is measured. */
 int engine_redis_flush(kefu_processor_t *p, redisReply ***replies, char *errstr, size_t errlen) {
+  return engine_redis_flush_on(p, p->redis, replies, errstr, errlen);
+}
+
+int engine_redis_flush_on(kefu_processor_t *p, kefu_redis_t *conn, redisReply ***replies,
+                          char *errstr, size_t errlen) {
   int64_t start = engine_wall_ms();
-  int n = kefu_redis_flush(p->redis, replies, errstr, errlen);
+  int n = kefu_redis_flush(conn, replies, errstr, errlen);
   kefu_histogram_observe(p->m.redis_seconds, (double)(engine_wall_ms() - start) / 1000.0);
   return n;
 }
@@ -187,7 +192,7 @@ static void drop_committed_outputs(kefu_processor_t *p, int task,
         kefu_cmd_str(engine_task_out_cmd(p, &tc, task), cause);
     }
   }
-  if (engine_task_out_send(p, &tc) && engine_redis_flush(p, &r, errstr, sizeof errstr) != 1)
+  if (engine_task_out_send(p->redis, &tc) && engine_redis_flush(p, &r, errstr, sizeof errstr) != 1)
     KEFU_WARN("engine", "task %d: dropping committed outputs: %s", task, errstr);
 }
 
@@ -253,14 +258,13 @@ static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KE
                         json_integer(strtoll(r[1]->element[i + 1]->str, NULL, 10)));
   for (size_t i = 0; i + 1 < r[2]->elements; i += 2) {
     const redisReply *f = r[2]->element[i], *v = r[2]->element[i + 1];
-    json_t *records = json_loadb(v->str, v->len, 0, NULL);
-    if (strncmp(f->str, "idle-", 5) != 0 || !records) {
-      json_decref(records);
+    kefu_buf_t *blob;
+    if (strncmp(f->str, "idle-", 5) != 0 ||
+        !(blob = engine_outputs_read(p, v->str, v->len, f->str)))
       continue;
-    }
     if (!p->tasks[task].pending_idle)
-      p->tasks[task].pending_idle = json_object();
-    json_object_set_new(p->tasks[task].pending_idle, f->str, records);
+      p->tasks[task].pending_idle = calloc(1, sizeof *p->tasks[task].pending_idle);
+    engine_outputs_free(kefu_map_put(p->tasks[task].pending_idle, f->str, blob));
   }
   return 0;
 }
@@ -284,6 +288,7 @@ static bool nothing_to_read(kefu_processor_t *p, const rd_kafka_topic_partition_
  * position kefu wrote to Redis after the transaction that covered it (SPEC §5: the mock
  * cluster does not store offsets sent with a transaction). */
 static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *parts) {
+  engine_pipeline_drain(p); /* positions are read below */
   rd_kafka_committed(p->consumer, parts, 10000);
   if (engine_state_check_assign(p, parts))
     return; /* Redis lost the state: the loop stops (p->fatal) */
@@ -313,7 +318,7 @@ static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
     if (tp->offset < 0)
       tp->offset = RD_KAFKA_OFFSET_BEGINNING;
     task->q[t].at_end = nothing_to_read(p, tp);
-    task->q[t].empty_since = engine_wall_ms();
+    task->q[t].end_since = engine_wall_ms();
     KEFU_INFO("engine", "assigned %s [%d] from offset %lld%s", tp->topic, id, (long long)tp->offset,
               task->q[t].at_end ? " (nothing to read)" : "");
   }
@@ -334,6 +339,9 @@ static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
 }
 
 static void on_revoke(kefu_processor_t *p, rd_kafka_topic_partition_list_t *parts) {
+  /* The batch in the committer's hands commits (and writes its positions) before its
+   * tasks go: as Kafka Streams commits before it gives up a task. */
+  engine_pipeline_drain(p);
   for (int i = 0; i < parts->cnt; i++) {
     int id = parts->elems[i].partition;
     if (id >= MAX_TASKS || !p->tasks[id].assigned)
@@ -393,8 +401,8 @@ void engine_enqueue(kefu_processor_t *p, rd_kafka_message_t *m) {
   }
   queue_t *q = &p->tasks[id].q[t];
   if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-    if (!q->at_end && !engine_queue_head(q))
-      q->empty_since = engine_wall_ms(); /* the task_idle_ms wait starts now */
+    if (!q->at_end)
+      q->end_since = engine_wall_ms(); /* the task_idle_ms wait counts from here */
     q->at_end = true;
     rd_kafka_message_destroy(m);
     return;
@@ -435,7 +443,10 @@ void engine_batch_add(batch_t *b, input_t *in) {
  * arrived yet (its fetch is slow, or it drains between small fetches): it holds the task
  * for as long as that takes, or a backlog would merge in another order (SPEC §1.3, as
  * Kafka Streams since KIP-695). An empty partition at its end may get new records any
- * time: it is waited for at most task_idle_ms, then the task goes on without it. */
+ * time: it is waited for until task_idle_ms after it was read to its end with nothing
+ * new since, then the task goes on without it. The wait counts from that end, not from
+ * when the merge took its last record: a backlog fetched far ahead of the merge has been
+ * waiting for new data all along (docs/DECISIONS.md 29). */
 void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max) {
   int64_t now = engine_wall_ms();
   while (b->n < max) {
@@ -444,7 +455,7 @@ void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max
       queue_t *q = &task->q[t];
       input_t *h = engine_queue_head(q);
       if (!h) {
-        if (!q->at_end || now - q->empty_since < p->o->task_idle_ms)
+        if (!q->at_end || now - q->end_since < p->o->task_idle_ms)
           return; /* wait: this partition may still hold an earlier record */
         continue;
       }
@@ -455,8 +466,6 @@ void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max
       return;
     queue_t *q = &task->q[best];
     engine_batch_add(b, q->items[q->head++]);
-    if (q->head == q->tail && q->at_end)
-      q->empty_since = now;
   }
 }
 
@@ -472,11 +481,11 @@ kefu_cmd_t *engine_task_out_cmd(kefu_processor_t *p, task_out_cmds_t *tc, int ta
   return &tc->cmds[task];
 }
 
-int engine_task_out_send(kefu_processor_t *p, task_out_cmds_t *tc) {
+int engine_task_out_send(kefu_redis_t *conn, task_out_cmds_t *tc) {
   int n = 0;
   for (int t = 0; t < MAX_TASKS; t++)
     if (tc->used[t]) {
-      kefu_redis_append(p->redis, &tc->cmds[t]);
+      kefu_redis_append(conn, &tc->cmds[t]);
       kefu_cmd_clear(&tc->cmds[t]);
       n++;
     }

@@ -37,25 +37,25 @@ static int produce_dlq(kefu_processor_t *p, const input_t *in, const char *cause
                  rd_kafka_message_timestamp(m, &tstype), hdrs, errstr, errlen);
 }
 
-static int produce_output(kefu_processor_t *p, const json_t *out, char *errstr, size_t errlen) {
-  kefu_topic_t t = (kefu_topic_t)json_integer_value(json_array_get(out, 0));
-  const json_t *rec = json_array_get(out, 1);
-  const char *cause = json_string_value(json_array_get(out, 2));
-  const char *shop = json_string_value(json_object_get(rec, "shop_id"));
-  size_t len = 0;
-  char err[256];
-  if (kefu_codec_encode(p->codec, t, rec, &p->enc_buf, &p->enc_cap, &len, err, sizeof err)) {
-    /* A rule built a record its schema rejects: a bug; keep going, loudly. */
-    KEFU_ERROR("engine", "cannot encode a %s record caused by %s: %s", kefu_topics[t].suffix, cause,
-               err);
-    kefu_metric_add(p->m.encode_errors, 1);
-    return 0;
-  }
+static int produce_output(kefu_processor_t *p, const out_rec_t *r, const char *cause, char *errstr,
+                          size_t errlen) {
   rd_kafka_headers_t *hdrs = rd_kafka_headers_new(1);
   rd_kafka_header_add(hdrs, "kefu.cause", -1, cause, -1);
-  kefu_metric_add(p->m.out[t], 1);
-  return produce(p, kefu_topic_name(t), shop, strlen(shop), p->enc_buf, len,
-                 json_integer_value(json_object_get(rec, "ts")), hdrs, errstr, errlen);
+  kefu_metric_add(p->m.out[r->topic], 1);
+  return produce(p, kefu_topic_name((kefu_topic_t)r->topic), r->key, r->key_len, r->val, r->val_len,
+                 r->ts, hdrs, errstr, errlen);
+}
+
+typedef struct idle_ctx {
+  kefu_processor_t *p;
+  const char *cause;
+  char *errstr;
+  size_t errlen;
+} idle_ctx_t;
+
+static int produce_idle_one(void *arg, const out_rec_t *r) {
+  idle_ctx_t *x = arg;
+  return produce_output(x->p, r, x->cause, x->errstr, x->errlen);
 }
 
 /* Outputs of idle ticks that an earlier owner of the task remembered but may not have
@@ -67,19 +67,15 @@ static int produce_pending_idle(kefu_processor_t *p, const batch_t *b, char *err
   for (size_t i = 0; i < b->n; i++) {
     task_t *task = &p->tasks[b->items[i]->task];
     const char *cause;
-    json_t *records, *r;
-    size_t k;
+    void *v;
     if (done[b->items[i]->task] || !task->pending_idle)
       continue;
     done[b->items[i]->task] = true;
-    json_object_foreach(task->pending_idle, cause, records) {
-      json_array_foreach(records, k, r) {
-        json_t *out = json_pack("[O, O, s]", json_array_get(r, 0), json_array_get(r, 1), cause);
-        int rc = produce_output(p, out, errstr, errlen);
-        json_decref(out);
-        if (rc)
-          return -1;
-      }
+    kefu_map_foreach(task->pending_idle, it, cause, v) {
+      const kefu_buf_t *blob = v;
+      idle_ctx_t x = {p, cause, errstr, errlen};
+      if (engine_outputs_each(blob->p, blob->n, produce_idle_one, &x) < 0)
+        return -1;
     }
   }
   return 0;
@@ -88,7 +84,7 @@ static int produce_pending_idle(kefu_processor_t *p, const batch_t *b, char *err
 static int produce_all(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs, char *errstr,
                        size_t errlen) {
   char cause[300];
-  size_t o = 0, nout = json_array_size(bs->outputs);
+  size_t o = 0;
   if (produce_pending_idle(p, b, errstr, errlen))
     return -1;
   for (size_t i = 0; i < b->n; i++) {
@@ -98,10 +94,10 @@ static int produce_all(kefu_processor_t *p, const batch_t *b, const batch_state_
       if (produce_dlq(p, in, cause, errstr, errlen))
         return -1;
     }
-    for (; o < nout &&
-           (size_t)json_integer_value(json_array_get(json_array_get(bs->outputs, o), 3)) == i;
-         o++)
-      if (produce_output(p, json_array_get(bs->outputs, o), errstr, errlen))
+    if (o < bs->nouts && bs->outs[o].input == i)
+      engine_cause_of(in, cause, sizeof cause);
+    for (; o < bs->nouts && bs->outs[o].input == i; o++)
+      if (produce_output(p, &bs->outs[o], cause, errstr, errlen))
         return -1;
   }
   return 0;
@@ -217,43 +213,10 @@ done:
   return rc;
 }
 
-/* The exact earliest deadline of every shop whose timers changed (computed after its
- * write; also kept in memory: the index is this instance's view of what it owns). */
-static int store_timer_index(kefu_processor_t *p, const batch_state_t *bs) {
-  char key[128];
-  int n = 0;
-  for (size_t i = 0; i < bs->nshops; i++) {
-    const shop_entry_t *e = bs->shops[i];
-    task_t *task = &p->tasks[e->task];
-    if (!e->timers_touched)
-      continue;
-    if (!task->timer_index)
-      task->timer_index = json_object();
-    kefu_cmd_t c;
-    kefu_cmd_init(&c);
-    engine_timer_index_key(p, e->task, key, sizeof key);
-    if (e->timers_min == INT64_MAX) {
-      kefu_cmd_str(&c, "ZREM");
-      kefu_cmd_str(&c, key);
-      kefu_cmd_str(&c, e->shop->id);
-      json_object_del(task->timer_index, e->shop->id);
-    } else {
-      kefu_cmd_str(&c, "ZADD");
-      kefu_cmd_str(&c, key);
-      kefu_cmd_fmt(&c, "%lld", (long long)e->timers_min);
-      kefu_cmd_str(&c, e->shop->id);
-      json_object_set_new(task->timer_index, e->shop->id, json_integer(e->timers_min));
-    }
-    kefu_redis_append(p->redis, &c);
-    kefu_cmd_clear(&c);
-    n++;
-  }
-  return n;
-}
-
 /* The batch's remembered outputs, now committed, and those of earlier batches whose
  * position write failed (task->forget_later): one variadic HDEL per task. */
-static int forget_outputs(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs) {
+static int forget_outputs(kefu_processor_t *p, kefu_redis_t *conn, const batch_t *b,
+                          const batch_state_t *bs) {
   task_out_cmds_t tc = {.verb = "HDEL"};
   char cause[300];
   for (size_t i = 0; i < b->n; i++) {
@@ -261,35 +224,46 @@ static int forget_outputs(kefu_processor_t *p, const batch_t *b, const batch_sta
     if (!task->forget_later)
       task->forget_later = json_object();
     engine_cause_of(b->items[i], cause, sizeof cause);
-    if (json_object_get(bs->computed, cause) || json_object_get(bs->remembered, cause))
+    if (kefu_map_get(&bs->computed, cause) || kefu_map_get(&bs->remembered, cause))
       json_object_set_new(task->forget_later, cause, json_true());
     const char *idle;
-    json_t *v;
-    json_object_foreach(task->pending_idle, idle, v) /* emitted with this batch */
+    void *v;
+    if (!task->pending_idle)
+      continue;
+    kefu_map_foreach(task->pending_idle, it, idle, v) /* emitted with this batch */
         json_object_set_new(task->forget_later, idle, json_true());
-    json_decref(task->pending_idle);
-    task->pending_idle = NULL;
+    engine_pending_idle_free(task);
   }
+  if (!conn) /* no connection: all of them next time */
+    return 0;
   for (int t = 0; t < MAX_TASKS; t++) {
     const char *c;
     json_t *v;
     json_object_foreach(p->tasks[t].forget_later, c, v)
         kefu_cmd_str(engine_task_out_cmd(p, &tc, t), c);
   }
-  return engine_task_out_send(p, &tc);
+  return engine_task_out_send(conn, &tc);
 }
 
 /* After the commit: positions and watermarks to Redis, remembered outputs dropped. Not
  * fatal when it fails: Kafka's offsets and the shops' applied offsets still hold, and
  * the next batch writes the task's positions and drops those outputs (pos_stale,
- * forget_later), so an outage does not leave them behind. */
-void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs) {
+ * forget_later), so an outage does not leave them behind. With the committer this runs
+ * on its thread and connection; the tasks' fields it uses (next_offset, pos_stale,
+ * forget_later, pending_idle) are the committer's while a job is in its hands (the loop
+ * changes them only at assignment and revocation, after waiting for it). */
+void engine_store_positions(kefu_processor_t *p, kefu_redis_t **conn, const batch_t *b,
+                            const batch_state_t *bs, const int64_t *watermark) {
+  const kefu_processor_opts_t *o = p->o;
   rd_kafka_topic_partition_list_t *offsets = batch_offsets(b);
-  char key[128], errstr[256];
+  char key[128], errstr[256] = "";
   redisReply **r;
   int n = 0;
   bool touched[MAX_TASKS] = {0};
 
+  if (!*conn)
+    *conn = kefu_redis_connect(o->redis_url, o->redis_user, o->redis_password, o->redis_timeout_ms,
+                               errstr, sizeof errstr);
   for (int i = 0; i < offsets->cnt; i++) {
     kefu_topic_t t = kefu_topic_by_name(offsets->elems[i].topic);
     touched[offsets->elems[i].partition] = true;
@@ -299,7 +273,7 @@ void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_s
     touched[b->items[i]->task] = true;
   for (int t = 0; t < MAX_TASKS; t++) /* an earlier write failed */
     touched[t] |= p->tasks[t].assigned && p->tasks[t].pos_stale;
-  for (int t = 0; t < MAX_TASKS; t++) {
+  for (int t = 0; t < MAX_TASKS && *conn; t++) {
     if (!touched[t])
       continue;
     kefu_cmd_t c;
@@ -313,15 +287,20 @@ void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_s
         kefu_cmd_fmt(&c, "%lld", (long long)p->tasks[t].next_offset[k]);
       }
     kefu_cmd_str(&c, "wm");
-    kefu_cmd_fmt(&c, "%lld", (long long)p->tasks[t].watermark);
-    kefu_redis_append(p->redis, &c);
+    kefu_cmd_fmt(&c, "%lld", (long long)watermark[t]);
+    kefu_redis_append(*conn, &c);
     kefu_cmd_clear(&c);
     n++;
   }
-  n += store_timer_index(p, bs);
-  n += forget_outputs(p, b, bs);
-  if (n && engine_redis_flush(p, &r, errstr, sizeof errstr) != n) {
+  n += forget_outputs(p, *conn, b, bs);
+  if (!*conn || (n && engine_redis_flush_on(p, *conn, &r, errstr, sizeof errstr) != n)) {
     KEFU_WARN("engine", "writing positions: %s (written with the next batch)", errstr);
+    if (*conn) {
+      p->pos_commands += kefu_redis_commands_sent(*conn);
+      p->pos_round_trips += kefu_redis_round_trips(*conn);
+      kefu_redis_close(*conn);
+      *conn = NULL;
+    }
     for (int t = 0; t < MAX_TASKS; t++)
       p->tasks[t].pos_stale |= touched[t];
   } else {

@@ -38,49 +38,68 @@ static int reconnect_redis(kefu_processor_t *p, char *errstr, size_t errlen) {
   return p->redis ? 0 : -1;
 }
 
-/* One attempt at a batch: 0 done, 1 retry (Redis or a transaction failed), -1 fatal. */
-static int process_once(kefu_processor_t *p, const batch_t *b, char *errstr, size_t errlen) {
-  batch_state_t bs = {
-      .remembered = json_object(), .computed = json_object(), .outputs = json_array()};
+static void snapshot_watermarks(const kefu_processor_t *p, int64_t *wm) {
+  for (int t = 0; t < MAX_TASKS; t++)
+    wm[t] = p->tasks[t].watermark;
+}
+
+/* The state side of one attempt at a batch: Redis reads, rules and timers, Redis write.
+ * 0 done, 1 retry (Redis failed: the batch's shops are dropped, their memory may be
+ * ahead of Redis or behind it after a conflict), -1 fatal. */
+static int state_once(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, char *errstr,
+                      size_t errlen) {
   int64_t max_ts = 0;
-  int rc = 1;
   for (size_t i = 0; i < b->n; i++)
     if (b->items[i]->valid && b->items[i]->ev.ts > max_ts)
       max_ts = b->items[i]->ev.ts;
   for (size_t i = 0; i < b->n; i++)
     p->tasks[b->items[i]->task].saw_applied = false;
-  if (!p->redis && reconnect_redis(p, errstr, errlen)) {
-    rc = p->fatal ? -1 : 1;
-    goto done;
+  if (!p->redis && reconnect_redis(p, errstr, errlen))
+    return p->fatal ? -1 : 1;
+  if (engine_load_state(p, b, bs, errstr, errlen) == 0) {
+    engine_run_rules(p, b, bs);
+    if (engine_store_state(p, b, bs, max_ts, errstr, errlen) == 0)
+      return 0;
   }
-  if (engine_load_state(p, b, &bs, errstr, errlen))
-    goto redis_failed;
-  engine_run_rules(p, b, &bs);
-  if (engine_store_state(p, b, &bs, max_ts, errstr, errlen))
-    goto redis_failed;
-  rc = engine_kafka_commit(p, b, &bs, errstr, errlen);
-  if (rc == 0)
-    engine_store_positions(p, b, &bs);
-  goto done;
-redis_failed:
   kefu_redis_close(p->redis);
   p->redis = NULL;
-  /* The memory of the batch's shops may be ahead of Redis (or Redis ahead of it, after a
-   * conflict): they are read again. */
-  for (size_t i = 0; i < bs.nshops; i++)
-    bs.shops[i]->in_batch = false;
-  for (size_t i = 0; i < bs.nshops; i++)
-    engine_cache_drop(p, bs.shops[i]);
-  bs.nshops = 0;
-done:
-  /* After a failed attempt its inputs may have been processed: the next attempt reads
-   * what they remembered. After a crash, the inputs a dead instance applied without a
-   * commit are a prefix of the task's merge order (the merge is deterministic): while a
-   * batch meets such inputs, the next may too. */
+  for (size_t i = 0; i < bs->nshops; i++)
+    bs->shops[i]->in_batch = false;
+  for (size_t i = 0; i < bs->nshops; i++)
+    engine_cache_drop(p, bs->shops[i]);
+  bs->nshops = 0;
+  return 1;
+}
+
+/* After an attempt (@p rc) at @p b: after a failed one its inputs may have been
+ * processed, so the next attempt reads what they remembered. After a crash, the inputs
+ * a dead instance applied without a commit are a prefix of the task's merge order (the
+ * merge is deterministic): while a batch meets such inputs, the next may too. */
+static void after_attempt(kefu_processor_t *p, const batch_t *b, int rc) {
   for (size_t i = 0; i < b->n; i++) {
     task_t *task = &p->tasks[b->items[i]->task];
     task->check_remembered = rc != 0 || task->saw_applied;
   }
+}
+
+static void batch_state_init(batch_state_t *bs) {
+  memset(bs, 0, sizeof *bs);
+}
+
+/* One attempt at a whole batch, state then Kafka then positions: 0 done, 1 retry (Redis
+ * or a transaction failed), 2 a new producer first, -1 fatal. */
+static int process_once(kefu_processor_t *p, const batch_t *b, char *errstr, size_t errlen) {
+  batch_state_t bs;
+  int64_t wm[MAX_TASKS];
+  batch_state_init(&bs);
+  int rc = state_once(p, b, &bs, errstr, errlen);
+  if (rc == 0) {
+    rc = engine_kafka_commit(p, b, &bs, errstr, errlen);
+    snapshot_watermarks(p, wm);
+    if (rc == 0)
+      engine_store_positions(p, &p->pos_redis, b, &bs, wm);
+  }
+  after_attempt(p, b, rc);
   engine_batch_state_clear(&bs);
   if (rc == 0)
     engine_cache_trim(p);
@@ -149,14 +168,34 @@ static int new_producer(kefu_processor_t *p, char *errstr, size_t errlen) {
   return open_producer(p, errstr, errlen);
 }
 
-static int process_batch(kefu_processor_t *p, batch_t *b, volatile sig_atomic_t *stop) {
+static void book_batch(kefu_processor_t *p, const batch_t *b, int64_t start, int64_t done) {
+  if (!p->m.first_batch_ms)
+    p->m.first_batch_ms = start;
+  p->m.last_commit_ms = done;
+  p->m.records += b->n;
+  p->m.batches++;
+  for (size_t i = 0; i < b->n; i++)
+    if (b->items[i]->msg)
+      kefu_histogram_observe(p->m.event_to_output,
+                             (double)(done - b->items[i]->polled_ms) / 1000.0);
+  kefu_histogram_observe(p->m.batch_seconds, (double)(done - start) / 1000.0);
+}
+
+/* A batch the plain way: attempts until it is done, a fatal error, or a stop. @p failed
+ * is ENGINE_DONE for a batch not tried yet, else how its first attempt (the pipeline's)
+ * failed, with @p why. */
+static int process_batch(kefu_processor_t *p, batch_t *b, volatile sig_atomic_t *stop, int failed,
+                         const char *why) {
   char errstr[512];
-  int backoff = 100, rc, new_producers = 0;
+  int backoff = 100, rc = failed, new_producers = 0;
   int64_t start = engine_wall_ms();
-  for (;;) {
-    kefu_http_busy(true); /* /readyz tells if this blocks for long (a broker outage) */
-    rc = p->producer ? process_once(p, b, errstr, sizeof errstr) : ENGINE_NEW_PRODUCER;
-    kefu_http_busy(false);
+  snprintf(errstr, sizeof errstr, "%s", why ? why : "");
+  for (bool attempt = failed == ENGINE_DONE;; attempt = true) {
+    if (attempt) {
+      kefu_http_busy(true); /* /readyz tells if this blocks for long (a broker outage) */
+      rc = p->producer ? process_once(p, b, errstr, sizeof errstr) : ENGINE_NEW_PRODUCER;
+      kefu_http_busy(false);
+    }
     if (rc == ENGINE_DONE)
       break;
     if (rc == ENGINE_FATAL)
@@ -213,17 +252,126 @@ static int process_batch(kefu_processor_t *p, batch_t *b, volatile sig_atomic_t 
     return -1;
   }
   kefu_http_set_ready(true, NULL);
-  int64_t now = engine_wall_ms();
-  if (!p->m.first_batch_ms)
-    p->m.first_batch_ms = start;
-  p->m.last_commit_ms = now;
-  p->m.records += b->n;
-  p->m.batches++;
-  for (size_t i = 0; i < b->n; i++)
-    if (b->items[i]->msg)
-      kefu_histogram_observe(p->m.event_to_output, (double)(now - b->items[i]->polled_ms) / 1000.0);
-  kefu_histogram_observe(p->m.batch_seconds, (double)(engine_wall_ms() - start) / 1000.0);
+  book_batch(p, b, start, engine_wall_ms());
   return 0;
+}
+
+/* ---------------------------------------------------------------- the pipeline
+ *
+ * With processing.pipeline (the default) a batch's state is written by the loop, and its
+ * Kafka side (outputs and offsets in one transaction, or delivered then committed) and
+ * positions are the committer's (committer.c), while the loop polls, decodes and computes
+ * the next batch; before that one's state is written the loop waits for the committer.
+ * Why it keeps effectively-once: docs/ARCHITECTURE.md, "The pipelined loop". */
+
+static void job_free(commit_job_t *job) {
+  for (size_t i = 0; i < job->b.n; i++)
+    engine_input_free(job->b.items[i]);
+  free(job->b.items);
+  engine_batch_state_clear(&job->bs);
+  free(job);
+}
+
+/* The committer's job, once done: booked when it committed; returned when it did not
+ * (its caller processes it again), else NULL. */
+static commit_job_t *reap(kefu_processor_t *p) {
+  commit_job_t *job = engine_commit_wait(p);
+  if (!job)
+    return NULL;
+  if (job->rc != ENGINE_DONE)
+    return job;
+  kefu_http_set_ready(true, NULL);
+  book_batch(p, &job->b, job->start_ms, job->done_ms);
+  job_free(job);
+  return NULL;
+}
+
+/* The exact timer-index entries of the last write, when nothing else is going to
+ * Redis: idle, at a rebalance, at the end. */
+static void flush_index(kefu_processor_t *p) {
+  char errstr[256];
+  redisReply **r;
+  if (!p->nindex_next)
+    return;
+  if (!p->redis) { /* they stay lower bounds */
+    engine_append_index(p);
+    return;
+  }
+  int n = engine_append_index(p);
+  if (engine_redis_flush(p, &r, errstr, sizeof errstr) != n)
+    KEFU_WARN("engine", "timer index: %s (it keeps lower bounds)", errstr);
+}
+
+void engine_pipeline_drain(kefu_processor_t *p) {
+  commit_job_t *job = reap(p);
+  if (job) {
+    if (p->failed) /* cannot happen: one job at a time */
+      job_free(p->failed);
+    p->failed = job;
+  }
+  flush_index(p);
+}
+
+/* Processes a batch the committer could not commit again, the plain way: its state is
+ * applied in Redis, so its inputs take their outputs from what they remembered. Its
+ * records of tasks that moved meanwhile are dropped. */
+static int redo(kefu_processor_t *p, commit_job_t *job, volatile sig_atomic_t *stop) {
+  for (size_t i = 0; i < job->b.n; i++)
+    p->tasks[job->b.items[i]->task].check_remembered = true;
+  drop_migrated(p, &job->b);
+  int rc = job->b.n ? process_batch(p, &job->b, stop, job->rc, job->errstr) : 0;
+  job_free(job);
+  return rc;
+}
+
+/* One batch through the pipeline: its state now, its Kafka side in the committer. When
+ * the batch before it comes back failed, both are processed again the plain way, in
+ * order, from the watermarks this batch started with. */
+static int process_pipelined(kefu_processor_t *p, batch_t *b, volatile sig_atomic_t *stop) {
+  commit_job_t *job = calloc(1, sizeof *job);
+  int64_t wm_before[MAX_TASKS];
+  int rc = ENGINE_RETRY;
+  job->b = *b;
+  memset(b, 0, sizeof *b); /* the job owns the records now */
+  job->start_ms = engine_wall_ms();
+  batch_state_init(&job->bs);
+  snapshot_watermarks(p, wm_before);
+  if (p->producer) {
+    kefu_http_busy(true);
+    rc = state_once(p, &job->b, &job->bs, job->errstr, sizeof job->errstr);
+    kefu_http_busy(false);
+  }
+  if (rc == ENGINE_FATAL) {
+    KEFU_ERROR("engine", "fatal: %s", job->errstr);
+    job_free(job);
+    return -1;
+  }
+  commit_job_t *prev = reap(p);
+  if (rc == ENGINE_DONE && !prev) {
+    after_attempt(p, &job->b, 0);
+    engine_cache_trim(p);
+    snapshot_watermarks(p, job->watermark);
+    for (size_t i = 0; i < job->bs.nshops; i++) /* the committer needs only the outputs */
+      job->bs.shops[i]->in_batch = false;
+    free(job->bs.shops);
+    job->bs.shops = NULL;
+    job->bs.nshops = 0;
+    engine_commit_async(p, job);
+    return 0;
+  }
+  /* The plain way, in order. This batch's state may be written already: then its inputs
+   * take their outputs from what they remembered. */
+  for (int t = 0; t < MAX_TASKS; t++)
+    p->tasks[t].watermark = wm_before[t];
+  after_attempt(p, &job->b, 1);
+  engine_batch_state_clear(&job->bs);
+  if (prev && redo(p, prev, stop)) {
+    job_free(job);
+    return -1;
+  }
+  rc = process_batch(p, &job->b, stop, rc, job->errstr);
+  job_free(job);
+  return rc;
 }
 
 static bool all_at_end(const kefu_processor_t *p) {
@@ -337,6 +485,12 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
       rc = -1;
       break;
     }
+    if (p->failed) { /* the committer's job came back failed in a rebalance callback */
+      commit_job_t *job = p->failed;
+      p->failed = NULL;
+      if ((rc = redo(p, job, stop)))
+        break;
+    }
     b.n = 0;
     /* Each batch starts with the next task, so a full batch never starves the higher
      * ones (a task's own order is its merge; which task comes first does not matter). */
@@ -351,27 +505,49 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
     kefu_http_heartbeat();
     update_gauges(p);
     if (b.n == 0) {
+      engine_pipeline_drain(p); /* nothing to overlap: the last batch's commit is booked */
+      if (p->failed)
+        continue;
       if (p->o->exit_when_idle_polls && all_at_end(p) && ++idle_polls >= p->o->exit_when_idle_polls)
         break;
       continue;
     }
     idle_polls = 0;
     backlog = b.n >= max;
-    rc = process_batch(p, &b, stop);
-    for (size_t i = 0; i < b.n; i++)
-      engine_input_free(b.items[i]);
+    if (p->committer_running) {
+      rc = process_pipelined(p, &b, stop); /* takes the records */
+    } else {
+      rc = process_batch(p, &b, stop, ENGINE_DONE, NULL);
+      for (size_t i = 0; i < b.n; i++)
+        engine_input_free(b.items[i]);
+    }
     if (rc)
       break;
   }
   free(b.items);
+  engine_pipeline_drain(p);
+  if (p->failed) { /* SPEC §6: abandoned, nothing of it committed */
+    KEFU_WARN("engine",
+              "stopping with a batch of %zu records not committed (%s): the next owner of "
+              "its tasks processes it again",
+              p->failed->b.n, p->failed->errstr);
+    job_free(p->failed);
+    p->failed = NULL;
+  }
+  uint64_t cmds = p->pos_commands, trips = p->pos_round_trips; /* both connections */
+  const kefu_redis_t *conns[] = {p->redis, p->pos_redis};
+  for (int i = 0; i < 2; i++)
+    if (conns[i]) {
+      cmds += kefu_redis_commands_sent(conns[i]);
+      trips += kefu_redis_round_trips(conns[i]);
+    }
   double secs = (double)(p->m.last_commit_ms - p->m.first_batch_ms) / 1000.0;
   KEFU_INFO("engine",
             "processed %llu records in %llu batches over %.3f s (%.0f records/s), "
             "%llu Redis commands in %llu round trips",
             (unsigned long long)p->m.records, (unsigned long long)p->m.batches, secs,
-            secs > 0 ? (double)p->m.records / secs : 0.0,
-            p->redis ? (unsigned long long)kefu_redis_commands_sent(p->redis) : 0ULL,
-            p->redis ? (unsigned long long)kefu_redis_round_trips(p->redis) : 0ULL);
+            secs > 0 ? (double)p->m.records / secs : 0.0, (unsigned long long)cmds,
+            (unsigned long long)trips);
   KEFU_INFO("engine", "stopping: leaving the consumer group");
   rd_kafka_consumer_close(p->consumer);
   return rc;
@@ -587,7 +763,7 @@ kefu_processor_t *kefu_processor_new(const kefu_processor_opts_t *o, char *errst
                                       o->redis_timeout_ms, errstr, errlen)) ||
       open_consumer(p, errstr, errlen) || check_copartitioning(p, errstr, errlen) ||
       open_producer(p, errstr, errlen) || open_courier_table(p, errstr, errlen) ||
-      subscribe(p, errstr, errlen))
+      subscribe(p, errstr, errlen) || (o->pipeline && engine_committer_start(p, errstr, errlen)))
     goto fail;
   return p;
 fail:
@@ -598,13 +774,16 @@ fail:
 void kefu_processor_destroy(kefu_processor_t *p) {
   if (!p)
     return;
+  engine_committer_stop(p);
   for (int t = 0; t < MAX_TASKS; t++)
     for (int k = 0; k < KEFU_KEYED_INPUTS; k++) {
       engine_queue_drop_all(&p->tasks[t].q[k]);
       free(p->tasks[t].q[k].items);
     }
-  for (int t = 0; t < MAX_TASKS; t++)
+  for (int t = 0; t < MAX_TASKS; t++) {
     json_decref(p->tasks[t].forget_later);
+    engine_pending_idle_free(&p->tasks[t]);
+  }
   if (p->courier_consumer) {
     rd_kafka_consumer_close(p->courier_consumer);
     rd_kafka_destroy(p->courier_consumer);
@@ -616,6 +795,10 @@ void kefu_processor_destroy(kefu_processor_t *p) {
     destroy_producer(p);
   }
   kefu_redis_close(p->redis);
+  kefu_redis_close(p->pos_redis);
+  for (size_t i = 0; i < p->nindex_next; i++)
+    free(p->index_next[i].shop);
+  free(p->index_next);
   if (p->codec)
     kefu_codec_destroy(p->codec);
   if (p->schemas)

@@ -3,12 +3,14 @@
  *   batch.c      state: load from Redis, run the rules and timers, store to Redis
  *   cache.c      the owner cache: shops kept in memory across batches, their timers
  *   output.c     writing: produce, commit (transaction or at-least-once), positions
+ *   committer.c  the committer thread: a batch's Kafka side while the loop goes on
  *   processor.c  the loop, metrics and set-up
  * Nothing here is for use outside src/engine/. */
 #ifndef KEFU_ENGINE_PROCESSOR_INT_H
 #define KEFU_ENGINE_PROCESSOR_INT_H
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +53,9 @@ typedef struct input {
 typedef struct queue {
   input_t **items;
   size_t head, tail, cap;
-  bool at_end;         /* read to its end offset (an EOF from a fetch, or nothing to read at
-                          assignment): only then may the task go on without it (SPEC §1.3) */
-  int64_t empty_since; /* wall-clock ms it became empty while at its end */
+  bool at_end;       /* read to its end offset (an EOF from a fetch, or nothing to read at
+                        assignment): only then may the task go on without it (SPEC §1.3) */
+  int64_t end_since; /* wall-clock ms it was read to its end (at_end since then) */
 } queue_t;
 
 /* Event ids a shop has seen (hash -> latest ts), open addressing; key 0 is empty. */
@@ -107,10 +109,10 @@ typedef struct task {
   queue_t q[KEFU_KEYED_INPUTS];
   int64_t watermark;                      /* highest valid ts - lateness; INT64_MIN before any */
   int64_t next_offset[KEFU_KEYED_INPUTS]; /* position after the batch; -1 unknown */
-  json_t *timer_index;   /* shop_id -> earliest timer deadline (cache of ns:{task-N}:timers) */
-  int64_t last_input_ms; /* wall clock of the last record read (idle advance) */
-  json_t *pending_idle;  /* idle-tick cause -> outputs found in Redis at assignment, to
-                            emit again: their transaction may not have committed */
+  json_t *timer_index;      /* shop_id -> earliest timer deadline (cache of ns:{task-N}:timers) */
+  int64_t last_input_ms;    /* wall clock of the last record read (idle advance) */
+  kefu_map_t *pending_idle; /* idle-tick cause -> kefu_buf_t * found in Redis at
+                               assignment, to emit again: they may not have committed */
   int64_t committed[KEFU_KEYED_INPUTS]; /* Kafka's committed offsets at assignment; -1 none */
   bool state_seen;       /* this instance saw ns:{task-N}:pos in Redis (state_check.c) */
   bool pos_stale;        /* the last position write failed: the next batch writes it */
@@ -143,7 +145,7 @@ struct kefu_processor {
   rd_kafka_topic_t *out_topics[KEFU_T__COUNT]; /* the producer's output topics (warm) */
   kefu_redis_t *redis;
   kefu_schemas_t *schemas;
-  kefu_codec_t *codec;
+  kefu_codec_t *codec; /* the loop's: decoding inputs, encoding outputs (outputs.c) */
   int32_t fast_id[KEFU_T_SHOP_CONFIG + 1]; /* kefu_event_fast_id() per keyed input topic */
   kefu_courier_table_t couriers;
   kefu_rules_env_t env;
@@ -160,6 +162,25 @@ struct kefu_processor {
   int undelivered;                /* records of this batch not delivered (reports) */
   char undelivered_error[256];    /* the first one's topic, partition and error */
   int64_t last_consumer_error_ms; /* consumer errors are logged at most once a second */
+  /* The committer (committer.c): the Kafka side and positions of one batch at a time,
+   * while the loop reads and computes the next. */
+  pthread_t committer;
+  bool committer_running, committer_quit;
+  pthread_mutex_t job_lock;
+  pthread_cond_t job_cond;
+  struct commit_job *job;    /* in the committer's hands; NULL: none */
+  bool job_done;             /* the committer is through with p->job */
+  struct commit_job *failed; /* came back failed, in a rebalance callback: retried after it */
+  kefu_redis_t *pos_redis;   /* the committer's own connection (positions) */
+  uint64_t pos_commands, pos_round_trips; /* of its closed connections (closing log line) */
+  /* The exact earliest timer deadline of shops written by the last batch: written to the
+   * task's index with the next Redis write (the index holds a lower bound meanwhile). */
+  struct index_entry {
+    int task;
+    char *shop;
+    int64_t min;
+  } * index_next;
+  size_t nindex_next;
 };
 
 typedef struct batch {
@@ -167,15 +188,36 @@ typedef struct batch {
   size_t n, cap;
 } batch_t;
 
+/* One encoded output record (outputs.c): its bytes are in a remembered value. */
+typedef struct out_rec {
+  uint8_t topic; /* kefu_topic_t */
+  int64_t ts;
+  size_t input; /* its cause: the input's index in the batch */
+  const uint8_t *key, *val;
+  uint32_t key_len, val_len;
+} out_rec_t;
+
 typedef struct batch_state {
   uint64_t batch_no;
   shop_entry_t **shops; /* every shop the batch reads or writes */
   size_t nshops;
-  json_t *remembered;        /* cause -> [[topic, record]...] read from Redis */
-  json_t *computed;          /* cause -> [[topic, record]...] made now (to remember) */
-  json_t *outputs;           /* [[topic, record, cause-header, input index]...] in order */
+  kefu_map_t remembered; /* cause -> kefu_buf_t * (outputs.c) read from Redis */
+  kefu_map_t computed;   /* cause -> kefu_buf_t * made now (to remember) */
+  out_rec_t *outs;       /* every output in order, pointing into those values */
+  size_t nouts, outs_cap;
   int64_t max_ts[MAX_TASKS]; /* per task: the batch's highest valid ts */
 } batch_state_t;
+
+/* A batch whose state is written, on its way through the committer: its Kafka side
+ * (outputs and offsets), then its positions. */
+typedef struct commit_job {
+  batch_t b;
+  batch_state_t bs;             /* its outputs (bs.shops already released) */
+  int64_t watermark[MAX_TASKS]; /* the tasks' watermarks after the batch: its positions */
+  int64_t start_ms, done_ms;
+  int rc; /* ENGINE_DONE ... once done */
+  char errstr[512];
+} commit_job_t;
 
 /* What an attempt at a batch (or its Kafka commit) left to do. */
 enum {
@@ -201,6 +243,24 @@ void engine_task_out_key(const kefu_processor_t *p, int task, char *out, size_t 
 void engine_cause_of(const input_t *in, char *out, size_t outlen);
 void engine_batch_state_clear(batch_state_t *bs);
 
+/* Encoded outputs (outputs.c). */
+/** @brief The records of @p em encoded as a remembered value (never NULL). */
+kefu_buf_t *engine_outputs_encode(kefu_processor_t *p, const kefu_emitter_t *em,
+                                  const kefu_topic_t *topic_of_kind, const char *cause);
+/** @brief A remembered value read from Redis, checked (and converted from the JSON of
+ *  older versions); NULL when it is not one kefu wrote. */
+kefu_buf_t *engine_outputs_read(kefu_processor_t *p, const char *s, size_t n, const char *cause);
+/** @brief Calls @p fn (may be NULL) for each record of a remembered value; the number of
+ *  records, or -1 when it is malformed (or @p fn returned non-zero). */
+int engine_outputs_each(const uint8_t *p, size_t n, int (*fn)(void *, const out_rec_t *),
+                        void *arg);
+/** @brief Appends the records of @p blob, caused by input @p input, to bs->outs. */
+void engine_outputs_add(batch_state_t *bs, const kefu_buf_t *blob, size_t input);
+/** @brief Frees a kefu_buf_t * value (kefu_map_clear); NULL: nothing. */
+void engine_outputs_free(void *blob);
+/** @brief Frees task->pending_idle (NULL after). */
+void engine_pending_idle_free(task_t *task);
+
 /* The owner cache (cache.c). */
 uint64_t engine_event_hash(const char *id);
 void engine_seen_put(seen_set_t *s, uint64_t h, int64_t ts);
@@ -224,7 +284,26 @@ int engine_store_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs,
                        char *errstr, size_t errlen);
 int engine_kafka_commit(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs,
                         char *errstr, size_t errlen);
-void engine_store_positions(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs);
+/** @brief After the commit of @p b: its tasks' positions (@p watermark: the tasks'
+ *  watermarks after it) on *@p conn (connected if NULL; closed and NULLed when it
+ *  fails), and its remembered outputs dropped. */
+void engine_store_positions(kefu_processor_t *p, kefu_redis_t **conn, const batch_t *b,
+                            const batch_state_t *bs, const int64_t *watermark);
+/** @brief Queues the exact timer-index entries of the last write (p->index_next) on
+ *  p->redis; returns how many commands. */
+int engine_append_index(kefu_processor_t *p);
+
+/* The committer (committer.c). */
+int engine_committer_start(kefu_processor_t *p, char *errstr, size_t errlen);
+void engine_committer_stop(kefu_processor_t *p);
+/** @brief Hands @p job to the committer (which must be idle). */
+void engine_commit_async(kefu_processor_t *p, commit_job_t *job);
+/** @brief Waits for the job in the committer's hands; NULL when there is none. */
+commit_job_t *engine_commit_wait(kefu_processor_t *p);
+/** @brief Waits for the committer and books its job; one that failed is kept in
+ *  p->failed for the loop to process again. Then writes the pending timer-index
+ *  entries. Before a rebalance is served and when the loop idles or ends. */
+void engine_pipeline_drain(kefu_processor_t *p);
 void engine_delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 void engine_maybe_idle_tick(kefu_processor_t *p, task_t *task, batch_t *b);
 int64_t engine_wall_ms(void);
@@ -239,6 +318,8 @@ int engine_state_check_assign(kefu_processor_t *p, const rd_kafka_topic_partitio
  *  Redis is gone; 0 otherwise. */
 int engine_state_check_reconnect(kefu_processor_t *p);
 int engine_redis_flush(kefu_processor_t *p, redisReply ***replies, char *errstr, size_t errlen);
+int engine_redis_flush_on(kefu_processor_t *p, kefu_redis_t *conn, redisReply ***replies,
+                          char *errstr, size_t errlen);
 
 /* One variadic command per task on ns:{task-N}:out (HSET or HDEL), built up across a
  * batch so that the batch's remembered outputs cost one command per task. */
@@ -251,7 +332,7 @@ typedef struct task_out_cmds {
 /** @brief The command of @p task, started (verb and key) on first use. */
 kefu_cmd_t *engine_task_out_cmd(kefu_processor_t *p, task_out_cmds_t *tc, int task);
 
-/** @brief Queues every started command; returns how many. */
-int engine_task_out_send(kefu_processor_t *p, task_out_cmds_t *tc);
+/** @brief Queues every started command on @p conn; returns how many. */
+int engine_task_out_send(kefu_redis_t *conn, task_out_cmds_t *tc);
 
 #endif

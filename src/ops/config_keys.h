@@ -100,6 +100,9 @@ KEY_INT("batch.max_records", "2000", 1, 1000000, FIELD(batch_max_records),
         "Most records in one batch (one Redis call per shop, one transaction)"),
 KEY_INT("batch.max_ms", "50", 0, 60000, FIELD(batch_max_ms),
         "Longest time a batch collects records (ms)"),
+KEY_BOOL("processing.pipeline", "true", FIELD(pipeline),
+         "Overlap a batch's Kafka commit with reading and computing the next batch (a "
+         "committer thread); false runs each batch to its end before the next"),
 /* State */
 KEY_INT("state.cache_mb", "128", 0, 1048576, FIELD(state_cache_mb),
         "Memory for the shops this instance owns, kept across batches (MiB, least recently "
