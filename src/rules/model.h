@@ -102,7 +102,9 @@ typedef struct kefu_outcome { /* INSIGHT-3: one (agent, buyer) pair's result */
 
 typedef struct kefu_agent {
   char *id;
-  kefu_presence_t presence; /* OFFLINE until a PRESENCE event (ROUTE-2) */
+  /* OFFLINE until a PRESENCE event (ROUTE-2). Once the agent is in a shop, change it
+   * only with kefu_agent_set_presence(), which keeps the shop's ONLINE index. */
+  kefu_presence_t presence;
   int32_t level, capacity;
   kefu_strv_t groups;
   int account_kind; /* index in kefu_account_kind_names */
@@ -321,11 +323,21 @@ typedef struct kefu_timers {
 
 /* ------------------------------------------------------------------ the shop */
 
+/* The shop's ONLINE agents sorted by id (bytewise, as ROUTE-7 orders its draw): routing
+ * reads its pools and ROUTE-2 from here instead of walking every agent of the shop, so a
+ * decision costs O(ONLINE agents), not O(agents). Borrowed pointers into `agents`; kept
+ * by kefu_shop_put_agent() and kefu_agent_set_presence(). */
+typedef struct kefu_online {
+  kefu_agent_t **v;
+  uint32_t n, cap;
+} kefu_online_t;
+
 typedef struct kefu_shop {
   char id[KEFU_ID_MAX + 1];
   kefu_shop_config_t config;
   bool config_is_default, config_changed;
   kefu_map_t agents; /* id -> kefu_agent_t* */
+  kefu_online_t online;
   kefu_map_t buyers; /* id -> kefu_buyer_t* */
   kefu_map_t orders; /* id -> kefu_order_t* */
   kefu_queue_t queue;
@@ -353,7 +365,11 @@ kefu_agent_t *kefu_shop_agent_add(kefu_shop_t *s, const char *id);
 kefu_buyer_t *kefu_shop_buyer_add(kefu_shop_t *s, const char *id);
 kefu_order_t *kefu_shop_order_add(kefu_shop_t *s, const char *id, const char *buyer_id);
 
-/* Inserting entities the store decoded (the shop takes ownership; replaces any). */
+/** @brief Sets @p a's presence (@p a belongs to @p s) and keeps @p s's ONLINE index. */
+void kefu_agent_set_presence(kefu_shop_t *s, kefu_agent_t *a, kefu_presence_t presence);
+
+/* Inserting entities the store decoded (the shop takes ownership; replaces any; an agent
+ * joins the ONLINE index by the presence it has). */
 void kefu_shop_put_agent(kefu_shop_t *s, kefu_agent_t *a);
 void kefu_shop_put_buyer(kefu_shop_t *s, kefu_buyer_t *b);
 void kefu_shop_put_order(kefu_shop_t *s, kefu_order_t *o);

@@ -127,10 +127,6 @@ typedef struct candidate {
   double weight;
 } candidate_t;
 
-static int by_agent_id(const void *a, const void *b) {
-  return strcmp(((const candidate_t *)a)->agent_id, ((const candidate_t *)b)->agent_id);
-}
-
 /* INSIGHT-3's measured rate once it has 20 outcomes, else PROFILE's, else 0.1. */
 static double conversion_of(const kefu_agent_t *agent, int64_t now) {
   double v;
@@ -151,18 +147,15 @@ typedef struct pool {
   candidate_t inl[POOL_INLINE];
 } pool_t;
 
-/* Eligible agents (ONLINE, a free slot) in @p group_ids (NULL: any group), sorted by id.
- * One pass over the shop's agents; an agent not ONLINE costs one comparison. */
+/* Eligible agents (ONLINE, a free slot) in @p group_ids (NULL: any group), sorted by id:
+ * one pass over the shop's ONLINE index, which is in that order already. */
 static void pool_of(const kefu_route_ctx_t *c, const vec_t *group_ids, bool conversion, pool_t *p) {
-  const char *id;
-  void *v;
+  const kefu_online_t *online = &c->shop->online;
   p->v = p->inl;
   p->n = 0;
   p->cap = POOL_INLINE;
-  kefu_map_foreach(&c->shop->agents, it, id, v) {
-    const kefu_agent_t *a = v;
-    if (a->presence != KEFU_PRESENCE_ONLINE)
-      continue;
+  for (uint32_t i = 0; i < online->n; i++) {
+    const kefu_agent_t *a = online->v[i];
     int64_t slots = free_slots(a, c->session);
     if (slots <= 0 || (group_ids && !agent_in_groups(a, group_ids)))
       continue;
@@ -176,7 +169,6 @@ static void pool_of(const kefu_route_ctx_t *c, const vec_t *group_ids, bool conv
     }
     p->v[p->n++] = (candidate_t){a->id, weight_of(a, slots, conversion, c->ts)};
   }
-  qsort(p->v, p->n, sizeof *p->v, by_agent_id);
 }
 
 static void pool_free(pool_t *p) {
@@ -229,10 +221,7 @@ static bool choose_human(kefu_route_ctx_t *c, kefu_route_t *r, const vec_t *grou
 /* ------------------------------------------------------------------ the steps */
 
 bool kefu_shop_any_agent_online(const kefu_shop_t *shop) {
-  const char *id;
-  void *v;
-  kefu_map_foreach(&shop->agents, it, id, v) if (agent_online(v)) return true;
-  return false;
+  return shop->online.n > 0;
 }
 
 static void decide_agent(kefu_route_t *r, const char *agent_id, const char *step) {

@@ -46,7 +46,7 @@ void kefu_rules_agent_event(kefu_shop_t *shop, const kefu_event_t *ev) {
      * §2.3 until a PROFILE arrives. */
     a = kefu_shop_agent_add(shop, ev->agent_id);
     if (ev->agent.has_presence)
-      a->presence = ev->agent.presence;
+      kefu_agent_set_presence(shop, a, ev->agent.presence);
     break;
   case KEFU_AGENT_PROFILE:
     /* PROFILE replaces the whole profile; absent fields have their defaults. */
