@@ -189,9 +189,17 @@ static const char *draw(kefu_route_ctx_t *c, kefu_route_t *r, const candidate_t 
   for (size_t i = 0; i < n; i++)
     total += pool[i].weight;
   explain_add(r, "pool[");
-  for (size_t i = 0; i < n; i++) {
-    snprintf(buf, sizeof buf, "%s%s:%.17g", i ? "," : "", pool[i].agent_id, pool[i].weight);
-    explain_cat(r, buf);
+  /* The trace is cut at its size: entries past it would not show, so they are not
+   * formatted (a big shop's pool is longer than the trace). */
+  size_t used = strlen(r->explain), room = sizeof r->explain - 1;
+  for (size_t i = 0; i < n && used < room; i++) {
+    int k = snprintf(buf, sizeof buf, "%s%s:%.17g", i ? "," : "", pool[i].agent_id,
+                     pool[i].weight); /* an entry is cut at sizeof buf - 1, as it always was */
+    size_t len = k < 0 ? 0 : (size_t)k < sizeof buf ? (size_t)k : sizeof buf - 1;
+    if (len > room - used)
+      len = room - used;
+    memcpy(r->explain + used, buf, len);
+    r->explain[used += len] = '\0';
   }
   explain_cat(r, "]");
   for (size_t i = 0; i < n; i++) {

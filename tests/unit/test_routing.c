@@ -255,6 +255,34 @@ static void test_ROUTE_7_draw_is_reproducible_and_full_agents_are_not_eligible(v
   kefu_emitter_clear(&e2);
 }
 
+/* ROUTE-7's trace of a pool longer than the trace: each entry is cut at 63 bytes and the
+ * whole at 1,023, as when every entry was formatted; the pick is still the draw's. */
+static void test_ROUTE_7_explain_of_a_big_pool_is_cut_at_its_size(void **state) {
+  fx_t *f = *state;
+  char id[65], want[1024] = "", entry[128];
+  for (int i = 0; i < 40; i++) { /* 64-byte ids: entries longer than 63 bytes */
+    snprintf(id, sizeof id, "%02d%062d", i, 0);
+    agent(f, id, 1 + i % 5, 3, "[]", "ONLINE");
+  }
+  kefu_route_ctx_t c = {.shop = f->shop, .buyer = kefu_shop_buyer_add(f->shop, "bz"), .ts = T0};
+  kefu_emitter_t em;
+  kefu_emitter_init(&em, "cause-1");
+  c.out = &em;
+  kefu_route_t r;
+  kefu_route(&c, &r);
+  assert_int_equal(r.candidates, 40);
+  strcpy(want, "s2:none;s3:none;s4:off;crowd=;item=;intent=;state=;s5:no-groups;pool[");
+  for (int i = 0; i < 40; i++) {
+    snprintf(id, sizeof id, "%02d%062d", i, 0);
+    snprintf(entry, sizeof entry, "%s%s:%d", i ? "," : "", id, (1 + i % 5) * 3);
+    entry[63] = '\0';
+    strncat(want, entry, sizeof want - strlen(want) - 1);
+  }
+  assert_int_equal(strlen(r.explain), sizeof r.explain - 1);
+  assert_string_equal(r.explain, want);
+  kefu_emitter_clear(&em);
+}
+
 /* ------------------------------------------------------------------ ROUTE-8 */
 
 /* ROUTE-8 */
@@ -448,6 +476,7 @@ int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
       T(test_ROUTE_1_one_decision_per_trigger_and_session_continues),
+      T(test_ROUTE_7_explain_of_a_big_pool_is_cut_at_its_size),
       T(test_ROUTE_2_no_agent_online_goes_to_leave_message_first),
       T(test_ROUTE_3_recent_contact_24h_includes_exactly_24h_and_suspended),
       T(test_ROUTE_3_after_24h_a_suspended_contact_is_passed_over),
