@@ -176,6 +176,34 @@ static void pool_free(pool_t *p) {
     free(p->v);
 }
 
+#define ENTRY_MAX 63
+
+/* One pool entry of the trace, `[,]id:weight`, the weight as "%.17g" prints it; an
+ * integral weight (every EFFICIENCY weight) is written without printf. Returns its
+ * length; @p out has room for any id and weight. */
+static size_t pool_entry(char out[128], bool first, const char *agent_id, double weight) {
+  size_t n = 0, id_len = strlen(agent_id);
+  if (!first)
+    out[n++] = ',';
+  memcpy(out + n, agent_id, id_len);
+  n += id_len;
+  out[n++] = ':';
+  if (weight >= 0 && weight < 1e15 && weight == floor(weight)) {
+    char digits[24];
+    size_t k = 0;
+    uint64_t v = (uint64_t)weight;
+    do
+      digits[k++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    while (k > 0)
+      out[n++] = digits[--k];
+    out[n] = '\0';
+    return n;
+  }
+  int k = snprintf(out + n, 128 - n, "%.17g", weight);
+  return n + (k > 0 ? (size_t)k : 0);
+}
+
 /* Picks from @p pool (sorted by id) the first agent whose cumulative weight exceeds
  * u x total, u from the cause's next draw. */
 static const char *draw(kefu_route_ctx_t *c, kefu_route_t *r, const candidate_t *pool, size_t n) {
@@ -185,7 +213,7 @@ static const char *draw(kefu_route_ctx_t *c, kefu_route_t *r, const candidate_t 
                      c->out->draws++);
   uint32_t h = (uint32_t)kefu_murmur2(seed, (size_t)len) & 0x7fffffffu;
   double u = (double)h / 2147483648.0;
-  char buf[64];
+  char entry[128];
   for (size_t i = 0; i < n; i++)
     total += pool[i].weight;
   explain_add(r, "pool[");
@@ -193,12 +221,12 @@ static const char *draw(kefu_route_ctx_t *c, kefu_route_t *r, const candidate_t 
    * formatted (a big shop's pool is longer than the trace). */
   size_t used = strlen(r->explain), room = sizeof r->explain - 1;
   for (size_t i = 0; i < n && used < room; i++) {
-    int k = snprintf(buf, sizeof buf, "%s%s:%.17g", i ? "," : "", pool[i].agent_id,
-                     pool[i].weight); /* an entry is cut at sizeof buf - 1, as it always was */
-    size_t len = k < 0 ? 0 : (size_t)k < sizeof buf ? (size_t)k : sizeof buf - 1;
+    size_t len = pool_entry(entry, i == 0, pool[i].agent_id, pool[i].weight);
+    if (len > ENTRY_MAX) /* an entry is cut at 63 bytes, as it always was */
+      len = ENTRY_MAX;
     if (len > room - used)
       len = room - used;
-    memcpy(r->explain + used, buf, len);
+    memcpy(r->explain + used, entry, len);
     r->explain[used += len] = '\0';
   }
   explain_cat(r, "]");

@@ -274,12 +274,41 @@ static void test_ROUTE_7_explain_of_a_big_pool_is_cut_at_its_size(void **state) 
   strcpy(want, "s2:none;s3:none;s4:off;crowd=;item=;intent=;state=;s5:no-groups;pool[");
   for (int i = 0; i < 40; i++) {
     snprintf(id, sizeof id, "%02d%062d", i, 0);
-    snprintf(entry, sizeof entry, "%s%s:%d", i ? "," : "", id, (1 + i % 5) * 3);
+    snprintf(entry, sizeof entry, "%s%s:%.17g", i ? "," : "", id, (double)((1 + i % 5) * 3));
     entry[63] = '\0';
     strncat(want, entry, sizeof want - strlen(want) - 1);
   }
   assert_int_equal(strlen(r.explain), sizeof r.explain - 1);
   assert_string_equal(r.explain, want);
+  kefu_emitter_clear(&em);
+}
+
+/* ROUTE-7's trace prints each weight as "%.17g" does, integral or not. */
+static void test_ROUTE_7_explain_prints_weights_as_printf_does(void **state) {
+  fx_t *f = *state;
+  static const double rates[5] = {0.3, 0.123456789, 1.0, 0.001, 0.7};
+  char want[512] = "pool[", entry[128];
+  config(f, "\"groups\":[{\"group_id\":\"g\",\"strategy\":\"CONVERSION\"}]");
+  for (int i = 0; i < 5; i++) {
+    ev(f, KEFU_T_AGENT,
+       "{\"ts\":%lld,\"type\":\"PROFILE\",\"agent_id\":\"a%d\",\"level\":%d,"
+       "\"groups\":[\"g\"],\"conversion_rate\":%.17g}",
+       (long long)T0, i, i + 1, rates[i]);
+    presence(f, T0, (char[]){'a', (char)('0' + i), '\0'}, "ONLINE");
+    double w = (i + 1) * (rates[i] < 0.01 ? 0.01 : rates[i]);
+    snprintf(entry, sizeof entry, "%sa%d:%.17g", i ? "," : "", i, w);
+    strcat(want, entry);
+  }
+  strcat(want, "]");
+  kefu_route_ctx_t c = {.shop = f->shop, .buyer = kefu_shop_buyer_add(f->shop, "bz"), .ts = T0};
+  kefu_emitter_t em;
+  kefu_emitter_init(&em, "cause-1");
+  c.out = &em;
+  kefu_route_t r;
+  kefu_route(&c, &r);
+  assert_string_equal(r.step, "GROUP_CONVERSION");
+  if (!strstr(r.explain, want))
+    fail_msg("wanted %s in %s", want, r.explain);
   kefu_emitter_clear(&em);
 }
 
@@ -477,6 +506,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       T(test_ROUTE_1_one_decision_per_trigger_and_session_continues),
       T(test_ROUTE_7_explain_of_a_big_pool_is_cut_at_its_size),
+      T(test_ROUTE_7_explain_prints_weights_as_printf_does),
       T(test_ROUTE_2_no_agent_online_goes_to_leave_message_first),
       T(test_ROUTE_3_recent_contact_24h_includes_exactly_24h_and_suspended),
       T(test_ROUTE_3_after_24h_a_suspended_contact_is_passed_over),
