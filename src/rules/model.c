@@ -197,6 +197,7 @@ kefu_shop_t *kefu_shop_new(const char *id) {
   memcpy(s->id, id, n > KEFU_ID_MAX ? KEFU_ID_MAX : n);
   kefu_config_defaults(&s->config);
   s->config_is_default = true;
+  s->config_gen = 1;
   return s;
 }
 
@@ -339,10 +340,16 @@ void kefu_shop_set_shipped(kefu_shop_t *s, const char *order_id, int64_t shipped
   s->shipped.changed = true;
 }
 
+void kefu_shop_config_replaced(kefu_shop_t *s) {
+  if (++s->config_gen == 0)
+    s->config_gen = 1;
+}
+
 void kefu_shop_set_config(kefu_shop_t *s, const kefu_shop_config_t *c, bool is_default) {
   kefu_config_copy(&s->config, c);
   s->config_is_default = is_default;
   s->config_changed = true;
+  kefu_shop_config_replaced(s);
 }
 
 /* ------------------------------------------------------------------ timers */

@@ -114,6 +114,13 @@ typedef struct kefu_agent {
   kefu_outcome_t *outcomes; /* oldest first, 30 days kept */
   uint32_t noutcomes;
   bool changed;
+  /* Routing's cache, not state (never encoded): which of the shop config's first 64
+   * groups `groups` names (bit i: config group i), and whether it names any other;
+   * valid while group_gen equals the shop's config_gen (0: not computed). Whoever
+   * replaces `groups` sets group_gen to 0. */
+  uint64_t group_bits;
+  bool group_other;
+  uint32_t group_gen;
 } kefu_agent_t;
 
 /* ------------------------------------------------------------------ order (§2.2) */
@@ -336,7 +343,8 @@ typedef struct kefu_shop {
   char id[KEFU_ID_MAX + 1];
   kefu_shop_config_t config;
   bool config_is_default, config_changed;
-  kefu_map_t agents; /* id -> kefu_agent_t* */
+  uint32_t config_gen; /* never 0; changes whenever `config` is replaced (kefu_agent_t) */
+  kefu_map_t agents;   /* id -> kefu_agent_t* */
   kefu_online_t online;
   kefu_map_t buyers; /* id -> kefu_buyer_t* */
   kefu_map_t orders; /* id -> kefu_order_t* */
@@ -396,6 +404,9 @@ void kefu_shop_set_shipped(kefu_shop_t *s, const char *order_id, int64_t shipped
 
 /** @brief Replaces the config (copied) and marks it changed. */
 void kefu_shop_set_config(kefu_shop_t *s, const kefu_shop_config_t *c, bool is_default);
+/** @brief Says that `config` was replaced in place (the store's load does): caches that
+ *  depend on it are dropped. kefu_shop_set_config() does this itself. */
+void kefu_shop_config_replaced(kefu_shop_t *s);
 
 /** @brief The timers a timer of @p buyer_id (NULL: the shop) belongs in, created. */
 kefu_timers_t *kefu_shop_timers_of(kefu_shop_t *s, const char *buyer_id);

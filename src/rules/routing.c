@@ -105,12 +105,15 @@ static kefu_agent_t *agent_of(const kefu_shop_t *shop, const char *id) {
   return id ? kefu_shop_agent(shop, id) : NULL;
 }
 
-/* Free slots of @p agent, not counting the buyer's own session with it (ROUTE-7). */
-static int64_t free_slots(const kefu_agent_t *agent, const kefu_session_t *session) {
-  int64_t load = agent->load;
-  if (session && session->target == KEFU_TARGET_AGENT && kefu_str_eq(session->agent_id, agent->id))
-    load--;
-  return (int64_t)agent->capacity - load;
+/* The agent whose slot the buyer's own session holds, or NULL. */
+static const kefu_agent_t *own_agent(const kefu_route_ctx_t *c) {
+  const kefu_session_t *s = c->session;
+  return s && s->target == KEFU_TARGET_AGENT ? agent_of(c->shop, s->agent_id) : NULL;
+}
+
+/* Free slots of @p agent, not counting the buyer's own session with it (@p own, ROUTE-7). */
+static int64_t free_slots(const kefu_agent_t *agent, const kefu_agent_t *own) {
+  return (int64_t)agent->capacity - agent->load + (agent == own);
 }
 
 static bool agent_in_groups(const kefu_agent_t *agent, const vec_t *group_ids) {
@@ -147,17 +150,57 @@ typedef struct pool {
   candidate_t inl[POOL_INLINE];
 } pool_t;
 
+/* Group ids as bits of the shop config's groups (bit i: config group i), so that a pool
+ * asks each agent one AND instead of comparing strings; ids outside the config's first
+ * 64 groups are compared as strings. */
+#define GROUP_BITS 64
+
+static uint64_t config_bits(const kefu_shop_config_t *cfg, const char *id, bool *other) {
+  uint64_t bits = 0;
+  for (uint32_t i = 0; i < cfg->ngroups && i < GROUP_BITS; i++)
+    if (kefu_str_eq(cfg->groups[i].group_id, id))
+      bits |= UINT64_C(1) << i;
+  if (!bits && id)
+    *other = true;
+  return bits;
+}
+
+/* The agent's cached bits (kefu_agent_t.group_bits), computed when the agent's groups or
+ * the shop's config changed since. */
+static void agent_bits(const kefu_shop_t *shop, kefu_agent_t *a) {
+  if (a->group_gen == shop->config_gen)
+    return;
+  a->group_bits = 0;
+  a->group_other = false;
+  for (uint32_t k = 0; k < a->groups.n; k++)
+    a->group_bits |= config_bits(&shop->config, a->groups.v[k], &a->group_other);
+  a->group_gen = shop->config_gen;
+}
+
 /* Eligible agents (ONLINE, a free slot) in @p group_ids (NULL: any group), sorted by id:
- * one pass over the shop's ONLINE index, which is in that order already. */
+ * one pass over the shop's ONLINE index, which is in that order already. An agent is
+ * in the groups when a config group names both, or, for groups outside the config, by
+ * comparing the names. */
 static void pool_of(const kefu_route_ctx_t *c, const vec_t *group_ids, bool conversion, pool_t *p) {
   const kefu_online_t *online = &c->shop->online;
+  uint64_t want = 0;
+  bool want_other = false;
+  const kefu_agent_t *own = own_agent(c);
+  for (uint32_t k = 0; group_ids && k < group_ids->n; k++)
+    want |= config_bits(&c->shop->config, group_ids->v[k], &want_other);
   p->v = p->inl;
   p->n = 0;
   p->cap = POOL_INLINE;
   for (uint32_t i = 0; i < online->n; i++) {
-    const kefu_agent_t *a = online->v[i];
-    int64_t slots = free_slots(a, c->session);
-    if (slots <= 0 || (group_ids && !agent_in_groups(a, group_ids)))
+    kefu_agent_t *a = online->v[i];
+    if (group_ids) {
+      agent_bits(c->shop, a);
+      if (!(a->group_bits & want) &&
+          !(a->group_other && want_other && agent_in_groups(a, group_ids)))
+        continue;
+    }
+    int64_t slots = free_slots(a, own);
+    if (slots <= 0)
       continue;
     if (p->n == p->cap) {
       candidate_t *nv = malloc(2 * p->cap * sizeof *nv);

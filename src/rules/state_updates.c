@@ -53,6 +53,7 @@ void kefu_rules_agent_event(kefu_shop_t *shop, const kefu_event_t *ev) {
     a = kefu_shop_agent_add(shop, ev->agent_id);
     a->level = ev->agent.level;
     kefu_strv_copy(&a->groups, &ev->agent.groups);
+    a->group_gen = 0;
     a->capacity = ev->agent.capacity;
     a->account_kind = ev->agent.account_kind;
     a->has_conversion_rate = ev->agent.has_conversion_rate;

@@ -312,6 +312,46 @@ static void test_ROUTE_7_explain_prints_weights_as_printf_does(void **state) {
   kefu_emitter_clear(&em);
 }
 
+/* ROUTE-6, ROUTE-7: the pool of a group follows the agents' PROFILE groups and the
+ * config's groups (their order too), and a group the config does not name still
+ * gathers its agents (ROUTE-3 c draws from the suspended contact's groups). */
+static void test_ROUTE_7_pool_follows_profile_and_config_groups(void **state) {
+  fx_t *f = *state;
+  const char *vip = "\"crowd_tags\":[\"vip\"]";
+  config(f, "\"exclusive_direct\":true,\"groups\":[{\"group_id\":\"g1\"},{\"group_id\":\"g2\","
+            "\"crowd_tags\":[\"vip\"]}]");
+  agent(f, "a1", 1, 5, "[\"g1\"]", "ONLINE");
+  agent(f, "a2", 1, 5, "[\"g2\"]", "ONLINE");
+  agent(f, "a3", 1, 5, "[\"x\",\"g1\"]", "ONLINE");
+  agent(f, "a4", 1, 5, "[\"x\"]", "ONLINE");
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", vip);
+  assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "a2");
+  assert_int_equal(int_field(last(f), "candidates", 0), 1);
+  /* the config lists the groups the other way round: g2 is group 0 now */
+  config(f, "\"exclusive_direct\":true,\"groups\":[{\"group_id\":\"g2\",\"crowd_tags\":[\"vip\"]},{"
+            "\"group_id\":\"g1\"}]");
+  chat(f, T0 + 2000, "CHAT_OPEN", "b2", vip);
+  assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "a2");
+  assert_int_equal(int_field(last(f), "candidates", 0), 1);
+  /* a PROFILE moves a1 into g2 */
+  ev(f, KEFU_T_AGENT,
+     "{\"ts\":%lld,\"type\":\"PROFILE\",\"agent_id\":\"a1\",\"capacity\":5,"
+     "\"groups\":[\"g2\"]}",
+     (long long)(T0 + 2500));
+  chat(f, T0 + 3000, "CHAT_OPEN", "b3", vip);
+  assert_int_equal(int_field(last(f), "candidates", 0), 2);
+  /* group x is in no config: a3's suspension sends its contact to a4, x's other agent */
+  contact_with(f, "b4", "a3", T0 + 4000);
+  presence(f, T0 + 5000, "a3", "SUSPENDED");
+  ev(f, KEFU_T_AGENT,
+     "{\"ts\":%lld,\"type\":\"PROFILE\",\"agent_id\":\"a3\",\"capacity\":5,"
+     "\"groups\":[\"x\"]}",
+     (long long)(T0 + 5000));
+  chat(f, T0 + 6000 + 24 * HOUR, "CHAT_OPEN", "b4", "");
+  assert_decision(last(f), "AGENT", "RECENT_CONTACT_SAME_GROUP", "a4");
+  assert_int_equal(int_field(last(f), "candidates", 0), 1);
+}
+
 /* ------------------------------------------------------------------ ROUTE-8 */
 
 /* ROUTE-8 */
@@ -507,6 +547,7 @@ int main(void) {
       T(test_ROUTE_1_one_decision_per_trigger_and_session_continues),
       T(test_ROUTE_7_explain_of_a_big_pool_is_cut_at_its_size),
       T(test_ROUTE_7_explain_prints_weights_as_printf_does),
+      T(test_ROUTE_7_pool_follows_profile_and_config_groups),
       T(test_ROUTE_2_no_agent_online_goes_to_leave_message_first),
       T(test_ROUTE_3_recent_contact_24h_includes_exactly_24h_and_suspended),
       T(test_ROUTE_3_after_24h_a_suspended_contact_is_passed_over),
