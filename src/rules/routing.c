@@ -11,6 +11,8 @@
  *
  * The human is drawn reproducibly (ROUTE-7): eligible agents sorted by id, weights
  * summed in that order as doubles, u = (murmur2("cause|buyer|n") & 0x7fffffff) / 2^31.
+ * The pool is read from the shop's ONLINE index, already in id order, so a draw costs
+ * O(ONLINE agents) whatever the shop's staff (docs/DECISIONS.md 46).
  *
  * Every decision carries `explain`, a trace an analyst can read (docs/ROUTING.md gives
  * its grammar): steps passed over and why, the groups left after each matching
