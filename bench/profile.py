@@ -51,7 +51,8 @@ def main():
         print(m.group(0) if m else p.stderr[-3000:])
         tail = [line for line in p.stderr.splitlines()[-5:] if "processed" not in line]
         print("\n".join(tail))
-        print("profile: wrote %s" % a.out, file=sys.stderr)
+        if not a.wrap:  # a wrapper names its own output
+            print("profile: wrote %s" % a.out, file=sys.stderr)
         return p.returncode
 
 
