@@ -4,7 +4,8 @@ throughput section builds it) under `perf record -e cpu-clock -g`, or under any 
 wrapper given with --wrap (e.g. "valgrind --tool=callgrind").
 
     /usr/bin/python3 bench/profile.py [--events 50000] [--guarantee exactly_once]
-                                      [--out perf.data] [--wrap "perf record ..."]
+                                      [--huge-shop A:BUYERS] [--out perf.data]
+                                      [--wrap "perf record ..."]
 
 It prints kefu's closing log line and the wrapper's output file; `perf report -i FILE`
 reads it. Never run by ctest."""
@@ -31,13 +32,16 @@ def main():
     ap.add_argument("--wrap", default=None,
                     help="command prefix (default: perf record -e cpu-clock -g -o OUT)")
     ap.add_argument("--set", action="append", default=[], help="extra kefu --set KEY=VALUE")
+    ap.add_argument("--huge-shop", default=None, metavar="A:BUYERS",
+                    help="add the bench's huge shop (A agents, BUYERS buyers) to the backlog")
     a = ap.parse_args()
     tool = os.path.join(a.build, "kefu")
     wrap = shlex.split(a.wrap) if a.wrap else ["perf", "record", "-e", "cpu-clock", "-g",
                                                "-o", a.out]
     redis, broker = bench.start_redis(), bench.start_broker()
     with tempfile.TemporaryDirectory() as work:
-        files = bench.generate(tool, a.events, a.shops, work, "traffic")
+        extra = ["--huge-shop", a.huge_shop] if a.huge_shop else []
+        files = bench.generate(tool, a.events, a.shops, work, "traffic", extra)
         counts = bench.produce(tool, broker.bootstrap, files)
         print("profile: backlog %d records" % sum(counts.values()), file=sys.stderr)
         args = wrap + bench.kefu_args(tool, broker.bootstrap, redis, a.guarantee, "prof",
@@ -48,7 +52,8 @@ def main():
         for line in p.stderr.splitlines():  # the wrapper's own lines, not kefu's log
             if not line.startswith("20") and not line.startswith("profile:"):
                 print(line)
-        print("profile: wrote %s" % a.out, file=sys.stderr)
+        if not a.wrap:  # a wrapper names its own output
+            print("profile: wrote %s" % a.out, file=sys.stderr)
         return p.returncode
 
 

@@ -197,6 +197,7 @@ kefu_shop_t *kefu_shop_new(const char *id) {
   memcpy(s->id, id, n > KEFU_ID_MAX ? KEFU_ID_MAX : n);
   kefu_config_defaults(&s->config);
   s->config_is_default = true;
+  s->config_gen = 1;
   return s;
 }
 
@@ -204,6 +205,7 @@ void kefu_shop_destroy(kefu_shop_t *s) {
   if (!s)
     return;
   kefu_config_clear(&s->config);
+  free(s->online.v);
   kefu_map_clear(&s->agents, free_agent);
   kefu_map_clear(&s->buyers, free_buyer);
   kefu_map_clear(&s->orders, free_order);
@@ -264,8 +266,59 @@ kefu_order_t *kefu_shop_order_add(kefu_shop_t *s, const char *id, const char *bu
   return o;
 }
 
+/* ------------------------------------------------------------------ the ONLINE index */
+
+/* The position of @p id in the index, or where it would go; *@p found says which. */
+static uint32_t online_find(const kefu_online_t *l, const char *id, bool *found) {
+  uint32_t lo = 0, hi = l->n;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(l->v[mid]->id, id);
+    if (c == 0) {
+      *found = true;
+      return mid;
+    }
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  *found = false;
+  return lo;
+}
+
+/* Puts @p a in the index (replacing an agent of the same id) or takes that id out. */
+static void online_set(kefu_online_t *l, kefu_agent_t *a, bool online) {
+  bool found;
+  uint32_t i = online_find(l, a->id, &found);
+  if (found && online) {
+    l->v[i] = a;
+  } else if (found) {
+    memmove(&l->v[i], &l->v[i + 1], (l->n - i - 1) * sizeof *l->v);
+    l->n--;
+  } else if (online) {
+    if (l->n == l->cap) {
+      l->cap = l->cap ? 2 * l->cap : 16;
+      l->v = realloc(l->v, l->cap * sizeof *l->v);
+    }
+    memmove(&l->v[i + 1], &l->v[i], (l->n - i) * sizeof *l->v);
+    l->v[i] = a;
+    l->n++;
+  }
+}
+
+void kefu_agent_set_presence(kefu_shop_t *s, kefu_agent_t *a, kefu_presence_t presence) {
+  bool was = a->presence == KEFU_PRESENCE_ONLINE, is = presence == KEFU_PRESENCE_ONLINE;
+  a->presence = presence;
+  if (was != is)
+    online_set(&s->online, a, is);
+}
+
 void kefu_shop_put_agent(kefu_shop_t *s, kefu_agent_t *a) {
-  kefu_agent_free(kefu_map_put(&s->agents, a->id, a));
+  kefu_agent_t *old = kefu_map_put(&s->agents, a->id, a);
+  if (a->presence == KEFU_PRESENCE_ONLINE || (old && old->presence == KEFU_PRESENCE_ONLINE))
+    online_set(&s->online, a, a->presence == KEFU_PRESENCE_ONLINE);
+  kefu_agent_free(old);
 }
 void kefu_shop_put_buyer(kefu_shop_t *s, kefu_buyer_t *b) {
   kefu_buyer_free(kefu_map_put(&s->buyers, b->id, b));
@@ -287,10 +340,16 @@ void kefu_shop_set_shipped(kefu_shop_t *s, const char *order_id, int64_t shipped
   s->shipped.changed = true;
 }
 
+void kefu_shop_config_replaced(kefu_shop_t *s) {
+  if (++s->config_gen == 0)
+    s->config_gen = 1;
+}
+
 void kefu_shop_set_config(kefu_shop_t *s, const kefu_shop_config_t *c, bool is_default) {
   kefu_config_copy(&s->config, c);
   s->config_is_default = is_default;
   s->config_changed = true;
+  kefu_shop_config_replaced(s);
 }
 
 /* ------------------------------------------------------------------ timers */

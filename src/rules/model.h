@@ -102,7 +102,9 @@ typedef struct kefu_outcome { /* INSIGHT-3: one (agent, buyer) pair's result */
 
 typedef struct kefu_agent {
   char *id;
-  kefu_presence_t presence; /* OFFLINE until a PRESENCE event (ROUTE-2) */
+  /* OFFLINE until a PRESENCE event (ROUTE-2). Once the agent is in a shop, change it
+   * only with kefu_agent_set_presence(), which keeps the shop's ONLINE index. */
+  kefu_presence_t presence;
   int32_t level, capacity;
   kefu_strv_t groups;
   int account_kind; /* index in kefu_account_kind_names */
@@ -112,6 +114,13 @@ typedef struct kefu_agent {
   kefu_outcome_t *outcomes; /* oldest first, 30 days kept */
   uint32_t noutcomes;
   bool changed;
+  /* Routing's cache, not state (never encoded): which of the shop config's first 64
+   * groups `groups` names (bit i: config group i), and whether it names any other;
+   * valid while group_gen equals the shop's config_gen (0: not computed). Whoever
+   * replaces `groups` sets group_gen to 0. */
+  uint64_t group_bits;
+  bool group_other;
+  uint32_t group_gen;
 } kefu_agent_t;
 
 /* ------------------------------------------------------------------ order (§2.2) */
@@ -321,11 +330,22 @@ typedef struct kefu_timers {
 
 /* ------------------------------------------------------------------ the shop */
 
+/* The shop's ONLINE agents sorted by id (bytewise, as ROUTE-7 orders its draw): routing
+ * reads its pools and ROUTE-2 from here instead of walking every agent of the shop, so a
+ * decision costs O(ONLINE agents), not O(agents). Borrowed pointers into `agents`; kept
+ * by kefu_shop_put_agent() and kefu_agent_set_presence(). */
+typedef struct kefu_online {
+  kefu_agent_t **v;
+  uint32_t n, cap;
+} kefu_online_t;
+
 typedef struct kefu_shop {
   char id[KEFU_ID_MAX + 1];
   kefu_shop_config_t config;
   bool config_is_default, config_changed;
-  kefu_map_t agents; /* id -> kefu_agent_t* */
+  uint32_t config_gen; /* never 0; changes whenever `config` is replaced (kefu_agent_t) */
+  kefu_map_t agents;   /* id -> kefu_agent_t* */
+  kefu_online_t online;
   kefu_map_t buyers; /* id -> kefu_buyer_t* */
   kefu_map_t orders; /* id -> kefu_order_t* */
   kefu_queue_t queue;
@@ -353,7 +373,11 @@ kefu_agent_t *kefu_shop_agent_add(kefu_shop_t *s, const char *id);
 kefu_buyer_t *kefu_shop_buyer_add(kefu_shop_t *s, const char *id);
 kefu_order_t *kefu_shop_order_add(kefu_shop_t *s, const char *id, const char *buyer_id);
 
-/* Inserting entities the store decoded (the shop takes ownership; replaces any). */
+/** @brief Sets @p a's presence (@p a belongs to @p s) and keeps @p s's ONLINE index. */
+void kefu_agent_set_presence(kefu_shop_t *s, kefu_agent_t *a, kefu_presence_t presence);
+
+/* Inserting entities the store decoded (the shop takes ownership; replaces any; an agent
+ * joins the ONLINE index by the presence it has). */
 void kefu_shop_put_agent(kefu_shop_t *s, kefu_agent_t *a);
 void kefu_shop_put_buyer(kefu_shop_t *s, kefu_buyer_t *b);
 void kefu_shop_put_order(kefu_shop_t *s, kefu_order_t *o);
@@ -380,6 +404,9 @@ void kefu_shop_set_shipped(kefu_shop_t *s, const char *order_id, int64_t shipped
 
 /** @brief Replaces the config (copied) and marks it changed. */
 void kefu_shop_set_config(kefu_shop_t *s, const kefu_shop_config_t *c, bool is_default);
+/** @brief Says that `config` was replaced in place (the store's load does): caches that
+ *  depend on it are dropped. kefu_shop_set_config() does this itself. */
+void kefu_shop_config_replaced(kefu_shop_t *s);
 
 /** @brief The timers a timer of @p buyer_id (NULL: the shop) belongs in, created. */
 kefu_timers_t *kefu_shop_timers_of(kefu_shop_t *s, const char *buyer_id);

@@ -11,6 +11,8 @@
  *
  * The human is drawn reproducibly (ROUTE-7): eligible agents sorted by id, weights
  * summed in that order as doubles, u = (murmur2("cause|buyer|n") & 0x7fffffff) / 2^31.
+ * The pool is read from the shop's ONLINE index, already in id order, so a draw costs
+ * O(ONLINE agents) whatever the shop's staff (docs/DECISIONS.md 47).
  *
  * Every decision carries `explain`, a trace an analyst can read (docs/ROUTING.md gives
  * its grammar): steps passed over and why, the groups left after each matching
@@ -105,12 +107,15 @@ static kefu_agent_t *agent_of(const kefu_shop_t *shop, const char *id) {
   return id ? kefu_shop_agent(shop, id) : NULL;
 }
 
-/* Free slots of @p agent, not counting the buyer's own session with it (ROUTE-7). */
-static int64_t free_slots(const kefu_agent_t *agent, const kefu_session_t *session) {
-  int64_t load = agent->load;
-  if (session && session->target == KEFU_TARGET_AGENT && kefu_str_eq(session->agent_id, agent->id))
-    load--;
-  return (int64_t)agent->capacity - load;
+/* The agent whose slot the buyer's own session holds, or NULL. */
+static const kefu_agent_t *own_agent(const kefu_route_ctx_t *c) {
+  const kefu_session_t *s = c->session;
+  return s && s->target == KEFU_TARGET_AGENT ? agent_of(c->shop, s->agent_id) : NULL;
+}
+
+/* Free slots of @p agent, not counting the buyer's own session with it (@p own, ROUTE-7). */
+static int64_t free_slots(const kefu_agent_t *agent, const kefu_agent_t *own) {
+  return (int64_t)agent->capacity - agent->load + (agent == own);
 }
 
 static bool agent_in_groups(const kefu_agent_t *agent, const vec_t *group_ids) {
@@ -126,10 +131,6 @@ typedef struct candidate {
   const char *agent_id;
   double weight;
 } candidate_t;
-
-static int by_agent_id(const void *a, const void *b) {
-  return strcmp(((const candidate_t *)a)->agent_id, ((const candidate_t *)b)->agent_id);
-}
 
 /* INSIGHT-3's measured rate once it has 20 outcomes, else PROFILE's, else 0.1. */
 static double conversion_of(const kefu_agent_t *agent, int64_t now) {
@@ -151,20 +152,57 @@ typedef struct pool {
   candidate_t inl[POOL_INLINE];
 } pool_t;
 
-/* Eligible agents (ONLINE, a free slot) in @p group_ids (NULL: any group), sorted by id.
- * One pass over the shop's agents; an agent not ONLINE costs one comparison. */
+/* Group ids as bits of the shop config's groups (bit i: config group i), so that a pool
+ * asks each agent one AND instead of comparing strings; ids outside the config's first
+ * 64 groups are compared as strings. */
+#define GROUP_BITS 64
+
+static uint64_t config_bits(const kefu_shop_config_t *cfg, const char *id, bool *other) {
+  uint64_t bits = 0;
+  for (uint32_t i = 0; i < cfg->ngroups && i < GROUP_BITS; i++)
+    if (kefu_str_eq(cfg->groups[i].group_id, id))
+      bits |= UINT64_C(1) << i;
+  if (!bits && id)
+    *other = true;
+  return bits;
+}
+
+/* The agent's cached bits (kefu_agent_t.group_bits), computed when the agent's groups or
+ * the shop's config changed since. */
+static void agent_bits(const kefu_shop_t *shop, kefu_agent_t *a) {
+  if (a->group_gen == shop->config_gen)
+    return;
+  a->group_bits = 0;
+  a->group_other = false;
+  for (uint32_t k = 0; k < a->groups.n; k++)
+    a->group_bits |= config_bits(&shop->config, a->groups.v[k], &a->group_other);
+  a->group_gen = shop->config_gen;
+}
+
+/* Eligible agents (ONLINE, a free slot) in @p group_ids (NULL: any group), sorted by id:
+ * one pass over the shop's ONLINE index, which is in that order already. An agent is
+ * in the groups when a config group names both, or, for groups outside the config, by
+ * comparing the names. */
 static void pool_of(const kefu_route_ctx_t *c, const vec_t *group_ids, bool conversion, pool_t *p) {
-  const char *id;
-  void *v;
+  const kefu_online_t *online = &c->shop->online;
+  uint64_t want = 0;
+  bool want_other = false;
+  const kefu_agent_t *own = own_agent(c);
+  for (uint32_t k = 0; group_ids && k < group_ids->n; k++)
+    want |= config_bits(&c->shop->config, group_ids->v[k], &want_other);
   p->v = p->inl;
   p->n = 0;
   p->cap = POOL_INLINE;
-  kefu_map_foreach(&c->shop->agents, it, id, v) {
-    const kefu_agent_t *a = v;
-    if (a->presence != KEFU_PRESENCE_ONLINE)
-      continue;
-    int64_t slots = free_slots(a, c->session);
-    if (slots <= 0 || (group_ids && !agent_in_groups(a, group_ids)))
+  for (uint32_t i = 0; i < online->n; i++) {
+    kefu_agent_t *a = online->v[i];
+    if (group_ids) {
+      agent_bits(c->shop, a);
+      if (!(a->group_bits & want) &&
+          !(a->group_other && want_other && agent_in_groups(a, group_ids)))
+        continue;
+    }
+    int64_t slots = free_slots(a, own);
+    if (slots <= 0)
       continue;
     if (p->n == p->cap) {
       candidate_t *nv = malloc(2 * p->cap * sizeof *nv);
@@ -176,12 +214,39 @@ static void pool_of(const kefu_route_ctx_t *c, const vec_t *group_ids, bool conv
     }
     p->v[p->n++] = (candidate_t){a->id, weight_of(a, slots, conversion, c->ts)};
   }
-  qsort(p->v, p->n, sizeof *p->v, by_agent_id);
 }
 
 static void pool_free(pool_t *p) {
   if (p->v != p->inl)
     free(p->v);
+}
+
+#define ENTRY_MAX 63
+
+/* One pool entry of the trace, `[,]id:weight`, the weight as "%.17g" prints it; an
+ * integral weight (every EFFICIENCY weight) is written without printf. Returns its
+ * length; @p out has room for any id and weight. */
+static size_t pool_entry(char out[128], bool first, const char *agent_id, double weight) {
+  size_t n = 0, id_len = strlen(agent_id);
+  if (!first)
+    out[n++] = ',';
+  memcpy(out + n, agent_id, id_len);
+  n += id_len;
+  out[n++] = ':';
+  if (weight >= 0 && weight < 1e15 && weight == floor(weight)) {
+    char digits[24];
+    size_t k = 0;
+    uint64_t v = (uint64_t)weight;
+    do
+      digits[k++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    while (k > 0)
+      out[n++] = digits[--k];
+    out[n] = '\0';
+    return n;
+  }
+  int k = snprintf(out + n, 128 - n, "%.17g", weight);
+  return n + (k > 0 ? (size_t)k : 0);
 }
 
 /* Picks from @p pool (sorted by id) the first agent whose cumulative weight exceeds
@@ -193,13 +258,21 @@ static const char *draw(kefu_route_ctx_t *c, kefu_route_t *r, const candidate_t 
                      c->out->draws++);
   uint32_t h = (uint32_t)kefu_murmur2(seed, (size_t)len) & 0x7fffffffu;
   double u = (double)h / 2147483648.0;
-  char buf[64];
+  char entry[128];
   for (size_t i = 0; i < n; i++)
     total += pool[i].weight;
   explain_add(r, "pool[");
-  for (size_t i = 0; i < n; i++) {
-    snprintf(buf, sizeof buf, "%s%s:%.17g", i ? "," : "", pool[i].agent_id, pool[i].weight);
-    explain_cat(r, buf);
+  /* The trace is cut at its size: entries past it would not show, so they are not
+   * formatted (a big shop's pool is longer than the trace). */
+  size_t used = strlen(r->explain), room = sizeof r->explain - 1;
+  for (size_t i = 0; i < n && used < room; i++) {
+    size_t len = pool_entry(entry, i == 0, pool[i].agent_id, pool[i].weight);
+    if (len > ENTRY_MAX) /* an entry is cut at 63 bytes, as it always was */
+      len = ENTRY_MAX;
+    if (len > room - used)
+      len = room - used;
+    memcpy(r->explain + used, entry, len);
+    r->explain[used += len] = '\0';
   }
   explain_cat(r, "]");
   for (size_t i = 0; i < n; i++) {
@@ -229,10 +302,7 @@ static bool choose_human(kefu_route_ctx_t *c, kefu_route_t *r, const vec_t *grou
 /* ------------------------------------------------------------------ the steps */
 
 bool kefu_shop_any_agent_online(const kefu_shop_t *shop) {
-  const char *id;
-  void *v;
-  kefu_map_foreach(&shop->agents, it, id, v) if (agent_online(v)) return true;
-  return false;
+  return shop->online.n > 0;
 }
 
 static void decide_agent(kefu_route_t *r, const char *agent_id, const char *step) {

@@ -46,13 +46,14 @@ void kefu_rules_agent_event(kefu_shop_t *shop, const kefu_event_t *ev) {
      * §2.3 until a PROFILE arrives. */
     a = kefu_shop_agent_add(shop, ev->agent_id);
     if (ev->agent.has_presence)
-      a->presence = ev->agent.presence;
+      kefu_agent_set_presence(shop, a, ev->agent.presence);
     break;
   case KEFU_AGENT_PROFILE:
     /* PROFILE replaces the whole profile; absent fields have their defaults. */
     a = kefu_shop_agent_add(shop, ev->agent_id);
     a->level = ev->agent.level;
     kefu_strv_copy(&a->groups, &ev->agent.groups);
+    a->group_gen = 0;
     a->capacity = ev->agent.capacity;
     a->account_kind = ev->agent.account_kind;
     a->has_conversion_rate = ev->agent.has_conversion_rate;

@@ -168,6 +168,7 @@ int kefu_store_load_parse(redisReply **r, kefu_shop_t *shop, const char *const f
                                  sizeof err))
       FAIL("cfg: %s", err);
     shop->config_is_default = false;
+    kefu_shop_config_replaced(shop);
   } else if (r[0]->type != REDIS_REPLY_NIL) {
     FAIL("cfg: unexpected reply");
   }

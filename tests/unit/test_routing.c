@@ -255,6 +255,103 @@ static void test_ROUTE_7_draw_is_reproducible_and_full_agents_are_not_eligible(v
   kefu_emitter_clear(&e2);
 }
 
+/* ROUTE-7's trace of a pool longer than the trace: each entry is cut at 63 bytes and the
+ * whole at 1,023, as when every entry was formatted; the pick is still the draw's. */
+static void test_ROUTE_7_explain_of_a_big_pool_is_cut_at_its_size(void **state) {
+  fx_t *f = *state;
+  char id[65], want[1024] = "", entry[128];
+  for (int i = 0; i < 40; i++) { /* 64-byte ids: entries longer than 63 bytes */
+    snprintf(id, sizeof id, "%02d%062d", i, 0);
+    agent(f, id, 1 + i % 5, 3, "[]", "ONLINE");
+  }
+  kefu_route_ctx_t c = {.shop = f->shop, .buyer = kefu_shop_buyer_add(f->shop, "bz"), .ts = T0};
+  kefu_emitter_t em;
+  kefu_emitter_init(&em, "cause-1");
+  c.out = &em;
+  kefu_route_t r;
+  kefu_route(&c, &r);
+  assert_int_equal(r.candidates, 40);
+  strcpy(want, "s2:none;s3:none;s4:off;crowd=;item=;intent=;state=;s5:no-groups;pool[");
+  for (int i = 0; i < 40; i++) {
+    snprintf(id, sizeof id, "%02d%062d", i, 0);
+    snprintf(entry, sizeof entry, "%s%s:%.17g", i ? "," : "", id, (double)((1 + i % 5) * 3));
+    entry[63] = '\0';
+    strncat(want, entry, sizeof want - strlen(want) - 1);
+  }
+  assert_int_equal(strlen(r.explain), sizeof r.explain - 1);
+  assert_string_equal(r.explain, want);
+  kefu_emitter_clear(&em);
+}
+
+/* ROUTE-7's trace prints each weight as "%.17g" does, integral or not. */
+static void test_ROUTE_7_explain_prints_weights_as_printf_does(void **state) {
+  fx_t *f = *state;
+  static const double rates[5] = {0.3, 0.123456789, 1.0, 0.001, 0.7};
+  char want[512] = "pool[", entry[128];
+  config(f, "\"groups\":[{\"group_id\":\"g\",\"strategy\":\"CONVERSION\"}]");
+  for (int i = 0; i < 5; i++) {
+    ev(f, KEFU_T_AGENT,
+       "{\"ts\":%lld,\"type\":\"PROFILE\",\"agent_id\":\"a%d\",\"level\":%d,"
+       "\"groups\":[\"g\"],\"conversion_rate\":%.17g}",
+       (long long)T0, i, i + 1, rates[i]);
+    presence(f, T0, (char[]){'a', (char)('0' + i), '\0'}, "ONLINE");
+    double w = (i + 1) * (rates[i] < 0.01 ? 0.01 : rates[i]);
+    snprintf(entry, sizeof entry, "%sa%d:%.17g", i ? "," : "", i, w);
+    strcat(want, entry);
+  }
+  strcat(want, "]");
+  kefu_route_ctx_t c = {.shop = f->shop, .buyer = kefu_shop_buyer_add(f->shop, "bz"), .ts = T0};
+  kefu_emitter_t em;
+  kefu_emitter_init(&em, "cause-1");
+  c.out = &em;
+  kefu_route_t r;
+  kefu_route(&c, &r);
+  assert_string_equal(r.step, "GROUP_CONVERSION");
+  if (!strstr(r.explain, want))
+    fail_msg("wanted %s in %s", want, r.explain);
+  kefu_emitter_clear(&em);
+}
+
+/* ROUTE-6, ROUTE-7: the pool of a group follows the agents' PROFILE groups and the
+ * config's groups (their order too), and a group the config does not name still
+ * gathers its agents (ROUTE-3 c draws from the suspended contact's groups). */
+static void test_ROUTE_7_pool_follows_profile_and_config_groups(void **state) {
+  fx_t *f = *state;
+  const char *vip = "\"crowd_tags\":[\"vip\"]";
+  config(f, "\"exclusive_direct\":true,\"groups\":[{\"group_id\":\"g1\"},{\"group_id\":\"g2\","
+            "\"crowd_tags\":[\"vip\"]}]");
+  agent(f, "a1", 1, 5, "[\"g1\"]", "ONLINE");
+  agent(f, "a2", 1, 5, "[\"g2\"]", "ONLINE");
+  agent(f, "a3", 1, 5, "[\"x\",\"g1\"]", "ONLINE");
+  agent(f, "a4", 1, 5, "[\"x\"]", "ONLINE");
+  chat(f, T0 + 1000, "CHAT_OPEN", "b1", vip);
+  assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "a2");
+  assert_int_equal(int_field(last(f), "candidates", 0), 1);
+  /* the config lists the groups the other way round: g2 is group 0 now */
+  config(f, "\"exclusive_direct\":true,\"groups\":[{\"group_id\":\"g2\",\"crowd_tags\":[\"vip\"]},{"
+            "\"group_id\":\"g1\"}]");
+  chat(f, T0 + 2000, "CHAT_OPEN", "b2", vip);
+  assert_decision(last(f), "AGENT", "GROUP_EFFICIENCY", "a2");
+  assert_int_equal(int_field(last(f), "candidates", 0), 1);
+  /* a PROFILE moves a1 into g2 */
+  ev(f, KEFU_T_AGENT,
+     "{\"ts\":%lld,\"type\":\"PROFILE\",\"agent_id\":\"a1\",\"capacity\":5,"
+     "\"groups\":[\"g2\"]}",
+     (long long)(T0 + 2500));
+  chat(f, T0 + 3000, "CHAT_OPEN", "b3", vip);
+  assert_int_equal(int_field(last(f), "candidates", 0), 2);
+  /* group x is in no config: a3's suspension sends its contact to a4, x's other agent */
+  contact_with(f, "b4", "a3", T0 + 4000);
+  presence(f, T0 + 5000, "a3", "SUSPENDED");
+  ev(f, KEFU_T_AGENT,
+     "{\"ts\":%lld,\"type\":\"PROFILE\",\"agent_id\":\"a3\",\"capacity\":5,"
+     "\"groups\":[\"x\"]}",
+     (long long)(T0 + 5000));
+  chat(f, T0 + 6000 + 24 * HOUR, "CHAT_OPEN", "b4", "");
+  assert_decision(last(f), "AGENT", "RECENT_CONTACT_SAME_GROUP", "a4");
+  assert_int_equal(int_field(last(f), "candidates", 0), 1);
+}
+
 /* ------------------------------------------------------------------ ROUTE-8 */
 
 /* ROUTE-8 */
@@ -448,6 +545,9 @@ int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
       T(test_ROUTE_1_one_decision_per_trigger_and_session_continues),
+      T(test_ROUTE_7_explain_of_a_big_pool_is_cut_at_its_size),
+      T(test_ROUTE_7_explain_prints_weights_as_printf_does),
+      T(test_ROUTE_7_pool_follows_profile_and_config_groups),
       T(test_ROUTE_2_no_agent_online_goes_to_leave_message_first),
       T(test_ROUTE_3_recent_contact_24h_includes_exactly_24h_and_suspended),
       T(test_ROUTE_3_after_24h_a_suspended_contact_is_passed_over),

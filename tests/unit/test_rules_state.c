@@ -4,11 +4,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "engine/event.h"
+#include "rules/routing.h"
 #include "rules/rules.h"
 
 static const int64_t T0 = INT64_C(1773068400000);
@@ -343,12 +346,59 @@ static void test_DELIV_4_at_most_100_orders(void **state) {
   kefu_emitter_clear(&em);
 }
 
+/* The ONLINE index routing draws from (ROUTE-2, ROUTE-7) is always the shop's ONLINE
+ * agents in bytewise id order, whatever order presence changes and store loads come in. */
+static void check_online_index(const kefu_shop_t *shop) {
+  const char *id;
+  void *v;
+  uint32_t online = 0;
+  kefu_map_foreach(&shop->agents, it, id, v) online +=
+      ((kefu_agent_t *)v)->presence == KEFU_PRESENCE_ONLINE;
+  assert_int_equal(shop->online.n, online);
+  for (uint32_t i = 0; i < shop->online.n; i++) {
+    assert_int_equal(shop->online.v[i]->presence, KEFU_PRESENCE_ONLINE);
+    assert_ptr_equal(shop->online.v[i], kefu_shop_agent(shop, shop->online.v[i]->id));
+    if (i > 0)
+      assert_true(strcmp(shop->online.v[i - 1]->id, shop->online.v[i]->id) < 0);
+  }
+  assert_int_equal(kefu_shop_any_agent_online(shop), online > 0);
+}
+
+static void test_ROUTE_7_online_index_follows_presence_and_loads(void **state) {
+  fixture_t *f = *state;
+  static const kefu_presence_t p[3] = {KEFU_PRESENCE_ONLINE, KEFU_PRESENCE_SUSPENDED,
+                                       KEFU_PRESENCE_OFFLINE};
+  char id[16];
+  uint32_t x = 12345;
+  check_online_index(f->shop);
+  for (int step = 0; step < 3000; step++) {
+    x = x * 1103515245u + 12345u;
+    snprintf(id, sizeof id, "a%u", (x >> 8) % 97);
+    kefu_agent_t *a;
+    if ((x >> 4) % 5 == 0) { /* the store loads a fresh copy of the agent */
+      a = calloc(1, sizeof *a);
+      a->id = strdup(id);
+      a->level = 1;
+      a->capacity = 20;
+      a->presence = p[(x >> 20) % 3];
+      kefu_shop_put_agent(f->shop, a);
+    } else {
+      a = kefu_shop_agent_add(f->shop, id);
+      kefu_agent_set_presence(f->shop, a, p[(x >> 20) % 3]);
+    }
+    check_online_index(f->shop);
+  }
+  assert_true(f->shop->online.n > 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_order_status_and_after_sale_overlay, setup, teardown),
       cmocka_unit_test_setup_teardown(test_profile_replaces_the_whole_profile_and_keeps_presence,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_exclusive_bind_and_unbind, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_ROUTE_7_online_index_follows_presence_and_loads, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_DELIV_1_2_longest_active_prefix_decides, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_DELIV_3_by_order_and_by_region, setup, teardown),
