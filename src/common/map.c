@@ -44,6 +44,8 @@ static kefu_map_slot_t *find(const kefu_map_t *m, const char *key, uint32_t h) {
 }
 
 void *kefu_map_get(const kefu_map_t *m, const char *key) {
+  if (!m->n) /* no hashing for an empty map (a batch's remembered outputs, mostly) */
+    return NULL;
   kefu_map_slot_t *s = key ? find(m, key, hash_of(key)) : NULL;
   return s ? s->value : NULL;
 }

@@ -13,11 +13,11 @@ static int32_t utc_day(int64_t ts) {
   return (int32_t)(ts >= 0 ? ts / KEFU_DAY_MS : (ts - KEFU_DAY_MS + 1) / KEFU_DAY_MS);
 }
 
-void engine_cause_of(const input_t *in, char *out, size_t outlen) {
+void engine_set_cause(input_t *in) {
   if (in->idle)
-    snprintf(out, outlen, "%s", in->error); /* idle-<partition>-<watermark> */
+    snprintf(in->cause, sizeof in->cause, "%s", in->error); /* idle-<partition>-<watermark> */
   else
-    snprintf(out, outlen, "%s/%d/%lld", kefu_topic_name(in->topic), in->task,
+    snprintf(in->cause, sizeof in->cause, "%s/%d/%lld", kefu_topic_name(in->topic), in->task,
              (long long)in->offset);
 }
 
@@ -110,15 +110,14 @@ static void topic_fields(int task, char fields[KEFU_KEYED_INPUTS][64],
  * assignment, or after a failed attempt (task_t.check_remembered). */
 static void append_remembered(kefu_processor_t *p, const batch_t *b, json_t *causes[MAX_TASKS],
                               int reply[MAX_TASKS], int *next) {
-  char cause[300], key[128];
+  char key[128];
   for (size_t i = 0; i < b->n; i++) {
     const input_t *in = b->items[i];
     if (!p->tasks[in->task].check_remembered)
       continue;
     if (!causes[in->task])
       causes[in->task] = json_array();
-    engine_cause_of(in, cause, sizeof cause);
-    json_array_append_new(causes[in->task], json_string(cause));
+    json_array_append_new(causes[in->task], json_string(in->cause));
   }
   for (int t = 0; t < MAX_TASKS; t++) {
     size_t j;
@@ -367,10 +366,9 @@ static void run_idle_tick(kefu_processor_t *p, batch_state_t *bs, const input_t 
 }
 
 void engine_run_rules(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) {
-  char cause[300];
   for (size_t i = 0; i < b->n; i++) {
     input_t *in = b->items[i];
-    engine_cause_of(in, cause, sizeof cause);
+    const char *cause = in->cause;
     if (in->idle) {
       run_idle_tick(p, bs, in, cause, i);
       continue;
@@ -466,9 +464,8 @@ static void index_written(kefu_processor_t *p, batch_state_t *bs) {
 /* The outputs of this batch's causes, one variadic HSET per task (not one per event). */
 static int remember_outputs(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) {
   task_out_cmds_t tc = {.verb = "HSET"};
-  char cause[300];
   for (size_t i = 0; i < b->n; i++) {
-    engine_cause_of(b->items[i], cause, sizeof cause);
+    const char *cause = b->items[i]->cause;
     const kefu_buf_t *blob = kefu_map_get(&bs->computed, cause);
     if (!blob)
       continue;

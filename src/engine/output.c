@@ -83,21 +83,15 @@ static int produce_pending_idle(kefu_processor_t *p, const batch_t *b, char *err
 
 static int produce_all(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs, char *errstr,
                        size_t errlen) {
-  char cause[300];
   size_t o = 0;
   if (produce_pending_idle(p, b, errstr, errlen))
     return -1;
   for (size_t i = 0; i < b->n; i++) {
     const input_t *in = b->items[i];
-    if (!in->valid && !in->idle) {
-      engine_cause_of(in, cause, sizeof cause);
-      if (produce_dlq(p, in, cause, errstr, errlen))
-        return -1;
-    }
-    if (o < bs->nouts && bs->outs[o].input == i)
-      engine_cause_of(in, cause, sizeof cause);
+    if (!in->valid && !in->idle && produce_dlq(p, in, in->cause, errstr, errlen))
+      return -1;
     for (; o < bs->nouts && bs->outs[o].input == i; o++)
-      if (produce_output(p, &bs->outs[o], cause, errstr, errlen))
+      if (produce_output(p, &bs->outs[o], in->cause, errstr, errlen))
         return -1;
   }
   return 0;
@@ -106,14 +100,19 @@ static int produce_all(kefu_processor_t *p, const batch_t *b, const batch_state_
 /* The next offset of every partition the batch read from. */
 static rd_kafka_topic_partition_list_t *batch_offsets(const batch_t *b) {
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+  int at[MAX_TASKS][KEFU_KEYED_INPUTS]; /* index in l + 1 per (task, topic); 0: none yet */
+  memset(at, 0, sizeof at);
   for (size_t i = 0; i < b->n; i++) {
-    const rd_kafka_message_t *m = b->items[i]->msg;
+    const input_t *in = b->items[i];
+    const rd_kafka_message_t *m = in->msg;
     if (!m)
       continue; /* an idle tick */
-    rd_kafka_topic_partition_t *tp =
-        rd_kafka_topic_partition_list_find(l, rd_kafka_topic_name(m->rkt), m->partition);
-    if (!tp)
-      tp = rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition);
+    int *k = &at[in->task][in->topic];
+    if (!*k) {
+      rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition);
+      *k = l->cnt;
+    }
+    rd_kafka_topic_partition_t *tp = &l->elems[*k - 1];
     if (m->offset + 1 > tp->offset)
       tp->offset = m->offset + 1;
   }
@@ -218,12 +217,11 @@ done:
 static int forget_outputs(kefu_processor_t *p, kefu_redis_t *conn, const batch_t *b,
                           const batch_state_t *bs) {
   task_out_cmds_t tc = {.verb = "HDEL"};
-  char cause[300];
   for (size_t i = 0; i < b->n; i++) {
     task_t *task = &p->tasks[b->items[i]->task];
+    const char *cause = b->items[i]->cause;
     if (!task->forget_later)
       task->forget_later = json_object();
-    engine_cause_of(b->items[i], cause, sizeof cause);
     if (kefu_map_get(&bs->computed, cause) || kefu_map_get(&bs->remembered, cause))
       json_object_set_new(task->forget_later, cause, json_true());
     const char *idle;

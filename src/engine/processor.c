@@ -22,6 +22,8 @@
  * it emitted before (docs/ARCHITECTURE.md, "Effectively once"). */
 #include "engine/processor_int.h"
 
+#include <malloc.h>
+
 /* ---------------------------------------------------------------- the loop */
 
 static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen);
@@ -449,12 +451,13 @@ void engine_maybe_idle_tick(kefu_processor_t *p, task_t *task, batch_t *b) {
   json_object_foreach(task->timer_index, shop, min) due |= json_integer_value(min) < target;
   if (!due)
     return;
-  input_t *in = calloc(1, sizeof *in);
+  input_t *in = engine_input_new();
   in->idle = true;
   in->task = task->id;
   in->generation = task->generation;
   in->sort_ts = target;
   snprintf(in->error, sizeof in->error, "idle-%d-%lld", task->id, (long long)target);
+  engine_set_cause(in);
   engine_batch_add(b, in);
 }
 
@@ -748,6 +751,11 @@ static void register_metrics(engine_metrics_t *m) {
 }
 
 kefu_processor_t *kefu_processor_new(const kefu_processor_opts_t *o, char *errstr, size_t errlen) {
+  /* A batch allocates and frees megabytes (inputs, outputs, Redis replies): glibc would
+   * hand the top of the heap back to the kernel after each, and the next batch takes
+   * page faults for it again. A long-running loop keeps it. */
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
   kefu_processor_t *p = calloc(1, sizeof *p);
   p->o = o;
   register_metrics(&p->m);
@@ -809,4 +817,5 @@ void kefu_processor_destroy(kefu_processor_t *p) {
   kefu_courier_table_clear(&p->couriers);
   free(p->enc_buf);
   free(p);
+  engine_input_pool_clear();
 }

@@ -47,6 +47,7 @@ typedef struct input {
   kefu_event_t ev;
   int64_t sort_ts; /* ev.ts; INT64_MIN for DLQ records, which go first */
   char error[256];
+  char cause[300]; /* engine_cause_of, made once when it is read */
 } input_t;
 
 /* One input partition of a task. Its records wait here until the merge takes them. */
@@ -228,7 +229,12 @@ enum {
 };
 
 input_t *engine_queue_head(const queue_t *q);
+/** @brief A zeroed input, from the pool of freed ones when it has one. */
+input_t *engine_input_new(void);
+/** @brief Frees what @p in holds and keeps it for engine_input_new. */
 void engine_input_free(input_t *in);
+/** @brief Frees the pool (at the processor's end). */
+void engine_input_pool_clear(void);
 void engine_queue_drop_all(queue_t *q);
 int engine_poll_couriers(kefu_processor_t *p, bool to_end, char *errstr, size_t errlen);
 void engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -240,7 +246,8 @@ void engine_timer_index_key(const kefu_processor_t *p, int task, char *out, size
 void engine_task_key(const kefu_processor_t *p, int task, char *out, size_t outlen);
 /* ns:{task-N}:out, the task's remembered outputs (cause -> records). */
 void engine_task_out_key(const kefu_processor_t *p, int task, char *out, size_t outlen);
-void engine_cause_of(const input_t *in, char *out, size_t outlen);
+/** @brief Sets in->cause: <topic>/<partition>/<offset>, or an idle tick's name. */
+void engine_set_cause(input_t *in);
 void engine_batch_state_clear(batch_state_t *bs);
 
 /* Encoded outputs (outputs.c). */
