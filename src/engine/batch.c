@@ -51,7 +51,10 @@ void engine_batch_state_clear(batch_state_t *bs) {
     bs->shops[i]->in_batch = false;
   free(bs->shops);
   kefu_map_clear(&bs->remembered, engine_outputs_free);
-  kefu_map_clear(&bs->computed, engine_outputs_free);
+  for (size_t i = 0; i < bs->ninputs; i++)
+    engine_outputs_free(bs->computed[i]);
+  free(bs->computed);
+  free(bs->kept);
   free(bs->outs);
   memset(bs, 0, sizeof *bs);
 }
@@ -172,6 +175,7 @@ int engine_load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
     if (!in->valid || in->idle)
       continue;
     shop_entry_t *e = engine_cache_add(p, in->ev.shop_id, in->task);
+    in->e = e; /* for the rules, in this batch */
     batch_add_shop(bs, e);
     need_days(e, in->ev.ts);
   }
@@ -344,10 +348,12 @@ static void keep_outputs(kefu_processor_t *p, batch_state_t *bs, kefu_emitter_t 
   const kefu_buf_t *remembered = kefu_map_get(&bs->remembered, cause);
   if (remembered) {
     engine_outputs_add(bs, remembered, i);
+    bs->kept[i] = true;
   } else if (em->n) {
     kefu_buf_t *blob = engine_outputs_encode(p, em, kind_topics(), cause);
     engine_outputs_add(bs, blob, i);
-    engine_outputs_free(kefu_map_put(&bs->computed, cause, blob));
+    bs->computed[i] = blob;
+    bs->kept[i] = true;
   }
 }
 
@@ -366,6 +372,9 @@ static void run_idle_tick(kefu_processor_t *p, batch_state_t *bs, const input_t 
 }
 
 void engine_run_rules(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) {
+  bs->ninputs = b->n;
+  bs->computed = calloc(b->n + 1, sizeof *bs->computed);
+  bs->kept = calloc(b->n + 1, sizeof *bs->kept);
   for (size_t i = 0; i < b->n; i++) {
     input_t *in = b->items[i];
     const char *cause = in->cause;
@@ -377,7 +386,7 @@ void engine_run_rules(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) 
       kefu_metric_add(p->m.dlq, 1);
       continue;
     }
-    shop_entry_t *e = engine_cache_get(p, in->ev.shop_id);
+    shop_entry_t *e = in->e;
     kefu_emitter_t em;
     emitter_for(p, &em, in->ev.event_id, in->ev.ts, kefu_topics[in->topic].rank, in->offset);
     fire_due(p, bs, e, in, &em);
@@ -466,7 +475,7 @@ static int remember_outputs(kefu_processor_t *p, const batch_t *b, batch_state_t
   task_out_cmds_t tc = {.verb = "HSET"};
   for (size_t i = 0; i < b->n; i++) {
     const char *cause = b->items[i]->cause;
-    const kefu_buf_t *blob = kefu_map_get(&bs->computed, cause);
+    const kefu_buf_t *blob = bs->computed[i];
     if (!blob)
       continue;
     kefu_cmd_t *c = engine_task_out_cmd(p, &tc, b->items[i]->task);
@@ -556,7 +565,8 @@ int engine_store_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs,
       goto done;
   for (size_t i = 0; i < bs->nshops; i++) {
     written(bs->shops[i], &writes[i]);
-    bs->shops[i]->timers_min = kefu_store_timers_min(bs->shops[i]->shop);
+    if (bs->shops[i]->timers_touched) /* a walk over the shop's buyers: only when needed */
+      bs->shops[i]->timers_min = kefu_store_timers_min(bs->shops[i]->shop);
   }
   index_written(p, bs);
   rc = 0;

@@ -222,7 +222,7 @@ static int forget_outputs(kefu_processor_t *p, kefu_redis_t *conn, const batch_t
     const char *cause = b->items[i]->cause;
     if (!task->forget_later)
       task->forget_later = json_object();
-    if (kefu_map_get(&bs->computed, cause) || kefu_map_get(&bs->remembered, cause))
+    if (i < bs->ninputs && bs->kept[i])
       json_object_set_new(task->forget_later, cause, json_true());
     const char *idle;
     void *v;

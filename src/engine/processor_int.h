@@ -47,7 +47,8 @@ typedef struct input {
   kefu_event_t ev;
   int64_t sort_ts; /* ev.ts; INT64_MIN for DLQ records, which go first */
   char error[256];
-  char cause[300]; /* engine_cause_of, made once when it is read */
+  char cause[300];      /* engine_set_cause, made once when it is read */
+  struct shop_entry *e; /* its shop, set by the batch that loads it (that batch only) */
 } input_t;
 
 /* One input partition of a task. Its records wait here until the merge takes them. */
@@ -203,8 +204,10 @@ typedef struct batch_state {
   shop_entry_t **shops; /* every shop the batch reads or writes */
   size_t nshops;
   kefu_map_t remembered; /* cause -> kefu_buf_t * (outputs.c) read from Redis */
-  kefu_map_t computed;   /* cause -> kefu_buf_t * made now (to remember) */
-  out_rec_t *outs;       /* every output in order, pointing into those values */
+  kefu_buf_t **computed; /* per input of the batch: its outputs made now (to remember) */
+  bool *kept;            /* per input: it has outputs (made now or remembered) to forget */
+  size_t ninputs;
+  out_rec_t *outs; /* every output in order, pointing into those values */
   size_t nouts, outs_cap;
   int64_t max_ts[MAX_TASKS]; /* per task: the batch's highest valid ts */
 } batch_state_t;
