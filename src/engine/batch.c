@@ -425,6 +425,12 @@ static int index_new_timers(kefu_processor_t *p, batch_state_t *bs) {
 
 int engine_append_index(kefu_processor_t *p) {
   char key[128];
+  for (size_t i = 0; i < p->nindex_next && !p->redis; i++) /* they stay lower bounds */
+    free(p->index_next[i].shop);
+  if (!p->redis) {
+    p->nindex_next = 0;
+    return 0;
+  }
   for (size_t i = 0; i < p->nindex_next; i++) {
     const struct index_entry *x = &p->index_next[i];
     kefu_cmd_t c;

@@ -1,19 +1,17 @@
 /* The committer: one thread that takes a batch whose state the loop has written and does
  * its Kafka side (outputs and input offsets in one transaction, or delivered and then
- * committed) and its positions, while the loop reads and computes the next batch.
+ * committed), while the loop reads and computes the next batch. The loop writes the
+ * batch's positions once it has waited for it (with its next Redis write).
  *
  * One job at a time, handed over and waited for under job_lock. While a job is in its
- * hands the committer owns the producer, its own Redis connection
- * (pos_redis) and the tasks' position fields (output.c); the loop touches none of them
- * until it has waited for the job (processor.c). */
+ * hands the committer owns the producer and the tasks' pending idle outputs; the loop
+ * touches neither until it has waited for the job (processor.c). */
 #include "engine/processor_int.h"
 
 static void run_job(kefu_processor_t *p, commit_job_t *job) {
   kefu_http_busy_step(1, true); /* /readyz: a commit blocked by a broker outage */
   job->rc = p->producer ? engine_kafka_commit(p, &job->b, &job->bs, job->errstr, sizeof job->errstr)
                         : ENGINE_NEW_PRODUCER;
-  if (job->rc == ENGINE_DONE)
-    engine_store_positions(p, &p->pos_redis, &job->b, &job->bs, job->watermark);
   kefu_http_busy_step(1, false);
   job->done_ms = engine_wall_ms();
 }

@@ -9,16 +9,24 @@ int64_t engine_wall_ms(void) {
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-/* Every pipeline the engine sends goes through here, so its latency is measured. */
+/* Every pipeline the engine sends goes through here, so its latency is measured. The
+ * positions waiting in the pipeline (engine_append_positions) go first: their replies
+ * are taken here, and the caller sees only its own. */
 int engine_redis_flush(kefu_processor_t *p, redisReply ***replies, char *errstr, size_t errlen) {
-  return engine_redis_flush_on(p, p->redis, replies, errstr, errlen);
-}
-
-int engine_redis_flush_on(kefu_processor_t *p, kefu_redis_t *conn, redisReply ***replies,
-                          char *errstr, size_t errlen) {
   int64_t start = engine_wall_ms();
-  int n = kefu_redis_flush(conn, replies, errstr, errlen);
+  int k = p->pos_pending, n = kefu_redis_flush(p->redis, replies, errstr, errlen);
   kefu_histogram_observe(p->m.redis_seconds, (double)(engine_wall_ms() - start) / 1000.0);
+  if (k) {
+    const char *why = n < 0 ? errstr : NULL;
+    for (int i = 0; i < k && i < n && !why; i++)
+      if ((*replies)[i]->type == REDIS_REPLY_ERROR)
+        why = (*replies)[i]->str;
+    engine_positions_written(p, why == NULL, why);
+    if (n >= k) {
+      *replies += k;
+      n -= k;
+    }
+  }
   return n;
 }
 
@@ -196,7 +204,7 @@ void engine_task_out_key(const kefu_processor_t *p, int task, char *out, size_t 
 
 /* Remembered outputs of inputs before where the task now starts: their commit is known
  * (Kafka's committed offset, or a Redis position, written only after it), but a stop
- * between the commit and the HDEL of engine_store_positions left them behind. */
+ * between the commit and the HDEL of engine_append_positions left them behind. */
 static void drop_committed_outputs(kefu_processor_t *p, int task,
                                    const rd_kafka_topic_partition_list_t *parts) {
   task_out_cmds_t tc = {.verb = "HDEL"};
@@ -277,7 +285,7 @@ static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KE
     const char *f = r[0]->element[i]->str;
     int64_t v = strtoll(r[0]->element[i + 1]->str, NULL, 10);
     if (strcmp(f, "wm") == 0)
-      p->tasks[task].watermark = v;
+      p->tasks[task].watermark = p->tasks[task].pos_watermark = v;
     for (int t = 0; t < KEFU_KEYED_INPUTS; t++)
       if (strcmp(f, kefu_topics[t].suffix) == 0)
         pos[t] = v;
@@ -336,7 +344,7 @@ static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
       task->generation++;
       task->check_remembered = true; /* an earlier owner may have processed its inputs */
       task->id = id;
-      task->watermark = INT64_MIN;
+      task->watermark = task->pos_watermark = INT64_MIN;
       task->last_input_ms = engine_wall_ms(); /* a backlog is read before any idle advance */
       for (int k = 0; k < KEFU_KEYED_INPUTS; k++) {
         task->q[k].at_end = false;

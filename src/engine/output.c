@@ -244,34 +244,30 @@ static int forget_outputs(kefu_processor_t *p, kefu_redis_t *conn, const batch_t
 }
 
 /* After the commit: positions and watermarks to Redis, remembered outputs dropped. Not
- * fatal when it fails: Kafka's offsets and the shops' applied offsets still hold, and
- * the next batch writes the task's positions and drops those outputs (pos_stale,
- * forget_later), so an outage does not leave them behind. With the committer this runs
- * on its thread and connection; the tasks' fields it uses (next_offset, pos_stale,
- * forget_later, pending_idle) are the committer's while a job is in its hands (the loop
- * changes them only at assignment and revocation, after waiting for it). */
-void engine_store_positions(kefu_processor_t *p, kefu_redis_t **conn, const batch_t *b,
-                            const batch_state_t *bs, const int64_t *watermark) {
-  const kefu_processor_opts_t *o = p->o;
+ * fatal when it fails: Kafka's offsets and the shops' applied offsets still hold, and a
+ * later write carries the task's positions and drops those outputs (pos_stale,
+ * forget_later), so an outage does not leave them behind. The commands wait in the
+ * loop's pipeline for its next flush (engine_redis_flush): with the committer that is the
+ * next batch's Redis write, so they cost no round trip of their own. */
+void engine_append_positions(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs,
+                             const int64_t *watermark) {
   rd_kafka_topic_partition_list_t *offsets = batch_offsets(b);
-  char key[128], errstr[256] = "";
-  redisReply **r;
+  char key[128];
+  bool *touched = p->pos_touched;
   int n = 0;
-  bool touched[MAX_TASKS] = {0};
 
-  if (!*conn)
-    *conn = kefu_redis_connect(o->redis_url, o->redis_user, o->redis_password, o->redis_timeout_ms,
-                               errstr, sizeof errstr);
   for (int i = 0; i < offsets->cnt; i++) {
     kefu_topic_t t = kefu_topic_by_name(offsets->elems[i].topic);
     touched[offsets->elems[i].partition] = true;
     p->tasks[offsets->elems[i].partition].next_offset[t] = offsets->elems[i].offset;
   }
-  for (size_t i = 0; i < b->n; i++) /* idle ticks move the watermark */
+  for (size_t i = 0; i < b->n; i++) { /* idle ticks move the watermark */
     touched[b->items[i]->task] = true;
+    p->tasks[b->items[i]->task].pos_watermark = watermark[b->items[i]->task];
+  }
   for (int t = 0; t < MAX_TASKS; t++) /* an earlier write failed */
     touched[t] |= p->tasks[t].assigned && p->tasks[t].pos_stale;
-  for (int t = 0; t < MAX_TASKS && *conn; t++) {
+  for (int t = 0; t < MAX_TASKS && p->redis; t++) {
     if (!touched[t])
       continue;
     kefu_cmd_t c;
@@ -285,22 +281,25 @@ void engine_store_positions(kefu_processor_t *p, kefu_redis_t **conn, const batc
         kefu_cmd_fmt(&c, "%lld", (long long)p->tasks[t].next_offset[k]);
       }
     kefu_cmd_str(&c, "wm");
-    kefu_cmd_fmt(&c, "%lld", (long long)watermark[t]);
-    kefu_redis_append(*conn, &c);
+    kefu_cmd_fmt(&c, "%lld", (long long)p->tasks[t].pos_watermark);
+    kefu_redis_append(p->redis, &c);
     kefu_cmd_clear(&c);
     n++;
   }
-  n += forget_outputs(p, *conn, b, bs);
-  if (!*conn || (n && engine_redis_flush_on(p, *conn, &r, errstr, sizeof errstr) != n)) {
-    KEFU_WARN("engine", "writing positions: %s (written with the next batch)", errstr);
-    if (*conn) {
-      p->pos_commands += kefu_redis_commands_sent(*conn);
-      p->pos_round_trips += kefu_redis_round_trips(*conn);
-      kefu_redis_close(*conn);
-      *conn = NULL;
-    }
+  n += forget_outputs(p, p->redis, b, bs);
+  rd_kafka_topic_partition_list_destroy(offsets);
+  if (!p->redis) {
+    engine_positions_written(p, false, "no connection to Redis");
+    return;
+  }
+  p->pos_pending += n;
+}
+
+void engine_positions_written(kefu_processor_t *p, bool ok, const char *why) {
+  if (!ok) {
+    KEFU_WARN("engine", "writing positions: %s (written with a later batch)", why);
     for (int t = 0; t < MAX_TASKS; t++)
-      p->tasks[t].pos_stale |= touched[t];
+      p->tasks[t].pos_stale |= p->pos_touched[t];
   } else {
     for (int t = 0; t < MAX_TASKS; t++) {
       p->tasks[t].pos_stale = false;
@@ -308,5 +307,6 @@ void engine_store_positions(kefu_processor_t *p, kefu_redis_t **conn, const batc
       p->tasks[t].forget_later = NULL;
     }
   }
-  rd_kafka_topic_partition_list_destroy(offsets);
+  memset(p->pos_touched, 0, sizeof p->pos_touched);
+  p->pos_pending = 0;
 }

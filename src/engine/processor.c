@@ -29,8 +29,23 @@
 static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen);
 static void destroy_producer(kefu_processor_t *p);
 
-static int reconnect_redis(kefu_processor_t *p, char *errstr, size_t errlen) {
+static void flush_pending(kefu_processor_t *p);
+
+/* Closes the loop's Redis connection (a failed batch): what waited in its pipeline is
+ * written later. */
+static void close_redis(kefu_processor_t *p, const char *why) {
+  if (!p->redis)
+    return;
+  if (p->pos_pending)
+    engine_positions_written(p, false, why);
+  p->closed_commands += kefu_redis_commands_sent(p->redis);
+  p->closed_round_trips += kefu_redis_round_trips(p->redis);
   kefu_redis_close(p->redis);
+  p->redis = NULL;
+}
+
+static int reconnect_redis(kefu_processor_t *p, char *errstr, size_t errlen) {
+  close_redis(p, "reconnecting");
   p->redis = kefu_redis_connect(p->o->redis_url, p->o->redis_user, p->o->redis_password,
                                 p->o->redis_timeout_ms, errstr, errlen);
   if (p->redis && engine_state_check_reconnect(p)) {
@@ -63,8 +78,7 @@ static int state_once(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
     if (engine_store_state(p, b, bs, max_ts, errstr, errlen) == 0)
       return 0;
   }
-  kefu_redis_close(p->redis);
-  p->redis = NULL;
+  close_redis(p, errstr);
   for (size_t i = 0; i < bs->nshops; i++)
     bs->shops[i]->in_batch = false;
   for (size_t i = 0; i < bs->nshops; i++)
@@ -98,8 +112,10 @@ static int process_once(kefu_processor_t *p, const batch_t *b, char *errstr, siz
   if (rc == 0) {
     rc = engine_kafka_commit(p, b, &bs, errstr, errlen);
     snapshot_watermarks(p, wm);
-    if (rc == 0)
-      engine_store_positions(p, &p->pos_redis, b, &bs, wm);
+    if (rc == 0) {
+      engine_append_positions(p, b, &bs, wm);
+      flush_pending(p);
+    }
   }
   after_attempt(p, b, rc);
   engine_batch_state_clear(&bs);
@@ -284,23 +300,18 @@ static commit_job_t *reap(kefu_processor_t *p) {
     return job;
   kefu_http_set_ready(true, NULL);
   book_batch(p, &job->b, job->start_ms, job->done_ms);
+  engine_append_positions(p, &job->b, &job->bs, job->watermark); /* with the next write */
   job_free(job);
   return NULL;
 }
 
-/* The exact timer-index entries of the last write, when nothing else is going to
- * Redis: idle, at a rebalance, at the end. */
-static void flush_index(kefu_processor_t *p) {
+/* What waits for the next Redis write (a batch's positions, the exact timer-index
+ * entries), written now: when nothing else goes to Redis (idle, a rebalance, the end). */
+static void flush_pending(kefu_processor_t *p) {
   char errstr[256];
   redisReply **r;
-  if (!p->nindex_next)
-    return;
-  if (!p->redis) { /* they stay lower bounds */
-    engine_append_index(p);
-    return;
-  }
   int n = engine_append_index(p);
-  if (engine_redis_flush(p, &r, errstr, sizeof errstr) != n)
+  if ((n || p->pos_pending) && engine_redis_flush(p, &r, errstr, sizeof errstr) != n)
     KEFU_WARN("engine", "timer index: %s (it keeps lower bounds)", errstr);
 }
 
@@ -311,7 +322,7 @@ void engine_pipeline_drain(kefu_processor_t *p) {
       job_free(p->failed);
     p->failed = job;
   }
-  flush_index(p);
+  flush_pending(p);
 }
 
 /* Processes a batch the committer could not commit again, the plain way: its state is
@@ -351,13 +362,13 @@ static int process_pipelined(kefu_processor_t *p, batch_t *b, volatile sig_atomi
   commit_job_t *prev = reap(p);
   if (rc == ENGINE_DONE && !prev) {
     after_attempt(p, &job->b, 0);
-    engine_cache_trim(p);
     snapshot_watermarks(p, job->watermark);
     for (size_t i = 0; i < job->bs.nshops; i++) /* the committer needs only the outputs */
       job->bs.shops[i]->in_batch = false;
     free(job->bs.shops);
     job->bs.shops = NULL;
     job->bs.nshops = 0;
+    engine_cache_trim(p); /* after: it may free the batch's shops */
     engine_commit_async(p, job);
     return 0;
   }
@@ -537,13 +548,11 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
     job_free(p->failed);
     p->failed = NULL;
   }
-  uint64_t cmds = p->pos_commands, trips = p->pos_round_trips; /* both connections */
-  const kefu_redis_t *conns[] = {p->redis, p->pos_redis};
-  for (int i = 0; i < 2; i++)
-    if (conns[i]) {
-      cmds += kefu_redis_commands_sent(conns[i]);
-      trips += kefu_redis_round_trips(conns[i]);
-    }
+  uint64_t cmds = p->closed_commands, trips = p->closed_round_trips;
+  if (p->redis) {
+    cmds += kefu_redis_commands_sent(p->redis);
+    trips += kefu_redis_round_trips(p->redis);
+  }
   double secs = (double)(p->m.last_commit_ms - p->m.first_batch_ms) / 1000.0;
   KEFU_INFO("engine",
             "processed %llu records in %llu batches over %.3f s (%.0f records/s), "
@@ -803,7 +812,6 @@ void kefu_processor_destroy(kefu_processor_t *p) {
     destroy_producer(p);
   }
   kefu_redis_close(p->redis);
-  kefu_redis_close(p->pos_redis);
   for (size_t i = 0; i < p->nindex_next; i++)
     free(p->index_next[i].shop);
   free(p->index_next);

@@ -118,6 +118,7 @@ typedef struct task {
   int64_t committed[KEFU_KEYED_INPUTS]; /* Kafka's committed offsets at assignment; -1 none */
   bool state_seen;       /* this instance saw ns:{task-N}:pos in Redis (state_check.c) */
   bool pos_stale;        /* the last position write failed: the next batch writes it */
+  int64_t pos_watermark; /* the watermark its positions carry: after its last committed batch */
   json_t *forget_later;  /* causes whose remembered outputs are to be dropped (committed) */
   timer_heap_t heap;     /* the pending timers of the task's shops in memory */
   bool check_remembered; /* the next batch reads remembered outputs (first after assignment,
@@ -173,8 +174,9 @@ struct kefu_processor {
   struct commit_job *job;    /* in the committer's hands; NULL: none */
   bool job_done;             /* the committer is through with p->job */
   struct commit_job *failed; /* came back failed, in a rebalance callback: retried after it */
-  kefu_redis_t *pos_redis;   /* the committer's own connection (positions) */
-  uint64_t pos_commands, pos_round_trips; /* of its closed connections (closing log line) */
+  int pos_pending;           /* positions commands waiting in p->redis's pipeline */
+  uint64_t closed_commands, closed_round_trips; /* of closed connections (closing log) */
+  bool pos_touched[MAX_TASKS]; /* the tasks they (or a failed earlier write) are for */
   /* The exact earliest timer deadline of shops written by the last batch: written to the
    * task's index with the next Redis write (the index holds a lower bound meanwhile). */
   struct index_entry {
@@ -295,10 +297,12 @@ int engine_store_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs,
 int engine_kafka_commit(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs,
                         char *errstr, size_t errlen);
 /** @brief After the commit of @p b: its tasks' positions (@p watermark: the tasks'
- *  watermarks after it) on *@p conn (connected if NULL; closed and NULLed when it
- *  fails), and its remembered outputs dropped. */
-void engine_store_positions(kefu_processor_t *p, kefu_redis_t **conn, const batch_t *b,
-                            const batch_state_t *bs, const int64_t *watermark);
+ *  watermarks after it) and the HDEL of its remembered outputs, queued on p->redis for
+ *  its next flush (engine_redis_flush takes their replies). */
+void engine_append_positions(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs,
+                             const int64_t *watermark);
+/** @brief The queued positions were written (@p ok) or not (@p why). */
+void engine_positions_written(kefu_processor_t *p, bool ok, const char *why);
 /** @brief Queues the exact timer-index entries of the last write (p->index_next) on
  *  p->redis; returns how many commands. */
 int engine_append_index(kefu_processor_t *p);
@@ -327,9 +331,9 @@ int engine_state_check_assign(kefu_processor_t *p, const rd_kafka_topic_partitio
 /** @brief After a reconnect: -1 (as above) when a task's state that this instance saw in
  *  Redis is gone; 0 otherwise. */
 int engine_state_check_reconnect(kefu_processor_t *p);
+/** @brief Sends p->redis's pipeline; the replies of the caller's commands (positions queued
+ *  before them are taken out) and their number, or -1. */
 int engine_redis_flush(kefu_processor_t *p, redisReply ***replies, char *errstr, size_t errlen);
-int engine_redis_flush_on(kefu_processor_t *p, kefu_redis_t *conn, redisReply ***replies,
-                          char *errstr, size_t errlen);
 
 /* One variadic command per task on ns:{task-N}:out (HSET or HDEL), built up across a
  * batch so that the batch's remembered outputs cost one command per task. */
