@@ -150,13 +150,16 @@ def measure_child(args):
                 usage.ru_utime + usage.ru_stime)
 
 
+KEFU_SETTINGS = []  # --set: configuration for every kefu run of the bench
+
+
 def kefu_args(kefu, bootstrap, redis, guarantee, tag, *extra):
     args = [kefu, "run", "-b", bootstrap, "--redis", redis.url,
             "--set", "http.listen=", "--set", "idle_advance=false",
             "--set", "processing.guarantee=" + guarantee,
             "--set", "group.id=bench-" + tag, "--set", "transactional.id.prefix=bench-" + tag,
             "--set", "redis.namespace=bench-" + tag]
-    for e in extra:
+    for e in list(extra) + KEFU_SETTINGS:
         args += ["--set", e]
     return args
 
@@ -458,6 +461,16 @@ def topic_size(bootstrap, topic):
 PRELOAD, CHUNK = 100000, 30000
 
 
+def records_processed(port):
+    """kefu's kefu_records_processed_total (0 before its HTTP server is up)."""
+    try:
+        body = kefutest.http_get(port, "/metrics", timeout=5)[1]
+    except OSError:
+        return 0
+    return sum(int(float(line.split()[-1])) for line in body.splitlines()
+               if line.startswith("kefu_records_processed_total"))
+
+
 def open_waits(tool, kefu, waits, tag="waits"):
     """`waits` buyers each open a chat and write once, unanswered, inside 100 s of event
     time, so every wait is still open (deadline 180 s) when processing ends: each is an
@@ -470,21 +483,28 @@ def open_waits(tool, kefu, waits, tag="waits"):
         produce_waits(tool, broker.bootstrap, 0, done, waits)
         before = used_memory(redis)
         redis.cli("CONFIG", "RESETSTAT")
+        expected = 2 * waits + len(staff)
+        port = kefutest.free_port()
         with tempfile.TemporaryFile("w+") as err:
             start = time.monotonic()
-            proc = popen(kefu_args(kefu, broker.bootstrap, redis, "exactly_once", tag) +
-                         ["--exit-when-idle"], stdout=subprocess.DEVNULL, stderr=err, text=True)
+            # No --exit-when-idle: kefu may catch up with a chunk before the next is
+            # produced. Its counter of records processed says when it is through; then SIGTERM
+            # (kefu finishes the batch in hand and prints its closing line).
+            args = kefu_args(kefu, broker.bootstrap, redis, "exactly_once", tag)
+            args[args.index("http.listen=")] = "http.listen=127.0.0.1:%d" % port
+            proc = popen(args, stdout=subprocess.DEVNULL, stderr=err, text=True)
             exited = None  # (pid, status, rusage) once kefu has exited (wait4, not poll)
-            while done < waits:
+            while True:
                 r = os.wait4(proc.pid, os.WNOHANG)
                 if r[0]:
                     exited = r
                     break
-                # kefu's progress: one routing decision per CHAT_OPEN (kefu keeps its
-                # positions in Redis, not as committed offsets)
-                pos = topic_size(broker.bootstrap, "kefu.routing.decisions")
-                if done - pos > CHUNK:
-                    time.sleep(0.5)
+                read = records_processed(port)
+                if done == waits and read >= expected:
+                    proc.send_signal(signal.SIGTERM)
+                    break
+                if done == waits or 2 * done - read > 2 * CHUNK:
+                    time.sleep(0.2)
                     continue
                 nxt = min(waits, done + CHUNK)
                 produce_waits(tool, broker.bootstrap, done, nxt, waits)
@@ -500,10 +520,9 @@ def open_waits(tool, kefu, waits, tag="waits"):
             raise SystemExit("kefu run failed:\n" + err[-4000:])
         m = LOG_RE.search(err)
         records, batches, secs = int(m.group(1)), int(m.group(2)), float(m.group(3))
-        if records != 2 * waits + len(staff):
+        if records != expected:
             raise SystemExit("open waits: kefu read %d records of %d (the mock cluster dropped "
-                             "some, or kefu caught up and exited)" % (records,
-                                                                      2 * waits + len(staff)))
+                             "some)" % (records, expected))
         total, _ = redis_stats(redis)
         ns = "bench-" + tag
         timers = sum(safe_int(redis.cli("ZCARD", "%s:{bench%d}:timers" % (ns, s)))
@@ -676,9 +695,12 @@ def main():
     ap.add_argument("--huge-events", type=int, default=60000)
     ap.add_argument("--only", default=",".join(s for s in SECTIONS if s != "million"),
                     help="sections to run: " + ",".join(SECTIONS))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="configuration for every kefu run (repeatable), e.g. state.cache_mb=64")
     ap.add_argument("--label", default="", help="a note stored as results.json's label")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results.json"))
     a = ap.parse_args()
+    KEFU_SETTINGS.extend(a.set)
     a.huge_agents = [int(x) for x in a.huge_agents.split(",") if x]
     only = set(a.only.split(","))
     if a.million:

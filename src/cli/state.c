@@ -191,6 +191,53 @@ static int seen_entry(show_t *s, const char *key, void *arg) {
   return 0;
 }
 
+/* The pending due buckets (meta `due`) with the buyer ids each lists, as
+ * {"<bucket>": [ids]}; -1 (reported) on a value that does not decode. */
+static int show_due(show_t *s, const char *meta, json_t *o) {
+  redisReply *r = NULL;
+  int64_t *due = NULL;
+  uint32_t n = 0;
+  char err[512], key[300];
+  int got = get_value(s, meta, "due", &r);
+  json_t *buckets = json_object();
+  if (got < 0)
+    goto fail;
+  if (got && kefu_state_decode_due((const uint8_t *)r->str, r->len, &due, &n, err, sizeof err)) {
+    bad_value(meta, "due", err);
+    goto fail;
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    char name[32];
+    json_t *ids = json_array();
+    snprintf(name, sizeof name, "due:%lld", (long long)due[i]);
+    key_of(s, name, key, sizeof key);
+    freeReplyObject(r);
+    if ((got = get_value(s, key, NULL, &r)) < 0)
+      goto fail;
+    for (size_t at = 0; got && at < r->len; at += 1 + (uint8_t)r->str[at]) {
+      size_t len = (uint8_t)r->str[at];
+      if (at + 1 + len > r->len) {
+        bad_value(key, NULL, "truncated id");
+        json_decref(ids);
+        goto fail;
+      }
+      json_array_append_new(ids, json_stringn(r->str + at + 1, len));
+    }
+    snprintf(name, sizeof name, "%lld", (long long)due[i]);
+    json_object_set_new(buckets, name, ids);
+  }
+  freeReplyObject(r);
+  free(due);
+  json_object_set_new(o, "due", buckets);
+  return 0;
+fail:
+  if (r)
+    freeReplyObject(r);
+  free(due);
+  json_decref(buckets);
+  return -1;
+}
+
 static int show_shop(show_t *s, json_t **out) {
   char key[256], meta[256];
   json_t *o = json_object();
@@ -224,6 +271,8 @@ static int show_shop(show_t *s, json_t **out) {
   META("rate", kefu_rate_t, kefu_state_decode_rate, kefu_state_rate_json, kefu_state_rate_clear);
   META("timers", kefu_timers_t, kefu_state_decode_timers, kefu_state_timers_json,
        kefu_timers_clear);
+  if (show_due(s, meta, o))
+    goto fail;
 
   /* applied offsets */
   key_of(s, "applied", key, sizeof key);

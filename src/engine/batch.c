@@ -41,7 +41,8 @@ static void batch_add_shop(batch_state_t *bs, shop_entry_t *e) {
   e->need_from = INT32_MAX;
   e->need_to = INT32_MIN;
   e->new_timers_min = INT64_MAX;
-  e->load_reply = e->seen_reply = -1;
+  e->load_reply = e->seen_reply = e->buyers_reply = e->due_reply = -1;
+  e->needs_done = false;
   bs->shops = realloc(bs->shops, (bs->nshops + 1) * sizeof *bs->shops);
   bs->shops[bs->nshops++] = e;
 }
@@ -68,9 +69,29 @@ static void need_days(shop_entry_t *e, int64_t ts) {
     e->need_to = to;
 }
 
-/* Shops not in memory whose timers may fire in this batch: the task's index says their
- * earliest deadline is below the batch's highest ts (a bound on both the watermark and
- * the same-buyer rule of SPEC §1.3). They are read with the batch's other shops. */
+/* The last due bucket the batch must have read for @p e: every bucket starting before
+ * its task's highest ts (timers fire before the watermark, which stays below it). */
+static int64_t due_upto(const shop_entry_t *e, const batch_state_t *bs) {
+  int64_t t = bs->max_ts[e->task];
+  return t == INT64_MIN ? INT64_MIN : kefu_due_bucket(t - 1);
+}
+
+/* @p e has due buckets (in Redis, or to be appended) that the batch must read. */
+static bool due_unread(const shop_entry_t *e, const batch_state_t *bs) {
+  int64_t upto = due_upto(e, bs);
+  for (uint32_t i = 0; i < e->ndue; i++)
+    if (e->due[i] > e->due_read)
+      return e->due[i] <= upto;
+  for (uint32_t i = 0; i < e->ndue_add; i++)
+    if (e->due_add[i].bucket <= upto)
+      return true;
+  return false;
+}
+
+/* Shops whose timers may fire in this batch, not in memory or with buyers to read: the
+ * task's index says their earliest deadline is below the batch's highest ts or the
+ * watermark (bounds on both the watermark and the same-buyer rule of SPEC §1.3). They
+ * are read with the batch's other shops. */
 static void add_due_shops(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) {
   const char *shop;
   json_t *min;
@@ -82,12 +103,15 @@ static void add_due_shops(kefu_processor_t *p, const batch_t *b, batch_state_t *
     if (ts > bs->max_ts[in->task])
       bs->max_ts[in->task] = ts;
   }
+  for (int t = 0; t < MAX_TASKS; t++) /* late events: timers fire below the watermark */
+    if (bs->max_ts[t] != INT64_MIN && p->tasks[t].watermark > bs->max_ts[t])
+      bs->max_ts[t] = p->tasks[t].watermark;
   for (int t = 0; t < MAX_TASKS; t++) {
     if (bs->max_ts[t] == INT64_MIN || !p->tasks[t].timer_index)
       continue;
     json_object_foreach(p->tasks[t].timer_index, shop, min) {
       shop_entry_t *e = engine_cache_get(p, shop);
-      if (json_integer_value(min) >= bs->max_ts[t] || (e && e->loaded))
+      if (json_integer_value(min) >= bs->max_ts[t] || (e && e->loaded && !due_unread(e, bs)))
         continue;
       e = engine_cache_add(p, shop, t);
       batch_add_shop(bs, e);
@@ -158,13 +182,161 @@ static void parse_remembered(kefu_processor_t *p, batch_state_t *bs, json_t *cau
   }
 }
 
-/* Every shop of the batch in memory: from the cache, or read whole (one pipeline for all
- * of them, with the remembered outputs when needed); no round trip when the cache has
- * everything. */
+/* Asks for buyer @p id of @p e unless memory has it, Redis cannot have it, or it was
+ * asked for already in this batch. */
+static void need_buyer(shop_entry_t *e, const char *id, uint64_t batch_no) {
+  kefu_buyer_t *b;
+  if (!id)
+    return;
+  if ((b = kefu_shop_buyer(e->shop, id))) {
+    b->cache.used = batch_no;
+    return;
+  }
+  if (!engine_buyer_maybe_stored(e, id) || kefu_map_get(&e->asked, id))
+    return;
+  kefu_map_put(&e->asked, id, (void *)1);
+  kefu_strv_push(&e->need_ids, id);
+}
+
+/* The buyers of @p e that this batch may meet, but memory may not have: the inputs' own
+ * (an order event's is its order's first buyer), the queued ones (ROUTE-11 places them),
+ * and those appended to a due bucket the batch reads since they left memory. */
+static void collect_needs(const batch_t *b, batch_state_t *bs) {
+  for (size_t i = 0; i < b->n; i++) {
+    input_t *in = b->items[i];
+    shop_entry_t *e = in->e;
+    if (!in->valid || in->idle || !e->loaded || e->needs_done)
+      continue;
+    need_buyer(e, in->ev.buyer_id, bs->batch_no);
+    if (in->topic == KEFU_T_ORDER && in->ev.order_id) {
+      const kefu_order_t *o = kefu_shop_order(e->shop, in->ev.order_id);
+      if (o)
+        need_buyer(e, o->buyer_id, bs->batch_no);
+    }
+  }
+  for (size_t i = 0; i < bs->nshops; i++) {
+    shop_entry_t *e = bs->shops[i];
+    if (!e->loaded || e->needs_done)
+      continue;
+    for (uint32_t q = 0; q < e->shop->queue.n; q++)
+      need_buyer(e, e->shop->queue.v[q].buyer_id, bs->batch_no);
+    int64_t upto = due_upto(e, bs);
+    for (uint32_t a = 0; a < e->ndue_add; a++) {
+      const kefu_buf_t *ids = &e->due_add[a].ids;
+      char id[KEFU_ID_MAX + 1];
+      if (e->due_add[a].bucket > upto)
+        continue;
+      for (size_t at = 0; at < ids->n; at += 1 + ids->p[at]) {
+        memcpy(id, ids->p + at + 1, ids->p[at]);
+        id[ids->p[at]] = '\0';
+        need_buyer(e, id, bs->batch_no);
+      }
+    }
+  }
+}
+
+/* The due buckets of @p e to read now: pending ones above due_read, up to due_upto. */
+static uint32_t due_to_read(const shop_entry_t *e, const batch_state_t *bs, int64_t **out) {
+  int64_t upto = due_upto(e, bs);
+  uint32_t n = 0;
+  *out = NULL;
+  for (uint32_t i = 0; i < e->ndue; i++)
+    if (e->due[i] > e->due_read && e->due[i] <= upto) {
+      *out = realloc(*out, (n + 1) * sizeof **out);
+      (*out)[n++] = e->due[i];
+    }
+  return n;
+}
+
+/* Queues the buyer reads of every loaded shop of the batch that has not had them. */
+static int append_needs(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) {
+  const char *ns = p->o->redis_namespace;
+  int next = 0;
+  collect_needs(b, bs);
+  for (size_t i = 0; i < bs->nshops; i++) {
+    shop_entry_t *e = bs->shops[i];
+    int64_t *buckets;
+    if (!e->loaded || e->needs_done)
+      continue;
+    e->needs_done = true;
+    e->buyers_reply = e->due_reply = -1;
+    if (e->need_ids.n) {
+      kefu_store_buyers_append(p->redis, ns, e->shop->id, (const char *const *)e->need_ids.v,
+                               e->need_ids.n);
+      e->buyers_reply = next++;
+    }
+    uint32_t nb = due_to_read(e, bs, &buckets);
+    if (nb) {
+      kefu_store_due_read_append(p->redis, ns, e->shop->id, buckets, nb);
+      e->due_reply = next++;
+    }
+    free(buckets);
+    e->due_req_to = due_upto(e, bs);
+  }
+  return next;
+}
+
+typedef struct loaded_ctx {
+  kefu_processor_t *p;
+  shop_entry_t *e;
+  uint64_t batch_no;
+  bool from_due;
+} loaded_ctx_t;
+
+static void buyer_read(void *arg, const char *id, kefu_buyer_t *b) {
+  loaded_ctx_t *x = arg;
+  (void)id;
+  if (!b)
+    return; /* Redis has none: a new buyer, or a due entry left by a buyer since gone */
+  kefu_buyer_t *held = engine_buyer_loaded(x->p, x->e, b);
+  held->cache.used = x->batch_no;
+  if (x->from_due && held->cache.due_listed)
+    held->cache.due_exact = false; /* listed in a bucket just read: not known which */
+}
+
+static int parse_needs(kefu_processor_t *p, batch_state_t *bs, redisReply **r, char *errstr,
+                       size_t errlen) {
+  for (size_t i = 0; i < bs->nshops; i++) {
+    shop_entry_t *e = bs->shops[i];
+    loaded_ctx_t x = {p, e, bs->batch_no, false};
+    if (e->buyers_reply >= 0 &&
+        kefu_store_buyers_parse(r[e->buyers_reply], (const char *const *)e->need_ids.v,
+                                e->need_ids.n, buyer_read, &x, errstr, errlen))
+      return -1;
+    x.from_due = true;
+    if (e->due_reply >= 0 &&
+        kefu_store_buyers_parse(r[e->due_reply], NULL, 0, buyer_read, &x, errstr, errlen))
+      return -1;
+    if (e->needs_done && e->due_req_to > e->due_read)
+      e->due_read = e->due_req_to;
+    e->buyers_reply = e->due_reply = -1;
+    kefu_strv_clear(&e->need_ids);
+  }
+  return 0;
+}
+
+/* A shop read from Redis: what its load said besides its records. */
+static void shop_read(kefu_processor_t *p, shop_entry_t *e, kefu_store_loaded_t *l) {
+  memcpy(e->applied, e->stored, sizeof e->applied);
+  e->seen_from = e->seen_req_from;
+  e->seen_to = e->seen_req_to;
+  e->loaded = true;
+  e->complete = l->buyers == 0;
+  free(e->due);
+  e->due = l->due;
+  e->ndue = e->due_cap = l->ndue;
+  e->due_read = INT64_MIN;
+  engine_heap_add_shop(&p->tasks[e->task].heap, e); /* its own timers: no buyer yet */
+}
+
+/* Every shop of the batch in memory with the buyers it may meet: from the cache, or read
+ * from Redis. A shop is read without its buyers, which are read by id and by due bucket
+ * (ARCHITECTURE "The owner cache"): one round trip when the cache has the shops (none
+ * when it has the buyers too), a second one for shops read in this batch. */
 int engine_load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, char *errstr,
                       size_t errlen) {
   redisReply **r;
-  int next = 0, reply[MAX_TASKS];
+  int reply[MAX_TASKS];
   json_t *causes[MAX_TASKS] = {0};
   const char *ns = p->o->redis_namespace;
   int rc = -1;
@@ -180,54 +352,77 @@ int engine_load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
     need_days(e, in->ev.ts);
   }
   add_due_shops(p, b, bs);
-  for (size_t i = 0; i < bs->nshops; i++) {
-    shop_entry_t *e = bs->shops[i];
-    e->used = bs->batch_no;
-    if (!e->loaded) {
-      e->seen_req_from = e->need_from;
-      e->seen_req_to = e->need_to;
-      e->load_reply = next;
-      next += kefu_store_load_append(p->redis, ns, e->shop->id, e->need_from, e->need_to);
-    } else if (e->need_from < e->seen_from || e->need_to > e->seen_to) {
-      /* Days of event ids not read yet: later days as event time moves on, earlier ones
-       * for a late event. The whole range is read again (its days are few). */
-      e->seen_req_from = e->need_from < e->seen_from ? e->need_from : e->seen_from;
-      e->seen_req_to = e->need_to > e->seen_to ? e->need_to : e->seen_to;
-      e->seen_reply = next;
-      next += kefu_store_seen_append(p->redis, ns, e->shop->id, e->seen_req_from, e->seen_req_to);
+  for (int stage = 0; stage < 2; stage++) {
+    int next = 0;
+    for (size_t i = 0; i < bs->nshops && stage == 0; i++) {
+      shop_entry_t *e = bs->shops[i];
+      e->used = bs->batch_no;
+      if (!e->loaded) {
+        e->seen_req_from = e->need_from;
+        e->seen_req_to = e->need_to;
+        e->load_reply = next;
+        next += kefu_store_load_append(p->redis, ns, e->shop->id, e->need_from, e->need_to);
+      } else if (e->need_from < e->seen_from || e->need_to > e->seen_to) {
+        /* Days of event ids not read yet: later days as event time moves on, earlier
+         * ones for a late event. The whole range is read again (its days are few). */
+        e->seen_req_from = e->need_from < e->seen_from ? e->need_from : e->seen_from;
+        e->seen_req_to = e->need_to > e->seen_to ? e->need_to : e->seen_to;
+        e->seen_reply = next;
+        next += kefu_store_seen_append(p->redis, ns, e->shop->id, e->seen_req_from, e->seen_req_to);
+      }
     }
-  }
-  append_remembered(p, b, causes, reply, &next);
-  if (next == 0)
-    return 0;
-  if (engine_redis_flush(p, &r, errstr, errlen) != next)
-    goto done;
-  parse_remembered(p, bs, causes, reply, r);
-  for (size_t i = 0; i < bs->nshops; i++) {
-    shop_entry_t *e = bs->shops[i];
-    char fields[KEFU_KEYED_INPUTS][64];
-    const char *ptrs[KEFU_KEYED_INPUTS];
-    if (e->load_reply >= 0) {
-      topic_fields(e->task, fields, ptrs);
-      if (kefu_store_load_parse(r + e->load_reply, e->shop, ptrs, e->stored, seen_loaded, &e->seen,
-                                errstr, errlen))
-        goto done;
-      memcpy(e->applied, e->stored, sizeof e->applied);
-      e->seen_from = e->seen_req_from;
-      e->seen_to = e->seen_req_to;
-      e->loaded = true;
-      engine_heap_add_shop(&p->tasks[e->task].heap, e);
-    } else if (e->seen_reply >= 0) {
-      if (kefu_store_seen_parse(r[e->seen_reply], seen_loaded, &e->seen, errstr, errlen))
-        goto done;
-      e->seen_from = e->seen_req_from;
-      e->seen_to = e->seen_req_to;
+    int needs_at = next;
+    next += append_needs(p, b, bs);
+    for (size_t i = 0; i < bs->nshops; i++) { /* their replies follow the loads' */
+      shop_entry_t *e = bs->shops[i];
+      if (e->buyers_reply >= 0)
+        e->buyers_reply += needs_at;
+      if (e->due_reply >= 0)
+        e->due_reply += needs_at;
+    }
+    if (stage == 0)
+      append_remembered(p, b, causes, reply, &next);
+    if (next == 0)
+      continue;
+    if (engine_redis_flush(p, &r, errstr, errlen) != next)
+      goto done;
+    if (stage == 0)
+      parse_remembered(p, bs, causes, reply, r);
+    if (parse_needs(p, bs, r, errstr, errlen))
+      goto done;
+    for (size_t i = 0; i < bs->nshops; i++) {
+      shop_entry_t *e = bs->shops[i];
+      char fields[KEFU_KEYED_INPUTS][64];
+      const char *ptrs[KEFU_KEYED_INPUTS];
+      kefu_store_loaded_t l;
+      if (e->load_reply >= 0) {
+        topic_fields(e->task, fields, ptrs);
+        int bad = kefu_store_load_parse(r + e->load_reply, e->shop, ptrs, e->stored, &l,
+                                        seen_loaded, &e->seen, errstr, errlen);
+        e->load_reply = -1;
+        if (bad) {
+          free(l.due);
+          goto done;
+        }
+        shop_read(p, e, &l);
+      } else if (e->seen_reply >= 0) {
+        int bad = kefu_store_seen_parse(r[e->seen_reply], seen_loaded, &e->seen, errstr, errlen);
+        e->seen_reply = -1;
+        if (bad)
+          goto done;
+        e->seen_from = e->seen_req_from;
+        e->seen_to = e->seen_req_to;
+      }
     }
   }
   rc = 0;
 done:
   for (int t = 0; t < MAX_TASKS; t++)
     json_decref(causes[t]);
+  for (size_t i = 0; i < bs->nshops; i++) {
+    kefu_map_clear(&bs->shops[i]->asked, NULL);
+    kefu_strv_clear(&bs->shops[i]->need_ids);
+  }
   return rc;
 }
 
@@ -268,7 +463,7 @@ static void fire_ref(kefu_processor_t *p, batch_state_t *bs, const timer_ref_t *
   if (!kefu_timers_take(owner, ref->deadline, &ref->order, &t))
     return; /* fired already (the same-buyer rule) */
   if (ref->buyer)
-    kefu_buyer_touch(ref->buyer);
+    kefu_buyer_touch(shop, ref->buyer);
   else
     shop->timers_changed = true;
   batch_add_shop(bs, ref->e); /* a held shop without input in this batch: written too */
@@ -523,9 +718,89 @@ static void write_of(shop_entry_t *e, int64_t max_ts, kefu_store_write_t *w) {
   w->shipped_keep_from = max_ts - 30 * KEFU_DAY_MS; /* DELIV-4: 30 days */
 }
 
+static void due_insert(shop_entry_t *e, int64_t bucket) {
+  uint32_t i = 0;
+  while (i < e->ndue && e->due[i] < bucket)
+    i++;
+  if (i < e->ndue && e->due[i] == bucket)
+    return;
+  if (e->ndue == e->due_cap) {
+    e->due_cap = e->due_cap ? 2 * e->due_cap : 8;
+    e->due = realloc(e->due, e->due_cap * sizeof *e->due);
+  }
+  memmove(&e->due[i + 1], &e->due[i], (e->ndue - i) * sizeof *e->due);
+  e->due[i] = bucket;
+  e->ndue++;
+  e->due_changed = true;
+}
+
+/* Lists @p b in its earliest timer's due bucket with this write, unless Redis has it in
+ * one at or below that already. */
+static void due_list(shop_entry_t *e, kefu_buyer_t *b) {
+  int64_t m = kefu_timers_min(b->timers);
+  if (m == INT64_MAX)
+    return; /* an entry it may have stays: read, it names a buyer with nothing due */
+  int64_t k = kefu_due_bucket(m);
+  if (b->cache.due_listed && b->cache.due_at <= k)
+    return;
+  engine_due_add(e, k, b->id);
+  b->cache.due_listed = b->cache.due_exact = true;
+  b->cache.due_at = k;
+}
+
+/* The due buckets of @p e's write (docs/STATE.md): buckets read whose timers all fired
+ * (the task's watermark passed their end) go, and every buyer they may list that still
+ * has a timer is listed again; each changed buyer is listed in its earliest timer's
+ * bucket unless Redis has it at or below that; the ids queued by evictions join. */
+static void due_of(kefu_processor_t *p, shop_entry_t *e, kefu_store_write_t *w) {
+  int64_t wm = p->tasks[e->task].watermark, gone = INT64_MIN;
+  const char *id;
+  void *v;
+  e->ndue_del = 0;
+  for (uint32_t i = 0; i < e->ndue; i++)
+    if (e->due[i] <= e->due_read && wm != INT64_MIN && e->due[i] < kefu_due_bucket(wm)) {
+      e->due_del = realloc(e->due_del, (e->ndue_del + 1) * sizeof *e->due_del);
+      e->due_del[e->ndue_del++] = e->due[i];
+      gone = e->due[i];
+    }
+  if (e->ndue_del) {
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < e->ndue; i++)
+      if (e->due[i] > gone || e->due[i] > e->due_read)
+        e->due[k++] = e->due[i];
+    e->ndue = k;
+    e->due_changed = true;
+    kefu_map_foreach(&e->shop->buyers, it, id, v) {
+      kefu_buyer_t *b = v;
+      if (b->cache.due_listed && (!b->cache.due_exact || b->cache.due_at <= gone))
+        b->cache.due_listed = false;
+      due_list(e, b);
+    }
+  } else {
+    for (uint32_t i = 0; i < e->shop->dirty.n; i++)
+      due_list(e, e->shop->dirty.v[i]);
+  }
+  for (uint32_t i = 0; i < e->ndue_add; i++)
+    due_insert(e, e->due_add[i].bucket);
+  w->due_add = e->due_add;
+  w->ndue_add = e->ndue_add;
+  w->due_del = e->due_del;
+  w->ndue_del = e->ndue_del;
+  w->due = e->due;
+  w->ndue = e->ndue;
+  w->due_changed = e->due_changed;
+}
+
 /* After a successful write: what Redis now holds. */
 static void written(shop_entry_t *e, const kefu_store_write_t *w) {
   memcpy(e->stored, e->applied, sizeof e->stored);
+  for (uint32_t i = 0; i < e->ndue_add; i++)
+    kefu_buf_free(&e->due_add[i].ids);
+  free(e->due_add);
+  e->due_add = NULL;
+  e->ndue_add = 0;
+  e->ndue_del = 0;
+  e->due_changed = false;
   for (uint32_t i = 0; i < e->nseen_new; i++)
     kefu_buf_free(&e->seen_new[i].add);
   free(e->seen_new);
@@ -551,6 +826,7 @@ int engine_store_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs,
   first_apply = n;
   for (size_t i = 0; i < bs->nshops; i++) {
     write_of(bs->shops[i], max_ts, &writes[i]);
+    due_of(p, bs->shops[i], &writes[i]);
     reply_of[i] = kefu_store_apply_append(p->redis, p->o->redis_namespace, &writes[i], &p->scratch)
                       ? n++
                       : -1;
@@ -572,7 +848,7 @@ int engine_store_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs,
   for (size_t i = 0; i < bs->nshops; i++) {
     written(bs->shops[i], &writes[i]);
     if (bs->shops[i]->timers_touched) /* a walk over the shop's buyers: only when needed */
-      bs->shops[i]->timers_min = kefu_store_timers_min(bs->shops[i]->shop);
+      bs->shops[i]->timers_min = engine_due_min(bs->shops[i]);
   }
   index_written(p, bs);
   rc = 0;

@@ -9,6 +9,8 @@
  * write of this instance fails with a conflict, and the shop is dropped and read again.
  * A batch that fails to write drops every shop it touched, since their memory may be
  * ahead of Redis; a revoked task drops its shops. */
+#include <malloc.h>
+
 #include "engine/processor_int.h"
 
 /* ------------------------------------------------------------------ event ids seen */
@@ -143,6 +145,110 @@ void engine_heap_add_shop(timer_heap_t *h, shop_entry_t *e) {
   }
 }
 
+/* ------------------------------------------------------------------ buyers held in part */
+
+#define BUYER_BYTES 1280 /* what a buyer costs in memory, roughly (entry_bytes) */
+
+#define BLOOM_PROBES 7
+#define BLOOM_FIRST_BITS 8192u /* 1 KiB; 10 bits an entry */
+
+static void bloom_bits(uint64_t h, uint32_t i, uint32_t nbits, uint32_t *word, uint64_t *mask) {
+  uint32_t bit = (uint32_t)(h + i * ((h >> 32) | 1)) & (nbits - 1);
+  *word = bit / 64;
+  *mask = UINT64_C(1) << (bit % 64);
+}
+
+static void bloom_add(bloom_t *b, uint64_t h) {
+  if (!b->nf || b->f[b->nf - 1].n >= b->f[b->nf - 1].cap) {
+    uint32_t nbits = b->nf ? b->f[b->nf - 1].nbits * 2 : BLOOM_FIRST_BITS;
+    b->f = realloc(b->f, (b->nf + 1) * sizeof *b->f);
+    b->f[b->nf] = (struct bloom_filter){calloc(nbits / 64, sizeof(uint64_t)), nbits, 0, nbits / 10};
+    b->nf++;
+  }
+  struct bloom_filter *f = &b->f[b->nf - 1];
+  for (uint32_t i = 0; i < BLOOM_PROBES; i++) {
+    uint32_t w;
+    uint64_t m;
+    bloom_bits(h, i, f->nbits, &w, &m);
+    f->bits[w] |= m;
+  }
+  f->n++;
+}
+
+static bool bloom_maybe(const bloom_t *b, uint64_t h) {
+  for (uint32_t k = 0; k < b->nf; k++) {
+    const struct bloom_filter *f = &b->f[k];
+    bool all = true;
+    for (uint32_t i = 0; i < BLOOM_PROBES && all; i++) {
+      uint32_t w;
+      uint64_t m;
+      bloom_bits(h, i, f->nbits, &w, &m);
+      all = (f->bits[w] & m) != 0;
+    }
+    if (all)
+      return true;
+  }
+  return false;
+}
+
+static size_t bloom_bytes(const bloom_t *b) {
+  size_t n = 0;
+  for (uint32_t k = 0; k < b->nf; k++)
+    n += b->f[k].nbits / 8;
+  return n;
+}
+
+bool engine_buyer_maybe_stored(const shop_entry_t *e, const char *id) {
+  if (kefu_shop_buyer(e->shop, id))
+    return false;
+  return !e->complete || bloom_maybe(&e->evicted, engine_event_hash(id));
+}
+
+kefu_buyer_t *engine_buyer_loaded(kefu_processor_t *p, shop_entry_t *e, kefu_buyer_t *b) {
+  kefu_buyer_t *held = kefu_shop_buyer(e->shop, b->id);
+  if (held) { /* memory is ahead of (or equal to) Redis */
+    kefu_buyer_free(b);
+    return held;
+  }
+  b->changed = false;
+  kefu_shop_put_buyer(e->shop, b);
+  push_owner(&p->tasks[e->task].heap, e, b, b->timers);
+  int64_t m = kefu_timers_min(b->timers);
+  if (m != INT64_MAX) { /* listed at or below its earliest timer's bucket */
+    b->cache.due_listed = true;
+    b->cache.due_exact = false;
+    b->cache.due_at = kefu_due_bucket(m);
+  }
+  return b;
+}
+
+void engine_due_add(shop_entry_t *e, int64_t bucket, const char *id) {
+  uint32_t i = 0;
+  while (i < e->ndue_add && e->due_add[i].bucket != bucket)
+    i++;
+  if (i == e->ndue_add) {
+    e->due_add = realloc(e->due_add, (e->ndue_add + 1) * sizeof *e->due_add);
+    memset(&e->due_add[i], 0, sizeof e->due_add[i]);
+    e->due_add[i].bucket = bucket;
+    e->ndue_add++;
+  }
+  kefu_store_due_add(&e->due_add[i].ids, id);
+}
+
+int64_t engine_due_min(const shop_entry_t *e) {
+  int64_t m = kefu_store_timers_min(e->shop);
+  for (uint32_t i = 0; i < e->ndue; i++)
+    if (e->due[i] > e->due_read) { /* the first not read */
+      if (e->due[i] * KEFU_DUE_BUCKET_MS < m)
+        m = e->due[i] * KEFU_DUE_BUCKET_MS;
+      break;
+    }
+  for (uint32_t i = 0; i < e->ndue_add; i++)
+    if (e->due_add[i].bucket * KEFU_DUE_BUCKET_MS < m)
+      m = e->due_add[i].bucket * KEFU_DUE_BUCKET_MS;
+  return m;
+}
+
 /* ------------------------------------------------------------------ entries */
 
 shop_entry_t *engine_cache_get(kefu_processor_t *p, const char *shop_id) {
@@ -160,13 +266,35 @@ shop_entry_t *engine_cache_add(kefu_processor_t *p, const char *shop_id, int tas
     e->applied[k] = e->stored[k] = -1;
   e->seen_from = 1;
   e->seen_to = 0; /* none loaded */
-  e->load_reply = e->seen_reply = -1;
+  e->load_reply = e->seen_reply = e->buyers_reply = e->due_reply = -1;
+  e->due_read = INT64_MIN;
   kefu_map_put(&p->cache, shop_id, e);
   return e;
 }
 
+static void bloom_clear(bloom_t *b) {
+  for (uint32_t i = 0; i < b->nf; i++)
+    free(b->f[i].bits);
+  free(b->f);
+  memset(b, 0, sizeof *b);
+}
+
+static void due_add_clear(shop_entry_t *e) {
+  for (uint32_t i = 0; i < e->ndue_add; i++)
+    kefu_buf_free(&e->due_add[i].ids);
+  free(e->due_add);
+  e->due_add = NULL;
+  e->ndue_add = 0;
+}
+
 static void entry_free(shop_entry_t *e) {
   kefu_shop_destroy(e->shop);
+  bloom_clear(&e->evicted);
+  due_add_clear(e);
+  free(e->due);
+  free(e->due_del);
+  kefu_strv_clear(&e->need_ids);
+  kefu_map_clear(&e->asked, NULL);
   engine_seen_clear(&e->seen);
   for (uint32_t i = 0; i < e->nseen_new; i++)
     kefu_buf_free(&e->seen_new[i].add);
@@ -221,9 +349,10 @@ void engine_cache_clear(kefu_processor_t *p) {
  * DELIV-4 index. */
 static size_t entry_bytes(const shop_entry_t *e) {
   const kefu_shop_t *s = e->shop;
-  return 512 + (size_t)kefu_map_size(&s->agents) * 384 + (size_t)kefu_map_size(&s->buyers) * 1024 +
-         (size_t)kefu_map_size(&s->orders) * 288 + (size_t)e->seen.cap * 16 +
-         (size_t)kefu_map_size(&s->shipped.by_order) * 48;
+  return 512 + (size_t)kefu_map_size(&s->agents) * 384 +
+         (size_t)kefu_map_size(&s->buyers) * BUYER_BYTES + (size_t)kefu_map_size(&s->orders) * 288 +
+         (size_t)e->seen.cap * 16 + (size_t)kefu_map_size(&s->shipped.by_order) * 48 +
+         bloom_bytes(&e->evicted);
 }
 
 static int by_use(const void *a, const void *b) {
@@ -231,10 +360,99 @@ static int by_use(const void *a, const void *b) {
   return x->used < y->used ? -1 : x->used > y->used;
 }
 
-/* After a batch: with a zero budget every shop goes; else the least recently used go
- * until the rest fits. */
+typedef struct victim {
+  uint64_t used;
+  shop_entry_t *e;
+  kefu_buyer_t *b;
+} victim_t;
+
+static int victim_by_use(const void *a, const void *b) {
+  const victim_t *x = a, *y = b;
+  return x->used < y->used ? -1 : x->used > y->used;
+}
+
+/* A buyer may leave memory when Redis holds it as memory does (written since its last
+ * change), it is not queued (ROUTE-11 walks the queue), and no timer of it is one the
+ * next batches fire from memory: its earliest is in a due bucket not read yet, which
+ * lists it or will with the next write. */
+static bool evictable(const shop_entry_t *e, const kefu_buyer_t *b) {
+  if (b->changed || b->cache.pinned)
+    return false;
+  int64_t m = kefu_timers_min(b->timers);
+  return m == INT64_MAX || kefu_due_bucket(m) > e->due_read;
+}
+
+static void set_queue_pins(shop_entry_t *e, bool on) {
+  for (uint32_t i = 0; i < e->shop->queue.n; i++) {
+    kefu_buyer_t *b = kefu_shop_buyer(e->shop, e->shop->queue.v[i].buyer_id);
+    if (b)
+      b->cache.pinned = on;
+  }
+}
+
+/* Takes @p b out of memory. If the bucket listing it may be deleted (it was read, or
+ * which one is not known), it is listed again, in its earliest timer's bucket, with the
+ * shop's next write; until then the old one stays in Redis (deleted by that write). */
+static void evict(shop_entry_t *e, kefu_buyer_t *b) {
+  int64_t m = kefu_timers_min(b->timers);
+  if (m != INT64_MAX &&
+      (!b->cache.due_listed || !b->cache.due_exact || b->cache.due_at <= e->due_read))
+    engine_due_add(e, kefu_due_bucket(m), b->id);
+  bloom_add(&e->evicted, engine_event_hash(b->id));
+  b->cache.evicted = true;
+  kefu_map_del(&e->shop->buyers, b->id);
+}
+
+/* Evicts least recently used buyers until @p total is at most @p target; returns the new
+ * total. */
+static size_t evict_buyers(kefu_processor_t *p, shop_entry_t **all, size_t n, size_t total,
+                           size_t target) {
+  victim_t *v = NULL;
+  size_t nv = 0, cap = 0, k = 0;
+  bool touched[MAX_TASKS] = {0};
+  for (size_t i = 0; i < n; i++) {
+    const char *id;
+    void *val;
+    set_queue_pins(all[i], true);
+    kefu_map_foreach(&all[i]->shop->buyers, it, id, val) {
+      kefu_buyer_t *b = val;
+      if (!evictable(all[i], b))
+        continue;
+      if (nv == cap) {
+        cap = cap ? 2 * cap : 1024;
+        v = realloc(v, cap * sizeof *v);
+      }
+      v[nv++] = (victim_t){b->cache.used, all[i], b};
+    }
+    set_queue_pins(all[i], false);
+  }
+  qsort(v, nv, sizeof *v, victim_by_use);
+  for (; k < nv && total > target; k++) {
+    evict(v[k].e, v[k].b);
+    touched[v[k].e->task] = true;
+    total -= BUYER_BYTES;
+  }
+  for (int t = 0; t < MAX_TASKS; t++) { /* the queue forgets them before they are freed */
+    timer_heap_t *h = &p->tasks[t].heap, kept = {0};
+    if (!touched[t])
+      continue;
+    for (size_t i = 0; i < h->n; i++)
+      if (!h->v[i].buyer || !h->v[i].buyer->cache.evicted)
+        engine_heap_push(&kept, &h->v[i]);
+    free(h->v);
+    *h = kept;
+  }
+  for (size_t i = 0; i < k; i++)
+    kefu_buyer_free(v[i].b);
+  free(v);
+  return total;
+}
+
+/* After a batch, when memory is over budget: the least recently used buyers leave first,
+ * down to three quarters of it (so that this runs seldom), then whole shops if still
+ * over. A zero budget drops every shop. */
 void engine_cache_trim(kefu_processor_t *p) {
-  size_t budget = (size_t)p->o->state_cache_mb << 20, total = 0, n = 0;
+  size_t budget = (size_t)(p->o->state_cache_mb * 1048576.0), total = 0, n = 0;
   const char *id;
   void *v;
   if (budget == 0) {
@@ -248,6 +466,9 @@ void engine_cache_trim(kefu_processor_t *p) {
   }
   for (int t = 0; t < MAX_TASKS; t++) /* the queued timers, counted for all shops at once */
     total += p->tasks[t].heap.n * sizeof(timer_ref_t);
+  bool over = total > budget;
+  if (over)
+    total = evict_buyers(p, all, n, total, budget - budget / 4);
   p->cache_bytes = total;
   if (total > budget) {
     qsort(all, n, sizeof *all, by_use);
@@ -258,4 +479,9 @@ void engine_cache_trim(kefu_processor_t *p) {
     p->cache_bytes = total;
   }
   free(all);
+  /* What left is small pieces all over the heap, which glibc keeps (the heap's top is
+   * trimmed only past M_TRIM_THRESHOLD): hand their whole pages back, or RSS would stay
+   * at its highest however much the cache evicts. */
+  if (over)
+    malloc_trim(0);
 }

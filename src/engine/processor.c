@@ -137,6 +137,8 @@ static void pause_inputs(kefu_processor_t *p, bool pause) {
   if (a)
     rd_kafka_topic_partition_list_destroy(a);
   p->paused = pause;
+  if (!pause)
+    engine_flow_reset(p); /* every partition fetches again */
 }
 
 /* Polls the consumer for @p ms between two attempts at a batch. This is where a
@@ -191,6 +193,7 @@ static void book_batch(kefu_processor_t *p, const batch_t *b, int64_t start, int
     p->m.first_batch_ms = start;
   p->m.last_commit_ms = done;
   p->m.records += b->n;
+  kefu_metric_add(p->m.processed, (double)b->n);
   p->m.batches++;
   for (size_t i = 0; i < b->n; i++)
     if (b->items[i]->msg)
@@ -631,12 +634,26 @@ static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen) {
   return 0;
 }
 
+/* Whether the operator set librdkafka property @p key (kafka.<key>). */
+static bool user_kafka_set(const kefu_processor_opts_t *o, const char *key) {
+  size_t n = strlen(key);
+  for (int i = 0; i < o->nkafka_props; i++)
+    if (strncmp(o->kafka_props[i], key, n) == 0 && o->kafka_props[i][n] == '=')
+      return true;
+  return false;
+}
+
+/* The consumer prefetches at most 8 MiB (librdkafka's default is 64 MiB): the merge's
+ * own queues hold what is decoded (intake.c, flow control), and a backlog read ahead
+ * of them is memory and nothing else. kafka.queued.max.messages.kbytes overrides it. */
 static int open_consumer(kefu_processor_t *p, char *errstr, size_t errlen) {
   const kefu_processor_opts_t *o = p->o;
   rd_kafka_conf_t *conf = base_conf(o, errstr, errlen);
   if (!conf)
     return -1;
-  if (kefu_kafka_set(conf, "group.id", o->group_id, errstr, errlen) ||
+  if ((!user_kafka_set(o, "queued.max.messages.kbytes") &&
+       kefu_kafka_set(conf, "queued.max.messages.kbytes", "8192", errstr, errlen)) ||
+      kefu_kafka_set(conf, "group.id", o->group_id, errstr, errlen) ||
       kefu_kafka_set(conf, "partition.assignment.strategy", "range", errstr, errlen) ||
       kefu_kafka_set(conf, "enable.auto.commit", "false", errstr, errlen) ||
       kefu_kafka_set(conf, "enable.auto.offset.store", "false", errstr, errlen) ||
@@ -732,6 +749,8 @@ static void register_metrics(engine_metrics_t *m) {
     m->in[t] = kefu_metrics_counter("kefu_records_in_total", "Input records read", labels);
     m->out[t] = kefu_metrics_counter("kefu_records_out_total", "Output records written", labels);
   }
+  m->processed = kefu_metrics_counter("kefu_records_processed_total",
+                                      "Input records (and idle ticks) of batches committed", NULL);
   m->dlq = kefu_metrics_counter("kefu_dlq_total", "Records sent to the DLQ", NULL);
   m->duplicates =
       kefu_metrics_counter("kefu_duplicates_total", "Duplicate event ids applied once", NULL);
@@ -762,9 +781,12 @@ static void register_metrics(engine_metrics_t *m) {
 kefu_processor_t *kefu_processor_new(const kefu_processor_opts_t *o, char *errstr, size_t errlen) {
   /* A batch allocates and frees megabytes (inputs, outputs, Redis replies): glibc would
    * hand the top of the heap back to the kernel after each, and the next batch takes
-   * page faults for it again. A long-running loop keeps it. */
+   * page faults for it again. A long-running loop keeps it. Blocks of a MiB and more
+   * (a shop's event-id table) are mapped on their own, so that a freed one goes back to
+   * the kernel instead of staying as a hole in the heap (cache.c trims the rest after
+   * it evicts). */
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
-  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   kefu_processor_t *p = calloc(1, sizeof *p);
   p->o = o;
   register_metrics(&p->m);

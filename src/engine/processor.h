@@ -18,8 +18,9 @@ typedef struct kefu_processor_opts {
   int64_t lateness_ms;
   bool idle_advance; /* SPEC §1.3: live mode only; replays keep it off */
   int64_t idle_advance_ms;
-  bool pipeline;      /* the Kafka commit of batch N overlaps batch N+1 (committer.c) */
-  int state_cache_mb; /* the owner cache's budget; 0: read every shop again for each batch */
+  bool pipeline; /* the Kafka commit of batch N overlaps batch N+1 (committer.c) */
+  double
+      state_cache_mb; /* the owner cache's budget (MiB); 0: read every shop again for each batch */
   kefu_rule_params_t params;
   char **kafka_props; /* "key=value" pass-through to every Kafka client */
   int nkafka_props;

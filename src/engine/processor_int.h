@@ -55,9 +55,11 @@ typedef struct input {
 typedef struct queue {
   input_t **items;
   size_t head, tail, cap;
-  bool at_end;       /* read to its end offset (an EOF from a fetch, or nothing to read at
-                        assignment): only then may the task go on without it (SPEC §1.3) */
-  int64_t end_since; /* wall-clock ms it was read to its end (at_end since then) */
+  bool at_end;         /* read to its end offset (an EOF from a fetch, or nothing to read at
+                          assignment): only then may the task go on without it (SPEC §1.3) */
+  int64_t end_since;   /* wall-clock ms it was read to its end (at_end since then) */
+  int64_t last_offset; /* of the last record queued; -1 none since assignment */
+  bool flow_paused;    /* paused while it holds too many records (intake.c) */
 } queue_t;
 
 /* Event ids a shop has seen (hash -> latest ts), open addressing; key 0 is empty. */
@@ -68,6 +70,18 @@ typedef struct seen_set {
 } seen_set_t;
 
 typedef kefu_seen_day_t seen_day_t;
+
+/* Ids of buyers evicted from a shop (they may be in Redis, not in memory): a scalable
+ * Bloom filter, each filter twice the last, about 1% false positives each. */
+typedef struct bloom {
+  struct bloom_filter {
+    uint64_t *bits;
+    uint32_t nbits, n, cap; /* nbits a power of two; cap: entries before the next */
+  } * f;
+  uint32_t nf;
+} bloom_t;
+
+typedef struct kefu_store_due_append due_append_t;
 
 /* One shop as this instance holds it: the rules' state and what the engine keeps to
  * write it back (cache.c). */
@@ -83,11 +97,26 @@ typedef struct shop_entry {
   uint32_t nseen_new;
   uint64_t used;      /* the batch number that last touched it (LRU) */
   int64_t timers_min; /* earliest pending deadline after the last write */
+  /* Buyers are held in part (docs/ARCHITECTURE.md "The owner cache"). */
+  bool complete;   /* every buyer Redis has is in memory, or in `evicted` */
+  bloom_t evicted; /* buyers evicted since the shop was read */
+  int64_t *due;    /* the pending due buckets in Redis, ascending */
+  uint32_t ndue, due_cap;
+  bool due_changed;      /* `due` differs from meta `due` */
+  int64_t due_read;      /* every due bucket <= this was read: their buyers are in memory (or
+                            evicted with an append to a later bucket in due_add) */
+  due_append_t *due_add; /* ids to append to due buckets with the next write */
+  uint32_t ndue_add;
+  int64_t *due_del; /* buckets the write under way deletes */
+  uint32_t ndue_del;
   /* This batch only. */
-  bool in_batch, timers_touched;
+  bool in_batch, timers_touched, needs_done;
   int64_t new_timers_min;
   int32_t need_from, need_to, seen_req_from, seen_req_to;
-  int load_reply, seen_reply;
+  int load_reply, seen_reply, buyers_reply, due_reply;
+  kefu_strv_t need_ids; /* buyers asked for by id */
+  kefu_map_t asked;     /* ids asked for in this batch (id -> 1) */
+  int64_t due_req_to;   /* due_read after the due read under way */
 } shop_entry_t;
 
 /* A pending timer in its task's queue: the queue orders them; the owner holds them. */
@@ -131,8 +160,8 @@ typedef struct task {
 typedef struct engine_metrics {
   kefu_metric_t *in[KEFU_T__COUNT], *out[KEFU_T__COUNT], *lag[MAX_TASKS][KEFU_KEYED_INPUTS];
   kefu_metric_t *watermark[MAX_TASKS];
-  kefu_metric_t *dlq, *duplicates, *encode_errors, *commits, *aborts, *rebalances, *late,
-      *producer_restarts;
+  kefu_metric_t *processed, *dlq, *duplicates, *encode_errors, *commits, *aborts, *rebalances,
+      *late, *producer_restarts;
   kefu_histogram_t *batch_seconds, *redis_seconds, *event_to_output;
   kefu_metric_t *timer_shops[MAX_TASKS];
   int64_t last_gauges_ms;
@@ -246,6 +275,8 @@ void engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque);
 void engine_enqueue(kefu_processor_t *p, rd_kafka_message_t *m);
 void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max);
+/** @brief Forgets which partitions the merge paused (all were resumed). */
+void engine_flow_reset(kefu_processor_t *p);
 void engine_batch_add(batch_t *b, input_t *in);
 void engine_timer_index_key(const kefu_processor_t *p, int task, char *out, size_t outlen);
 void engine_task_key(const kefu_processor_t *p, int task, char *out, size_t outlen);
@@ -289,6 +320,15 @@ void engine_cache_drop(kefu_processor_t *p, shop_entry_t *e);
 void engine_cache_drop_task(kefu_processor_t *p, int task);
 void engine_cache_clear(kefu_processor_t *p);
 void engine_cache_trim(kefu_processor_t *p);
+/** @brief @p id may be a buyer Redis has for @p e but memory does not. */
+bool engine_buyer_maybe_stored(const shop_entry_t *e, const char *id);
+/** @brief Takes @p b, read from Redis, into @p e (unless memory has that buyer: then @p b
+ *  is freed) and its timers into the task's queue. Returns the buyer held. */
+kefu_buyer_t *engine_buyer_loaded(kefu_processor_t *p, shop_entry_t *e, kefu_buyer_t *b);
+/** @brief Queues @p id for due bucket @p bucket with @p e's next write. */
+void engine_due_add(shop_entry_t *e, int64_t bucket, const char *id);
+/** @brief The earliest deadline @p e may have pending, buyers out of memory included. */
+int64_t engine_due_min(const shop_entry_t *e);
 int engine_load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, char *errstr,
                       size_t errlen);
 void engine_run_rules(kefu_processor_t *p, const batch_t *b, batch_state_t *bs);

@@ -104,9 +104,10 @@ KEY_BOOL("processing.pipeline", "true", FIELD(pipeline),
          "Overlap a batch's Kafka commit with reading and computing the next batch (a "
          "committer thread); false runs each batch to its end before the next"),
 /* State */
-KEY_INT("state.cache_mb", "128", 0, 1048576, FIELD(state_cache_mb),
-        "Memory for the shops this instance owns, kept across batches (MiB, least recently "
-        "used shops leave first); 0 reads every shop from Redis again for each batch"),
+KEY_DBL("state.cache_mb", "128", 0, 1048576, 3, FIELD(state_cache_mb),
+        "Memory for the state of the shops this instance owns, kept across batches (MiB; "
+        "least recently used buyers leave first, then shops); 0 reads every shop from "
+        "Redis again for each batch"),
 /* Operations */
 KEY_STR("http.listen", "127.0.0.1:9464", check_listen, "empty, host:port or [v6addr]:port",
         NO_FIELD,

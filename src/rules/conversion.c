@@ -71,7 +71,7 @@ void kefu_conversion_paid(kefu_shop_t *shop, const char *buyer_id, int64_t ts) {
     }
     add_outcome(shop, buyer->pairs[i].agent_id, f, true, ts);
     pair_remove(buyer, i);
-    kefu_buyer_touch(buyer);
+    kefu_buyer_touch(shop, buyer);
   }
 }
 
@@ -83,7 +83,7 @@ bool kefu_conversion_timer(kefu_shop_t *shop, const char *buyer_id, const kefu_t
   if (i >= 0 && buyer->pairs[i].first == t->a) {
     add_outcome(shop, t->ref, t->a, false, t->deadline);
     pair_remove(buyer, (uint32_t)i);
-    kefu_buyer_touch(buyer);
+    kefu_buyer_touch(shop, buyer);
   }
   return true;
 }

@@ -60,7 +60,7 @@ void kefu_schedule(kefu_emitter_t *e, kefu_shop_t *shop, const char *buyer_id, i
                     .ref = (char *)ref};
   kefu_timers_add(kefu_shop_timers_of(shop, buyer_id), &t);
   if (buyer_id)
-    kefu_buyer_touch(kefu_shop_buyer(shop, buyer_id));
+    kefu_buyer_touch(shop, kefu_shop_buyer(shop, buyer_id));
   else
     shop->timers_changed = true;
   if (e->on_timer)

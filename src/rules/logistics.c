@@ -133,7 +133,7 @@ static void invite(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_ev
                       (json_int_t)ev->ts));
   kefu_schedule(out, shop, ev->buyer_id, ev->ts + env->params->invitation_expiry_ms,
                 KEFU_TIMER_INVITATION_EXPIRY, 0, 0, 0, stored->id);
-  kefu_buyer_touch(buyer);
+  kefu_buyer_touch(shop, buyer);
 }
 
 /* LOGI-4 */
@@ -153,7 +153,7 @@ static void consent(kefu_shop_t *shop, const kefu_event_t *ev, kefu_buyer_t *buy
     kefu_invitation_clear(inv);
     session->declined = true;
   }
-  kefu_buyer_touch(buyer);
+  kefu_buyer_touch(shop, buyer);
 }
 
 void kefu_rules_logistics(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_event_t *ev,
@@ -207,7 +207,7 @@ bool kefu_rules_logistics_timer(kefu_shop_t *shop, const char *buyer_id, const k
     inv_view_t v = view_of(inv);
     emit_invitation(shop, buyer_id, &v, "INVITATION_EXPIRED", NULL, false, t->deadline, out, false);
     kefu_invitation_clear(inv);
-    kefu_buyer_touch(buyer);
+    kefu_buyer_touch(shop, buyer);
   }
   return true;
 }

@@ -208,6 +208,7 @@ void kefu_shop_destroy(kefu_shop_t *s) {
   free(s->online.v);
   kefu_map_clear(&s->agents, free_agent);
   kefu_map_clear(&s->buyers, free_buyer);
+  free(s->dirty.v);
   kefu_map_clear(&s->orders, free_order);
   for (uint32_t i = 0; i < s->queue.n; i++)
     free(s->queue.v[i].buyer_id);
@@ -320,8 +321,27 @@ void kefu_shop_put_agent(kefu_shop_t *s, kefu_agent_t *a) {
     online_set(&s->online, a, a->presence == KEFU_PRESENCE_ONLINE);
   kefu_agent_free(old);
 }
+void kefu_buyer_touch(kefu_shop_t *s, kefu_buyer_t *b) {
+  if (b->changed)
+    return;
+  b->changed = true;
+  if (s->dirty.n == s->dirty.cap) {
+    s->dirty.cap = s->dirty.cap ? 2 * s->dirty.cap : 16;
+    s->dirty.v = realloc(s->dirty.v, s->dirty.cap * sizeof *s->dirty.v);
+  }
+  s->dirty.v[s->dirty.n++] = b;
+}
+
 void kefu_shop_put_buyer(kefu_shop_t *s, kefu_buyer_t *b) {
-  kefu_buyer_free(kefu_map_put(&s->buyers, b->id, b));
+  kefu_buyer_t *old = kefu_map_put(&s->buyers, b->id, b);
+  for (uint32_t i = 0; old && old->changed && i < s->dirty.n; i++)
+    if (s->dirty.v[i] == old)
+      s->dirty.v[i] = s->dirty.v[--s->dirty.n];
+  kefu_buyer_free(old);
+  if (b->changed) {
+    b->changed = false;
+    kefu_buyer_touch(s, b);
+  }
 }
 void kefu_shop_put_order(kefu_shop_t *s, kefu_order_t *o) {
   kefu_order_free(kefu_map_put(&s->orders, o->id, o));

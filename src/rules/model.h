@@ -228,6 +228,13 @@ typedef struct kefu_buyer {
   uint32_t npairs;
   struct kefu_timers *timers; /* pending timers owned by this buyer; may be NULL */
   bool changed;
+  /* The owner cache's (src/engine/cache.c); the rules never look. */
+  struct kefu_buyer_cache {
+    uint64_t used;  /* the batch that last needed it (least recently used leave first) */
+    int64_t due_at; /* with due_listed: a due bucket listing it in Redis, exactly that one
+                       (due_exact) or one at or below it */
+    bool due_listed, due_exact, pinned, evicted;
+  } cache;
 } kefu_buyer_t;
 
 /* ------------------------------------------------------------------ shop-wide records */
@@ -353,10 +360,12 @@ typedef struct kefu_shop {
   kefu_shipped_t shipped;
   kefu_timers_t timers; /* shop-wide timers (day close) */
   bool timers_changed;
-  /* Entities the store could not load (cache-off mode reads only what a batch names):
-   * the engine sets this so that a rule asking for an unloaded id is a bug, not a
-   * silent "unknown". 0 in the cache and in unit tests. */
-  bool partial;
+  /* The buyers marked changed since the store last wrote them (kefu_buyer_touch), so a
+   * write visits those, not every buyer the shop holds. */
+  struct {
+    kefu_buyer_t **v;
+    uint32_t n, cap;
+  } dirty;
 } kefu_shop_t;
 
 kefu_shop_t *kefu_shop_new(const char *id);
@@ -392,9 +401,8 @@ void kefu_invitation_clear(kefu_invitation_t *i);
 static inline void kefu_agent_touch(kefu_agent_t *a) {
   a->changed = true;
 }
-static inline void kefu_buyer_touch(kefu_buyer_t *b) {
-  b->changed = true;
-}
+/** @brief Marks @p b changed and lists it in @p s's dirty buyers (once). */
+void kefu_buyer_touch(kefu_shop_t *s, kefu_buyer_t *b);
 static inline void kefu_order_touch(kefu_order_t *o) {
   o->changed = true;
 }

@@ -210,7 +210,7 @@ static void buyer_message(const kefu_rules_env_t *env, kefu_shop_t *shop, const 
   if (counted && waiting)
     return;
   drop_closed(shop, b); /* the buyer changes below */
-  kefu_buyer_touch(b);
+  kefu_buyer_touch(shop, b);
   if (!counted) {
     add_consultation(b, day, &r);
     d->consultations[class_of(r.kind)]++;
@@ -238,7 +238,7 @@ static void reply(kefu_shop_t *shop, const kefu_event_t *ev) {
   b->waits = NULL;
   b->nwaits = 0;
   drop_closed(shop, b);
-  kefu_buyer_touch(b);
+  kefu_buyer_touch(shop, b);
 }
 
 void kefu_rules_response_rate(const kefu_rules_env_t *env, kefu_shop_t *shop,
@@ -278,7 +278,7 @@ static void wait_timeout(kefu_shop_t *shop, const char *buyer_id, const kefu_tim
                         (json_int_t)t->deadline));
     remove_wait(b, i);
     drop_closed(shop, b);
-    kefu_buyer_touch(b);
+    kefu_buyer_touch(shop, b);
     return;
   }
 }

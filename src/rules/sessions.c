@@ -100,11 +100,11 @@ static void schedule_idle(const kefu_rules_env_t *env, kefu_shop_t *shop, kefu_b
 }
 
 /* ROUTE-10: chat activity keeps the session open. */
-static void activity(kefu_buyer_t *buyer, int64_t ts) {
+static void activity(kefu_shop_t *shop, kefu_buyer_t *buyer, int64_t ts) {
   kefu_session_t *s = session_of(buyer);
   if (s && ts > s->activity) {
     s->activity = ts;
-    kefu_buyer_touch(buyer);
+    kefu_buyer_touch(shop, buyer);
   }
 }
 
@@ -146,7 +146,7 @@ static void apply_decision(const kefu_rules_env_t *env, kefu_shop_t *shop, kefu_
     kefu_conversion_routed(shop, buyer, r->agent_id, ts, out);
   }
   schedule_idle(env, shop, buyer, out);
-  kefu_buyer_touch(buyer);
+  kefu_buyer_touch(shop, buyer);
 }
 
 /* ------------------------------------------------------------------ records */
@@ -234,7 +234,7 @@ static void first_reply(kefu_shop_t *shop, const kefu_event_t *ev, kefu_buyer_t 
     return;
   bool bot = ev->type == KEFU_CHAT_BOT_MSG;
   s->first_reply = bot ? KEFU_REPLY_BOT : ev->chat.auto_reply ? KEFU_REPLY_AUTO : KEFU_REPLY_AGENT;
-  kefu_buyer_touch(buyer);
+  kefu_buyer_touch(shop, buyer);
   if (!bot || s->entry_card)
     return;
   if (exposure_bucket(shop->id, buyer->id) < shop->config.transfer_entry_exposure_pct) {
@@ -281,7 +281,7 @@ static void close_session(const kefu_rules_env_t *env, kefu_shop_t *shop, kefu_b
     queue_remove(shop, buyer->id);
   kefu_session_clear(s);
   buyer->has_session = false;
-  kefu_buyer_touch(buyer);
+  kefu_buyer_touch(shop, buyer);
   if (freed)
     kefu_rules_queue_release(env, shop, ts, out);
 }
@@ -298,7 +298,7 @@ void kefu_rules_chat_routing(const kefu_rules_env_t *env, kefu_shop_t *shop, con
     kefu_str_set(&attrs->item_id, ev->chat.item_id);
     kefu_str_set(&attrs->intent, ev->chat.intent);
     kefu_str_set(&attrs->order_id, ev->order_id);
-    kefu_buyer_touch(buyer);
+    kefu_buyer_touch(shop, buyer);
     if (!session_continues(env, shop, buyer, ev->ts, out))
       route_and_apply(env, shop, buyer, "CHAT_OPEN", ev->ts, out);
     return;
@@ -307,22 +307,22 @@ void kefu_rules_chat_routing(const kefu_rules_env_t *env, kefu_shop_t *shop, con
       kefu_str_set(&attrs->intent, ev->chat.intent);
     if (ev->order_id)
       kefu_str_set(&attrs->order_id, ev->order_id);
-    kefu_buyer_touch(buyer);
-    activity(buyer, ev->ts);
+    kefu_buyer_touch(shop, buyer);
+    activity(shop, buyer, ev->ts);
     if (!buyer->has_session)
       route_and_apply(env, shop, buyer, "BUYER_MSG", ev->ts, out);
     return;
   case KEFU_CHAT_TRANSFER_CLICK:
-    activity(buyer, ev->ts);
+    activity(shop, buyer, ev->ts);
     transfer_click(env, shop, ev, buyer, out);
     return;
   case KEFU_CHAT_SESSION_CLOSE: close_session(env, shop, buyer, ev->ts, out); return;
   case KEFU_CHAT_AGENT_MSG:
   case KEFU_CHAT_BOT_MSG:
-    activity(buyer, ev->ts);
+    activity(shop, buyer, ev->ts);
     first_reply(shop, ev, buyer, out);
     return;
-  default: activity(buyer, ev->ts); return;
+  default: activity(shop, buyer, ev->ts); return;
   }
 }
 
@@ -364,7 +364,7 @@ static void session_idle(const kefu_rules_env_t *env, kefu_shop_t *shop, kefu_bu
   if (!s || s->idle_timer != t->deadline)
     return; /* closed, or a newer timer stands */
   s->idle_timer = 0;
-  kefu_buyer_touch(buyer);
+  kefu_buyer_touch(shop, buyer);
   if (s->target == KEFU_TARGET_QUEUE)
     return;
   int64_t due = s->activity + env->params->session_idle_ms;

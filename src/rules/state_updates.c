@@ -29,7 +29,7 @@ static void exclusive_bind(kefu_shop_t *shop, const kefu_event_t *ev, bool bind)
     kefu_str_set(&b->exclusive_agent, NULL);
   else
     return; /* unbinding an agent that is not the buyer's exclusive one changes nothing */
-  kefu_buyer_touch(b);
+  kefu_buyer_touch(shop, b);
 }
 
 void kefu_rules_agent_event(kefu_shop_t *shop, const kefu_event_t *ev) {
@@ -83,7 +83,7 @@ static void remember_buyer_order(kefu_shop_t *shop, const char *buyer_id, const 
     kefu_str_set(&b->last_order, order_id);
     b->last_order_ts = ts;
   }
-  kefu_buyer_touch(b);
+  kefu_buyer_touch(shop, b);
 }
 
 /* DELIV-4 keeps per shop only the shipped orders never SIGNED or COMPLETED and not

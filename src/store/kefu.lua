@@ -82,4 +82,40 @@ local function apply(keys, args)
   return 'OK'
 end
 
+--[[
+kefu_due_read reads the buyers listed in a shop's due buckets (docs/STATE.md): the ids
+each bucket holds (1 length byte, then the id, repeated), each id once, with its value.
+KEYS: 1 buyers (hash), 2.. the bucket keys. Reply: id1, value1 (nil: none), id2, ...
+]]
+local function due_read(keys)
+  local seen, ids = {}, {}
+  for k = 2, #keys do
+    local s = redis.call('GET', keys[k])
+    local i, n = 1, s and #s or 0
+    while i <= n do
+      local len = string.byte(s, i)
+      local id = string.sub(s, i + 1, i + len)
+      i = i + 1 + len
+      if #id == len and len > 0 and not seen[id] then
+        seen[id] = true
+        ids[#ids + 1] = id
+      end
+    end
+  end
+  local out = {}
+  local c = 1
+  while c <= #ids do
+    local last = math.min(c + CHUNK - 1, #ids)
+    local vals = redis.call('HMGET', keys[1], unpack(ids, c, last))
+    for j = c, last do
+      out[#out + 1] = ids[j]
+      out[#out + 1] = vals[j - c + 1]
+    end
+    c = last + 1
+  end
+  return out
+end
+
 redis.register_function('kefu_apply', apply)
+redis.register_function{function_name = 'kefu_due_read', callback = due_read,
+                        flags = {'no-writes'}}

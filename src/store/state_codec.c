@@ -1594,3 +1594,52 @@ json_t *kefu_state_rate_json(const kefu_rate_t *r) {
   SET(o, "escalated", json_boolean(r->escalated));
   return o;
 }
+
+/* ================================================================== due buckets */
+
+/* The shop's pending due buckets (meta `due`, docs/STATE.md): the base is the first,
+ * field 2 repeats the difference from the one before (ascending, so each is > 0). */
+void kefu_state_encode_due(kefu_buf_t *out, const int64_t *v, uint32_t n) {
+  top_begin(out, n ? v[0] : 0);
+  for (uint32_t i = 1; i < n; i++)
+    e_sint(out, 2, v[i] - v[i - 1], INT64_MIN);
+}
+
+typedef struct due_list {
+  int64_t *v;
+  uint32_t n;
+} due_list_t;
+
+static int dec_due_top(rd_t *r, void *obj) {
+  due_list_t *d = obj;
+  fld_t f;
+  int rc;
+  int64_t step;
+  if (PUSH(r, &(fld_t){0}, d->v, d->n))
+    return -1;
+  d->v[0] = r->base;
+  while ((rc = rd_next(r, &f)) > 0) {
+    if (f.num != 2)
+      continue;
+    if (g_i64(r, &f, &step))
+      return -1;
+    if (step <= 0)
+      return fail(r, f.at, "field 2: buckets not ascending (step %lld)", (long long)step);
+    if (PUSH(r, &f, d->v, d->n))
+      return -1;
+    d->v[d->n - 1] = d->v[d->n - 2] + step;
+  }
+  return rc;
+}
+
+int kefu_state_decode_due(const uint8_t *p, size_t n, int64_t **v, uint32_t *count, char *errstr,
+                          size_t errlen) {
+  due_list_t d = {0};
+  if (dec_top(p, n, "due", dec_due_top, &d, errstr, errlen)) {
+    free(d.v);
+    return -1;
+  }
+  *v = d.v;
+  *count = d.n;
+  return 0;
+}

@@ -75,6 +75,12 @@ int kefu_state_decode_timer(const uint8_t *p, size_t n, kefu_timer_t *out, char 
                             size_t errlen);
 
 /* Queue and rate records own memory the model has no function for. */
+/** @brief The pending due buckets of a shop (meta `due`): @p n ascending bucket numbers,
+ *  at least one. */
+void kefu_state_encode_due(kefu_buf_t *out, const int64_t *v, uint32_t n);
+/** @brief Decodes a due list into a fresh array *@p v (free()) of *@p count buckets. */
+int kefu_state_decode_due(const uint8_t *p, size_t n, int64_t **v, uint32_t *count, char *errstr,
+                          size_t errlen);
 void kefu_state_queue_clear(kefu_queue_t *q);
 void kefu_state_rate_clear(kefu_rate_t *r);
 

@@ -62,7 +62,7 @@ int kefu_store_load_append(kefu_redis_t *r, const char *ns, const char *shop, in
   append_simple(r, ns, shop, "GET", "cfg", NULL);
   append_simple(r, ns, shop, "HGETALL", "applied", NULL);
   append_simple(r, ns, shop, "HGETALL", "agents", NULL);
-  append_simple(r, ns, shop, "HGETALL", "buyers", NULL);
+  append_simple(r, ns, shop, "HLEN", "buyers", NULL);
   append_simple(r, ns, shop, "HGETALL", "orders", NULL);
   append_simple(r, ns, shop, "HGETALL", "meta", NULL);
   append_simple(r, ns, shop, "ZRANGE", "shipped", "0\0-1\0WITHSCORES\0");
@@ -115,10 +115,6 @@ static int parse_entities(const redisReply *r, kefu_shop_t *shop, int key, char 
       kefu_agent_t *a = NULL;
       if (!(rc = kefu_state_decode_agent(p, v->len, f->str, &a, err, sizeof err)))
         kefu_shop_put_agent(shop, a);
-    } else if (key == K_BUYERS) {
-      kefu_buyer_t *b = NULL;
-      if (!(rc = kefu_state_decode_buyer(p, v->len, f->str, &b, err, sizeof err)))
-        kefu_shop_put_buyer(shop, b);
     } else {
       kefu_order_t *o = NULL;
       if (!(rc = kefu_state_decode_order(p, v->len, f->str, &o, err, sizeof err)))
@@ -130,7 +126,8 @@ static int parse_entities(const redisReply *r, kefu_shop_t *shop, int key, char 
   return 0;
 }
 
-static int parse_meta(const redisReply *r, kefu_shop_t *shop, char *errstr, size_t errlen) {
+static int parse_meta(const redisReply *r, kefu_shop_t *shop, kefu_store_loaded_t *out,
+                      char *errstr, size_t errlen) {
   char err[256];
   if (!is_pairs(r))
     FAIL("meta: unexpected reply");
@@ -145,6 +142,12 @@ static int parse_meta(const redisReply *r, kefu_shop_t *shop, char *errstr, size
       rc = kefu_state_decode_rate(p, n, &shop->rate, err, sizeof err);
     else if (strcmp(f, "timers") == 0)
       rc = kefu_state_decode_timers(p, n, &shop->timers, err, sizeof err);
+    else if (strcmp(f, "due") == 0) {
+      free(out->due);
+      out->due = NULL;
+      out->ndue = 0;
+      rc = kefu_state_decode_due(p, n, &out->due, &out->ndue, err, sizeof err);
+    }
     /* other fields: written by a newer kefu, kept as they are */
     if (rc)
       FAIL("meta field %s: %s", f, err);
@@ -153,13 +156,14 @@ static int parse_meta(const redisReply *r, kefu_shop_t *shop, char *errstr, size
 }
 
 int kefu_store_load_parse(redisReply **r, kefu_shop_t *shop, const char *const fields[4],
-                          int64_t stored[4], kefu_seen_fn seen, void *arg, char *errstr,
-                          size_t errlen) {
+                          int64_t stored[4], kefu_store_loaded_t *out, kefu_seen_fn seen, void *arg,
+                          char *errstr, size_t errlen) {
   static const char *const what[8] = {"cfg",    "applied", "agents",  "buyers",
                                       "orders", "meta",    "shipped", "seen days"};
   char err[256];
   for (int k = 0; k < 4; k++)
     stored[k] = -1;
+  memset(out, 0, sizeof *out);
   for (int i = 0; i < 8; i++) /* NOPERM (ACL), OOM, ...: Redis's own words */
     if (r[i]->type == REDIS_REPLY_ERROR)
       FAIL("reading %s of shop %s: %s", what[i], shop->id, r[i]->str);
@@ -178,10 +182,12 @@ int kefu_store_load_parse(redisReply **r, kefu_shop_t *shop, const char *const f
     for (int k = 0; k < 4; k++)
       if (strcmp(r[1]->element[i]->str, fields[k]) == 0)
         stored[k] = strtoll(r[1]->element[i + 1]->str, NULL, 10);
+  if (r[3]->type != REDIS_REPLY_INTEGER)
+    FAIL("buyers: unexpected reply");
+  out->buyers = r[3]->integer;
   if (parse_entities(r[2], shop, K_AGENTS, errstr, errlen) ||
-      parse_entities(r[3], shop, K_BUYERS, errstr, errlen) ||
       parse_entities(r[4], shop, K_ORDERS, errstr, errlen) ||
-      parse_meta(r[5], shop, errstr, errlen))
+      parse_meta(r[5], shop, out, errstr, errlen))
     return -1;
   if (!is_pairs(r[6]))
     FAIL("shipped: unexpected reply");
@@ -189,6 +195,79 @@ int kefu_store_load_parse(redisReply **r, kefu_shop_t *shop, const char *const f
     kefu_map_put(&shop->shipped.by_order, r[6]->element[i]->str,
                  (void *)(intptr_t)strtoll(r[6]->element[i + 1]->str, NULL, 10));
   return kefu_store_seen_parse(r[7], seen, arg, errstr, errlen);
+}
+
+/* ------------------------------------------------------------------ buyers on demand */
+
+static void due_key_arg(kefu_cmd_t *c, const char *ns, const char *shop, int64_t bucket) {
+  kefu_cmd_fmt(c, "%s:{%s}:due:%lld", ns, shop, (long long)bucket);
+}
+
+int kefu_store_buyers_append(kefu_redis_t *r, const char *ns, const char *shop,
+                             const char *const *ids, size_t n) {
+  kefu_cmd_t c;
+  kefu_cmd_init(&c);
+  kefu_cmd_str(&c, "HMGET");
+  key_arg(&c, ns, shop, "buyers");
+  for (size_t i = 0; i < n; i++)
+    kefu_cmd_str(&c, ids[i]);
+  kefu_redis_append(r, &c);
+  kefu_cmd_clear(&c);
+  return 1;
+}
+
+int kefu_store_due_read_append(kefu_redis_t *r, const char *ns, const char *shop,
+                               const int64_t *buckets, size_t n) {
+  kefu_cmd_t c;
+  kefu_cmd_init(&c);
+  kefu_cmd_str(&c, "FCALL");
+  kefu_cmd_str(&c, "kefu_due_read");
+  kefu_cmd_fmt(&c, "%zu", n + 1);
+  key_arg(&c, ns, shop, "buyers");
+  for (size_t i = 0; i < n; i++)
+    due_key_arg(&c, ns, shop, buckets[i]);
+  kefu_redis_append(r, &c);
+  kefu_cmd_clear(&c);
+  return 1;
+}
+
+static int one_buyer(const redisReply *v, const char *id, kefu_buyer_fn fn, void *arg, char *errstr,
+                     size_t errlen) {
+  char err[256];
+  kefu_buyer_t *b = NULL;
+  if (v->type == REDIS_REPLY_NIL) {
+    fn(arg, id, NULL);
+    return 0;
+  }
+  if (v->type != REDIS_REPLY_STRING)
+    FAIL("buyers field %s: unexpected reply", id);
+  if (kefu_state_decode_buyer((const uint8_t *)v->str, v->len, id, &b, err, sizeof err))
+    FAIL("buyers field %s: %s", id, err);
+  fn(arg, id, b);
+  return 0;
+}
+
+int kefu_store_buyers_parse(const redisReply *r, const char *const *ids, size_t n, kefu_buyer_fn fn,
+                            void *arg, char *errstr, size_t errlen) {
+  if (r->type == REDIS_REPLY_ERROR)
+    FAIL("reading buyers: %s", r->str);
+  if (r->type != REDIS_REPLY_ARRAY || (ids ? r->elements != n : r->elements % 2 != 0))
+    FAIL("buyers: unexpected reply");
+  for (size_t i = 0; i < r->elements; i += ids ? 1 : 2) {
+    const redisReply *id = ids ? NULL : r->element[i];
+    if (id && (id->type != REDIS_REPLY_STRING || id->len == 0 || id->len > KEFU_ID_MAX ||
+               memchr(id->str, 0, id->len)))
+      FAIL("due bucket: not a buyer id");
+    if (one_buyer(r->element[ids ? i : i + 1], ids ? ids[i] : id->str, fn, arg, errstr, errlen))
+      return -1;
+  }
+  return 0;
+}
+
+void kefu_store_due_add(kefu_buf_t *ids, const char *id) {
+  uint8_t len = (uint8_t)strlen(id); /* ids are at most KEFU_ID_MAX bytes */
+  kefu_buf_append(ids, &len, 1);
+  kefu_buf_append(ids, id, len);
 }
 
 /* ------------------------------------------------------------------ writing */
@@ -236,13 +315,26 @@ static bool op_close(op_t *o) {
   return true;
 }
 
-/* HSET of every changed entity of one hash, clearing their flags. */
+/* HSET of every changed entity of one hash, clearing their flags: the shop's dirty list
+ * for buyers, a walk over agents and orders. */
 static bool write_entities(kefu_cmd_t *c, kefu_shop_t *s, int key, kefu_buf_t *buf) {
-  const kefu_map_t *m = key == K_AGENTS ? &s->agents : key == K_BUYERS ? &s->buyers : &s->orders;
+  const kefu_map_t *m = key == K_AGENTS ? &s->agents : &s->orders;
   const char *id;
   void *v;
   op_t o;
   op_open(&o, c, "hset", key);
+  if (key == K_BUYERS) {
+    for (uint32_t i = 0; i < s->dirty.n; i++) {
+      kefu_buyer_t *b = s->dirty.v[i];
+      b->changed = false;
+      kefu_buf_reset(buf);
+      kefu_state_encode_buyer(buf, b);
+      op_str(&o, b->id);
+      op_arg(&o, buf->p, buf->n);
+    }
+    s->dirty.n = 0;
+    return op_close(&o);
+  }
   kefu_map_foreach(m, it, id, v) {
     kefu_buf_reset(buf);
     if (key == K_AGENTS) {
@@ -251,12 +343,6 @@ static bool write_entities(kefu_cmd_t *c, kefu_shop_t *s, int key, kefu_buf_t *b
         continue;
       a->changed = false;
       kefu_state_encode_agent(buf, a);
-    } else if (key == K_BUYERS) {
-      kefu_buyer_t *b = v;
-      if (!b->changed)
-        continue;
-      b->changed = false;
-      kefu_state_encode_buyer(buf, b);
     } else {
       kefu_order_t * or = v;
       if (! or->changed)
@@ -352,13 +438,42 @@ static bool write_shipped(kefu_cmd_t *c, kefu_shop_t *s, int64_t keep_from) {
   return true;
 }
 
+/* The due buckets' ops: their key indexes follow the seen days' (@p first). */
+static bool write_due(kefu_cmd_t *c, const kefu_store_write_t *w, int first, kefu_buf_t *buf) {
+  op_t o;
+  for (uint32_t i = 0; i < w->ndue_del; i++) { /* first: a bucket may be listed again */
+    kefu_cmd_str(c, "del");
+    kefu_cmd_fmt(c, "%d", first + (int)w->ndue_add + (int)i);
+    kefu_cmd_str(c, "0");
+  }
+  for (uint32_t i = 0; i < w->ndue_add; i++) {
+    op_open(&o, c, "append", first + (int)i);
+    op_arg(&o, w->due_add[i].ids.p, w->due_add[i].ids.n);
+    op_close(&o);
+  }
+  if (w->due_changed && w->ndue) {
+    kefu_buf_reset(buf);
+    kefu_state_encode_due(buf, w->due, w->ndue);
+    op_open(&o, c, "hset", K_META);
+    op_str(&o, "due");
+    op_arg(&o, buf->p, buf->n);
+    op_close(&o);
+  } else if (w->due_changed) {
+    op_open(&o, c, "hdel", K_META);
+    op_str(&o, "due");
+    op_close(&o);
+  }
+  return w->ndue_add || w->ndue_del || w->due_changed;
+}
+
 int kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_store_write_t *w,
                             kefu_buf_t *scratch) {
   kefu_shop_t *s = w->shop;
   kefu_cmd_t c;
   bool any = w->offsets_changed || w->nseen;
-  int nkeys = K_SEEN - 1 + (int)w->nseen +
-              (w->seen_del_from <= w->seen_del_to ? w->seen_del_to - w->seen_del_from + 1 : 0);
+  int nseen_keys = (int)w->nseen +
+                   (w->seen_del_from <= w->seen_del_to ? w->seen_del_to - w->seen_del_from + 1 : 0);
+  int nkeys = K_SEEN - 1 + nseen_keys + (int)w->ndue_add + (int)w->ndue_del;
   kefu_cmd_init(&c);
   kefu_cmd_str(&c, "FCALL");
   kefu_cmd_str(&c, "kefu_apply");
@@ -369,6 +484,10 @@ int kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_store_write_t 
     seen_key_arg(&c, ns, s->id, w->seen[i].day);
   for (int32_t d = w->seen_del_from; d <= w->seen_del_to; d++)
     seen_key_arg(&c, ns, s->id, d);
+  for (uint32_t i = 0; i < w->ndue_add; i++)
+    due_key_arg(&c, ns, s->id, w->due_add[i].bucket);
+  for (uint32_t i = 0; i < w->ndue_del; i++)
+    due_key_arg(&c, ns, s->id, w->due_del[i]);
   kefu_cmd_fmt(&c, "%d", w->ncas);
   for (int i = 0; i < w->ncas; i++) {
     kefu_cmd_str(&c, w->cas[i].field);
@@ -392,6 +511,7 @@ int kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_store_write_t 
     kefu_cmd_str(&c, "0");
     any = true;
   }
+  any |= write_due(&c, w, K_SEEN + nseen_keys, scratch);
   if (any)
     kefu_redis_append(r, &c);
   kefu_cmd_clear(&c);

@@ -262,6 +262,23 @@ def pending_timers(redis, shop):
     return timers
 
 
+def due_buckets(redis, shop):
+    """The pending due buckets of @p shop: bucket number -> buyer ids it lists."""
+    return {int(k): v for k, v in redis.state(shop)["due"].items()}
+
+
+def earliest_timers(redis, shop):
+    """buyer id -> the deadline of its earliest pending timer, for buyers with one."""
+    return {b: min(t["deadline"] for t in v["timers"])
+            for b, v in redis.state(shop, "buyers").items() if v["timers"]}
+
+
+def shops(redis, ns="kefu"):
+    """The shops that have state in @p redis (their applied offsets)."""
+    keys = redis.cli("KEYS", "%s:{*}:applied" % ns).split()
+    return sorted(k[len(ns) + 2:-len("}:applied")] for k in keys)
+
+
 class Broker:
     """`kefu broker`; with control=True, faults are injected with control() (librdkafka's
     mock error injection, see `kefu broker --help`)."""

@@ -699,6 +699,35 @@ static void test_shop_records(void **state) {
   assert_non_null(strstr(errstr, "out of range"));
 }
 
+/* A shop's pending due buckets (meta `due`): ascending, delta-coded from the first. */
+static void test_due(void **state) {
+  (void)state;
+  const int64_t v[] = {-3, 0, 29546000, 29546001, 29547000};
+  kefu_buf_t b = {0};
+  int64_t *got = NULL;
+  uint32_t n = 0;
+  kefu_state_encode_due(&b, v, 5);
+  assert_int_equal(kefu_state_decode_due(b.p, b.n, &got, &n, errstr, sizeof errstr), 0);
+  assert_int_equal(n, 5);
+  for (uint32_t i = 0; i < n; i++)
+    assert_int_equal(got[i], v[i]);
+  free(got);
+  for (size_t k = 0; k < b.n; k++) { /* every prefix: refused, or a shorter list */
+    got = NULL;
+    n = 0;
+    if (kefu_state_decode_due(b.p, k, &got, &n, errstr, sizeof errstr) == 0)
+      assert_true(n >= 1 && n < 5);
+    free(got);
+  }
+  kefu_buf_free(&b);
+  const uint8_t down[] = {1, 1 << 3, 20, 2 << 3, 1}; /* base 10, then a step of -1 */
+  assert_int_equal(kefu_state_decode_due(down, sizeof down, &got, &n, errstr, sizeof errstr), -1);
+  assert_non_null(strstr(errstr, "not ascending"));
+  const uint8_t other[] = {2, 1 << 3, 20};
+  assert_int_equal(kefu_state_decode_due(other, sizeof other, &got, &n, errstr, sizeof errstr), -1);
+  assert_non_null(strstr(errstr, "unknown format version"));
+}
+
 /* Hand-made values: what an operator's edit or another program might leave. */
 static void test_bad_values(void **state) {
   (void)state;
@@ -832,6 +861,7 @@ int main(void) {
       cmocka_unit_test(test_buyer),      cmocka_unit_test(test_typical_buyer_is_small),
       cmocka_unit_test(test_config),     cmocka_unit_test(test_shop_records),
       cmocka_unit_test(test_bad_values), cmocka_unit_test(test_json_views),
+      cmocka_unit_test(test_due),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
