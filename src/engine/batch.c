@@ -80,10 +80,10 @@ static int64_t due_upto(const shop_entry_t *e, const batch_state_t *bs) {
 static bool due_unread(const shop_entry_t *e, const batch_state_t *bs) {
   int64_t upto = due_upto(e, bs);
   for (uint32_t i = 0; i < e->ndue; i++)
-    if (e->due[i] > e->due_read)
+    if (e->due[i] > e->due_read && e->due_cold[i])
       return e->due[i] <= upto;
   for (uint32_t i = 0; i < e->ndue_add; i++)
-    if (e->due_add[i].bucket <= upto)
+    if (e->due_add_cold[i] && e->due_add[i].bucket <= upto)
       return true;
   return false;
 }
@@ -224,7 +224,7 @@ static void collect_needs(const batch_t *b, batch_state_t *bs) {
     for (uint32_t a = 0; a < e->ndue_add; a++) {
       const kefu_buf_t *ids = &e->due_add[a].ids;
       char id[KEFU_ID_MAX + 1];
-      if (e->due_add[a].bucket > upto)
+      if (e->due_add[a].bucket > upto || !e->due_add_cold[a])
         continue;
       for (size_t at = 0; at < ids->n; at += 1 + ids->p[at]) {
         memcpy(id, ids->p + at + 1, ids->p[at]);
@@ -241,7 +241,7 @@ static uint32_t due_to_read(const shop_entry_t *e, const batch_state_t *bs, int6
   uint32_t n = 0;
   *out = NULL;
   for (uint32_t i = 0; i < e->ndue; i++)
-    if (e->due[i] > e->due_read && e->due[i] <= upto) {
+    if (e->due[i] > e->due_read && e->due[i] <= upto && e->due_cold[i]) {
       *out = realloc(*out, (n + 1) * sizeof **out);
       (*out)[n++] = e->due[i];
     }
@@ -323,8 +323,12 @@ static void shop_read(kefu_processor_t *p, shop_entry_t *e, kefu_store_loaded_t 
   e->loaded = true;
   e->complete = l->buyers == 0;
   free(e->due);
+  free(e->due_cold);
   e->due = l->due;
   e->ndue = e->due_cap = l->ndue;
+  e->due_cold = malloc((e->ndue ? e->ndue : 1) * sizeof *e->due_cold);
+  for (uint32_t i = 0; i < e->ndue; i++)
+    e->due_cold[i] = true; /* what they list is not known */
   e->due_read = INT64_MIN;
   engine_heap_add_shop(&p->tasks[e->task].heap, e); /* its own timers: no buyer yet */
 }
@@ -718,22 +722,6 @@ static void write_of(shop_entry_t *e, int64_t max_ts, kefu_store_write_t *w) {
   w->shipped_keep_from = max_ts - 30 * KEFU_DAY_MS; /* DELIV-4: 30 days */
 }
 
-static void due_insert(shop_entry_t *e, int64_t bucket) {
-  uint32_t i = 0;
-  while (i < e->ndue && e->due[i] < bucket)
-    i++;
-  if (i < e->ndue && e->due[i] == bucket)
-    return;
-  if (e->ndue == e->due_cap) {
-    e->due_cap = e->due_cap ? 2 * e->due_cap : 8;
-    e->due = realloc(e->due, e->due_cap * sizeof *e->due);
-  }
-  memmove(&e->due[i + 1], &e->due[i], (e->ndue - i) * sizeof *e->due);
-  e->due[i] = bucket;
-  e->ndue++;
-  e->due_changed = true;
-}
-
 /* Lists @p b in its earliest timer's due bucket with this write, unless Redis has it in
  * one at or below that already. */
 static void due_list(shop_entry_t *e, kefu_buyer_t *b) {
@@ -743,7 +731,7 @@ static void due_list(shop_entry_t *e, kefu_buyer_t *b) {
   int64_t k = kefu_due_bucket(m);
   if (b->cache.due_listed && b->cache.due_at <= k)
     return;
-  engine_due_add(e, k, b->id);
+  engine_due_add(e, k, b->id, false);
   b->cache.due_listed = b->cache.due_exact = true;
   b->cache.due_at = k;
 }
@@ -766,8 +754,10 @@ static void due_of(kefu_processor_t *p, shop_entry_t *e, kefu_store_write_t *w) 
   if (e->ndue_del) {
     uint32_t k = 0;
     for (uint32_t i = 0; i < e->ndue; i++)
-      if (e->due[i] > gone || e->due[i] > e->due_read)
+      if (e->due[i] > gone || e->due[i] > e->due_read) {
+        e->due_cold[k] = e->due_cold[i];
         e->due[k++] = e->due[i];
+      }
     e->ndue = k;
     e->due_changed = true;
     kefu_map_foreach(&e->shop->buyers, it, id, v) {
@@ -781,7 +771,7 @@ static void due_of(kefu_processor_t *p, shop_entry_t *e, kefu_store_write_t *w) 
       due_list(e, e->shop->dirty.v[i]);
   }
   for (uint32_t i = 0; i < e->ndue_add; i++)
-    due_insert(e, e->due_add[i].bucket);
+    engine_due_insert(e, e->due_add[i].bucket, e->due_add_cold[i]);
   w->due_add = e->due_add;
   w->ndue_add = e->ndue_add;
   w->due_del = e->due_del;
@@ -797,7 +787,9 @@ static void written(shop_entry_t *e, const kefu_store_write_t *w) {
   for (uint32_t i = 0; i < e->ndue_add; i++)
     kefu_buf_free(&e->due_add[i].ids);
   free(e->due_add);
+  free(e->due_add_cold);
   e->due_add = NULL;
+  e->due_add_cold = NULL;
   e->ndue_add = 0;
   e->ndue_del = 0;
   e->due_changed = false;

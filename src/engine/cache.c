@@ -222,29 +222,55 @@ kefu_buyer_t *engine_buyer_loaded(kefu_processor_t *p, shop_entry_t *e, kefu_buy
   return b;
 }
 
-void engine_due_add(shop_entry_t *e, int64_t bucket, const char *id) {
+void engine_due_add(shop_entry_t *e, int64_t bucket, const char *id, bool cold) {
   uint32_t i = 0;
   while (i < e->ndue_add && e->due_add[i].bucket != bucket)
     i++;
   if (i == e->ndue_add) {
     e->due_add = realloc(e->due_add, (e->ndue_add + 1) * sizeof *e->due_add);
+    e->due_add_cold = realloc(e->due_add_cold, (e->ndue_add + 1) * sizeof *e->due_add_cold);
     memset(&e->due_add[i], 0, sizeof e->due_add[i]);
     e->due_add[i].bucket = bucket;
+    e->due_add_cold[i] = false;
     e->ndue_add++;
   }
+  e->due_add_cold[i] |= cold;
   kefu_store_due_add(&e->due_add[i].ids, id);
 }
 
+void engine_due_insert(shop_entry_t *e, int64_t bucket, bool cold) {
+  uint32_t i = 0;
+  while (i < e->ndue && e->due[i] < bucket)
+    i++;
+  if (i < e->ndue && e->due[i] == bucket) {
+    e->due_cold[i] |= cold;
+    return;
+  }
+  if (e->ndue == e->due_cap) {
+    e->due_cap = e->due_cap ? 2 * e->due_cap : 8;
+    e->due = realloc(e->due, e->due_cap * sizeof *e->due);
+    e->due_cold = realloc(e->due_cold, e->due_cap * sizeof *e->due_cold);
+  }
+  memmove(&e->due[i + 1], &e->due[i], (e->ndue - i) * sizeof *e->due);
+  memmove(&e->due_cold[i + 1], &e->due_cold[i], (e->ndue - i) * sizeof *e->due_cold);
+  e->due[i] = bucket;
+  e->due_cold[i] = cold;
+  e->ndue++;
+  e->due_changed = true;
+}
+
+/* The buckets that list buyers memory does not hold bound what is pending; the timers of
+ * the buyers it holds are counted as they are. */
 int64_t engine_due_min(const shop_entry_t *e) {
   int64_t m = kefu_store_timers_min(e->shop);
   for (uint32_t i = 0; i < e->ndue; i++)
-    if (e->due[i] > e->due_read) { /* the first not read */
+    if (e->due[i] > e->due_read && e->due_cold[i]) { /* the first to read */
       if (e->due[i] * KEFU_DUE_BUCKET_MS < m)
         m = e->due[i] * KEFU_DUE_BUCKET_MS;
       break;
     }
   for (uint32_t i = 0; i < e->ndue_add; i++)
-    if (e->due_add[i].bucket * KEFU_DUE_BUCKET_MS < m)
+    if (e->due_add_cold[i] && e->due_add[i].bucket * KEFU_DUE_BUCKET_MS < m)
       m = e->due_add[i].bucket * KEFU_DUE_BUCKET_MS;
   return m;
 }
@@ -283,7 +309,9 @@ static void due_add_clear(shop_entry_t *e) {
   for (uint32_t i = 0; i < e->ndue_add; i++)
     kefu_buf_free(&e->due_add[i].ids);
   free(e->due_add);
+  free(e->due_add_cold);
   e->due_add = NULL;
+  e->due_add_cold = NULL;
   e->ndue_add = 0;
 }
 
@@ -292,6 +320,7 @@ static void entry_free(shop_entry_t *e) {
   bloom_clear(&e->evicted);
   due_add_clear(e);
   free(e->due);
+  free(e->due_cold);
   free(e->due_del);
   kefu_strv_clear(&e->need_ids);
   kefu_map_clear(&e->asked, NULL);
@@ -397,7 +426,9 @@ static void evict(shop_entry_t *e, kefu_buyer_t *b) {
   int64_t m = kefu_timers_min(b->timers);
   if (m != INT64_MAX &&
       (!b->cache.due_listed || !b->cache.due_exact || b->cache.due_at <= e->due_read))
-    engine_due_add(e, kefu_due_bucket(m), b->id);
+    engine_due_add(e, kefu_due_bucket(m), b->id, true);
+  else if (m != INT64_MAX) /* its bucket (not read yet) must be read now */
+    engine_due_insert(e, b->cache.due_at, true);
   bloom_add(&e->evicted, engine_event_hash(b->id));
   b->cache.evicted = true;
   kefu_map_del(&e->shop->buyers, b->id);

@@ -351,8 +351,6 @@ static void on_assign(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
         task->next_offset[k] = -1;
       }
     }
-    task->q[t].last_offset = -1;
-    task->q[t].flow_paused = false; /* resumed below (or paused for a retry) */
     if (load_task_position(p, id, pos) == 0 && pos[t] >= 0 &&
         (tp->offset < 0 || pos[t] > tp->offset))
       tp->offset = pos[t];
@@ -429,33 +427,12 @@ static void consumer_error(kefu_processor_t *p, rd_kafka_message_t *m) {
   rd_kafka_message_destroy(m);
 }
 
-/* Flow control. The merge takes a partition's records only as fast as the task's other
- * partitions allow (SPEC §1.3), so a backlog on one topic would otherwise be decoded into
- * memory whole while another is waited for. A partition whose queue reaches queue_high
- * records is paused (librdkafka drops what it had fetched beyond them and fetches it
- * again on resume, from the next offset: the records queued twice are dropped by
- * offset) and resumed when the merge has taken it down to half. */
-static size_t queue_high(const kefu_processor_t *p) {
-  size_t n = 2 * (size_t)p->o->batch_max_records;
-  return n < 256 ? 256 : n;
-}
-
-static void flow_pause(kefu_processor_t *p, kefu_topic_t t, int id, queue_t *q, bool pause) {
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(l, kefu_topic_name(t), id);
-  rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(p->consumer, l)
-                                  : rd_kafka_resume_partitions(p->consumer, l);
-  if (err)
-    KEFU_WARN("engine", "%s %s [%d]: %s", pause ? "pausing" : "resuming", kefu_topic_name(t), id,
-              rd_kafka_err2str(err));
-  rd_kafka_topic_partition_list_destroy(l);
-  q->flow_paused = pause;
-}
-
-void engine_flow_reset(kefu_processor_t *p) {
-  for (int id = 0; id < MAX_TASKS; id++)
+size_t engine_queued(const kefu_processor_t *p) {
+  size_t n = 0;
+  for (int id = 0; id < p->partitions && id < MAX_TASKS; id++)
     for (int k = 0; k < KEFU_KEYED_INPUTS; k++)
-      p->tasks[id].q[k].flow_paused = false;
+      n += p->tasks[id].q[k].tail - p->tasks[id].q[k].head;
+  return n;
 }
 
 void engine_enqueue(kefu_processor_t *p, rd_kafka_message_t *m) {
@@ -470,10 +447,6 @@ void engine_enqueue(kefu_processor_t *p, rd_kafka_message_t *m) {
     return;
   }
   queue_t *q = &p->tasks[id].q[t];
-  if (!m->err && m->offset <= q->last_offset) { /* fetched again after a pause */
-    rd_kafka_message_destroy(m);
-    return;
-  }
   if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
     if (!q->at_end)
       q->end_since = engine_wall_ms(); /* the task_idle_ms wait counts from here */
@@ -491,10 +464,7 @@ void engine_enqueue(kefu_processor_t *p, rd_kafka_message_t *m) {
   engine_set_cause(in);
   decode_input(p, in);
   q->at_end = false;
-  q->last_offset = m->offset;
   queue_push(q, in);
-  if (q->tail - q->head >= queue_high(p) && !q->flow_paused)
-    flow_pause(p, t, id, q, true);
   p->tasks[id].last_input_ms = engine_wall_ms();
   kefu_metric_add(p->m.in[t], 1);
 }
@@ -525,18 +495,7 @@ void engine_batch_add(batch_t *b, input_t *in) {
  * new since, then the task goes on without it. The wait counts from that end, not from
  * when the merge took its last record: a backlog fetched far ahead of the merge has been
  * waiting for new data all along (docs/DECISIONS.md 29). */
-static void take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max);
-
 void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max) {
-  take_ready(p, task, b, max);
-  for (int k = 0; k < KEFU_KEYED_INPUTS && !p->paused; k++) {
-    queue_t *q = &task->q[k];
-    if (q->flow_paused && q->tail - q->head <= queue_high(p) / 2)
-      flow_pause(p, (kefu_topic_t)k, task->id, q, false);
-  }
-}
-
-static void take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max) {
   int64_t now = engine_wall_ms();
   while (b->n < max) {
     int best = -1;
@@ -544,7 +503,11 @@ static void take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max
       queue_t *q = &task->q[t];
       input_t *h = engine_queue_head(q);
       if (!h) {
-        if (!q->at_end || now - q->end_since < p->o->task_idle_ms)
+        if (!q->at_end) {
+          task->starved = true; /* its records are needed: the loop polls for them */
+          return;
+        }
+        if (now - q->end_since < p->o->task_idle_ms)
           return; /* wait: this partition may still hold an earlier record */
         continue;
       }

@@ -137,8 +137,6 @@ static void pause_inputs(kefu_processor_t *p, bool pause) {
   if (a)
     rd_kafka_topic_partition_list_destroy(a);
   p->paused = pause;
-  if (!pause)
-    engine_flow_reset(p); /* every partition fetches again */
 }
 
 /* Polls the consumer for @p ms between two attempts at a batch. This is where a
@@ -487,17 +485,25 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
     int64_t deadline = engine_wall_ms() + p->o->batch_max_ms;
     /* A batch collects until it is full or batch.max_ms passed; after a full batch (a
      * backlog) only what is already fetched is taken, without waiting for more. */
-    size_t queued = 0;
-    do {
+    /* The merge takes a partition's records only as fast as its task's other partitions
+     * allow (SPEC §1.3): with 4 batches waiting in its queues nothing more is polled,
+     * unless a task waits for records of a partition not read to its end (DECISIONS 49). */
+    bool starved = false;
+    for (int i = 0; i < p->partitions && i < MAX_TASKS; i++)
+      starved |= p->tasks[i].starved;
+    size_t queued = 0, limit = !starved && engine_queued(p) >= 4 * max ? 0 : max;
+    if (!limit)
+      engine_poll_couriers(p, false, errstr, sizeof errstr);
+    while (limit) {
       rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, backlog ? 0 : 20);
       if (m) {
         engine_enqueue(p, m);
         queued++;
       }
       engine_poll_couriers(p, false, errstr, sizeof errstr);
-      if (!m && backlog)
+      if ((!m && backlog) || queued >= limit || engine_wall_ms() >= deadline || *stop || p->fatal)
         break;
-    } while (queued < max && engine_wall_ms() < deadline && !*stop && !p->fatal);
+    }
     if (p->fatal) { /* set at assignment: Redis lost the state */
       rc = -1;
       break;
@@ -512,6 +518,8 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
     /* Each batch starts with the next task, so a full batch never starves the higher
      * ones (a task's own order is its merge; which task comes first does not matter). */
     int first = p->partitions > 0 ? (int)(p->m.batches % (uint64_t)p->partitions) : 0;
+    for (int i = 0; i < p->partitions && i < MAX_TASKS; i++)
+      p->tasks[i].starved = false;
     for (int i = 0; i < p->partitions && i < MAX_TASKS && b.n < max; i++) {
       task_t *task = &p->tasks[(first + i) % p->partitions];
       if (task->assigned) {
@@ -522,6 +530,8 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
     kefu_http_heartbeat();
     update_gauges(p);
     if (b.n == 0) {
+      if (!limit) /* nothing polled, nothing to do: the merge waits for task_idle_ms */
+        usleep(2000);
       engine_pipeline_drain(p); /* nothing to overlap: the last batch's commit is booked */
       if (p->failed)
         continue;
@@ -644,7 +654,7 @@ static bool user_kafka_set(const kefu_processor_opts_t *o, const char *key) {
 }
 
 /* The consumer prefetches at most 8 MiB (librdkafka's default is 64 MiB): the merge's
- * own queues hold what is decoded (intake.c, flow control), and a backlog read ahead
+ * own queues hold what is decoded (at most 4 batches: kefu_processor_run), and a backlog read ahead
  * of them is memory and nothing else. kafka.queued.max.messages.kbytes overrides it. */
 static int open_consumer(kefu_processor_t *p, char *errstr, size_t errlen) {
   const kefu_processor_opts_t *o = p->o;

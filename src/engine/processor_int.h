@@ -55,11 +55,9 @@ typedef struct input {
 typedef struct queue {
   input_t **items;
   size_t head, tail, cap;
-  bool at_end;         /* read to its end offset (an EOF from a fetch, or nothing to read at
-                          assignment): only then may the task go on without it (SPEC §1.3) */
-  int64_t end_since;   /* wall-clock ms it was read to its end (at_end since then) */
-  int64_t last_offset; /* of the last record queued; -1 none since assignment */
-  bool flow_paused;    /* paused while it holds too many records (intake.c) */
+  bool at_end;       /* read to its end offset (an EOF from a fetch, or nothing to read at
+                        assignment): only then may the task go on without it (SPEC §1.3) */
+  int64_t end_since; /* wall-clock ms it was read to its end (at_end since then) */
 } queue_t;
 
 /* Event ids a shop has seen (hash -> latest ts), open addressing; key 0 is empty. */
@@ -101,11 +99,14 @@ typedef struct shop_entry {
   bool complete;   /* every buyer Redis has is in memory, or in `evicted` */
   bloom_t evicted; /* buyers evicted since the shop was read */
   int64_t *due;    /* the pending due buckets in Redis, ascending */
+  bool *due_cold;  /* per bucket: it may list a buyer memory does not hold (read from
+                      Redis, or evicted since); the others need no read */
   uint32_t ndue, due_cap;
   bool due_changed;      /* `due` differs from meta `due` */
   int64_t due_read;      /* every due bucket <= this was read: their buyers are in memory (or
                             evicted with an append to a later bucket in due_add) */
   due_append_t *due_add; /* ids to append to due buckets with the next write */
+  bool *due_add_cold;    /* per append: of buyers evicted */
   uint32_t ndue_add;
   int64_t *due_del; /* buckets the write under way deletes */
   uint32_t ndue_del;
@@ -154,6 +155,7 @@ typedef struct task {
                             after a failed attempt, or after a batch that met inputs already
                             applied: the next inputs may have been processed too) */
   bool saw_applied;      /* this batch met an input whose state was already applied */
+  bool starved;          /* the merge waits for a partition not read to its end */
 } task_t;
 
 /* The engine's metrics, registered once (SPEC §8). */
@@ -275,8 +277,8 @@ void engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque);
 void engine_enqueue(kefu_processor_t *p, rd_kafka_message_t *m);
 void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max);
-/** @brief Forgets which partitions the merge paused (all were resumed). */
-void engine_flow_reset(kefu_processor_t *p);
+/** @brief Records waiting in the merge's queues, all tasks. */
+size_t engine_queued(const kefu_processor_t *p);
 void engine_batch_add(batch_t *b, input_t *in);
 void engine_timer_index_key(const kefu_processor_t *p, int task, char *out, size_t outlen);
 void engine_task_key(const kefu_processor_t *p, int task, char *out, size_t outlen);
@@ -325,8 +327,11 @@ bool engine_buyer_maybe_stored(const shop_entry_t *e, const char *id);
 /** @brief Takes @p b, read from Redis, into @p e (unless memory has that buyer: then @p b
  *  is freed) and its timers into the task's queue. Returns the buyer held. */
 kefu_buyer_t *engine_buyer_loaded(kefu_processor_t *p, shop_entry_t *e, kefu_buyer_t *b);
-/** @brief Queues @p id for due bucket @p bucket with @p e's next write. */
-void engine_due_add(shop_entry_t *e, int64_t bucket, const char *id);
+/** @brief Queues @p id for due bucket @p bucket with @p e's next write; @p cold: a buyer
+ *  leaving memory. */
+void engine_due_add(shop_entry_t *e, int64_t bucket, const char *id, bool cold);
+/** @brief Puts @p bucket in @p e's pending list (or marks it @p cold too). */
+void engine_due_insert(shop_entry_t *e, int64_t bucket, bool cold);
 /** @brief The earliest deadline @p e may have pending, buyers out of memory included. */
 int64_t engine_due_min(const shop_entry_t *e);
 int engine_load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, char *errstr,
