@@ -18,17 +18,10 @@ void kefu_record_clear(kefu_record_t *r) {
   kefu_record_init(r);
 }
 
-/* The slot of @p name: the one it already has (its old value released), else a new
- * one; NULL when the record is full. */
+/* A new slot for @p name; NULL when the record is full. A name set again gets another
+ * slot: the last one is its value (kefu_record_get, the codec and kefu_record_to_json
+ * read it so), which saves looking for the old one at every set. */
 static kefu_field_t *slot(kefu_record_t *r, const char *name) {
-  for (uint32_t i = 0; i < r->n; i++) {
-    kefu_field_t *f = &r->fields[i];
-    if (f->name == name || (f->name[0] == name[0] && strcmp(f->name, name) == 0)) {
-      if (f->kind == KEFU_FIELD_JSON)
-        json_decref(f->v.json);
-      return f;
-    }
-  }
   if (r->n == KEFU_RECORD_MAX_FIELDS) {
     r->overflow = true;
     return NULL;
@@ -111,7 +104,7 @@ void kefu_record_json(kefu_record_t *r, const char *name, json_t *j) {
 }
 
 const kefu_field_t *kefu_record_get(const kefu_record_t *r, const char *name) {
-  for (uint32_t i = 0; i < r->n; i++)
+  for (uint32_t i = r->n; i-- > 0;)
     if (strcmp(r->fields[i].name, name) == 0)
       return &r->fields[i];
   return NULL;
@@ -139,7 +132,7 @@ static json_t *field_json(const kefu_record_t *r, const kefu_field_t *f) {
 
 json_t *kefu_record_to_json(const kefu_record_t *r) {
   json_t *o = json_object();
-  for (uint32_t i = 0; i < r->n; i++)
+  for (uint32_t i = 0; i < r->n; i++) /* a name set again keeps its first place */
     json_object_set_new(o, r->fields[i].name, field_json(r, &r->fields[i]));
   return o;
 }

@@ -10,8 +10,9 @@
  * of records, maps: a deliverability card's results, a rate record's cause counts) stay
  * JSON values inside the record (kefu_record_json).
  *
- * Setting a field that is already set replaces its value in place, as
- * json_object_set does. Field names are borrowed: string literals or static tables. */
+ * Setting a field that is already set replaces its value, as json_object_set does (the
+ * JSON form keeps the field's first place). Field names are borrowed: string literals or
+ * static tables. */
 #ifndef KEFU_COMMON_RECORD_H
 #define KEFU_COMMON_RECORD_H
 
@@ -20,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KEFU_RECORD_MAX_FIELDS 24
+#define KEFU_RECORD_MAX_FIELDS 24 /* sets, counting a field set again */
 
 typedef enum kefu_field_kind {
   KEFU_FIELD_NULL = 0,
