@@ -47,6 +47,11 @@ static int fail(rd_t *r, const char *fmt, ...) {
 }
 
 static int rd_long(rd_t *r, int64_t *out) {
+  if (r->p != r->end && *r->p < 0x80) { /* one byte: most lengths, indexes and branches */
+    uint8_t b = *r->p++;
+    *out = (int64_t)(b >> 1) ^ -(int64_t)(b & 1); /* zigzag */
+    return 0;
+  }
   int rc = kefu_avro_read_long(&r->p, r->end, out);
   return rc == 0 ? 0 : fail(r, rc == -1 ? "truncated" : "varint longer than 64 bits");
 }

@@ -26,27 +26,50 @@ static uint64_t get_le(const uint8_t *p, int bytes) {
   return v;
 }
 
-/* Appends one JSON record of topic @p t to @p blob; 0, or -1 when the codec rejects it
- * (a rule built a record its schema does not take: a bug, logged and counted). */
-static int append_record(kefu_processor_t *p, kefu_buf_t *blob, kefu_topic_t t, const json_t *rec,
-                         const char *cause) {
-  const char *shop = json_string_value(json_object_get(rec, "shop_id"));
-  size_t len = 0;
-  char err[256];
-  if (kefu_codec_encode(p->codec, t, rec, &p->enc_buf, &p->enc_cap, &len, err, sizeof err) ||
-      !shop) {
-    KEFU_ERROR("engine", "cannot encode a %s record caused by %s: %s", kefu_topics[t].suffix, cause,
-               shop ? err : "no shop_id");
-    kefu_metric_add(p->m.encode_errors, 1);
-    return -1;
-  }
+/* Appends one encoded record (the codec's frame in p->enc_buf, @p len bytes). */
+static void append_frame(kefu_processor_t *p, kefu_buf_t *blob, kefu_topic_t t, int64_t ts,
+                         const char *shop, size_t len) {
   size_t klen = strlen(shop);
   put_le(blob, (uint64_t)t, 1);
-  put_le(blob, (uint64_t)json_integer_value(json_object_get(rec, "ts")), 8);
+  put_le(blob, (uint64_t)ts, 8);
   put_le(blob, klen, 4);
   kefu_buf_append(blob, shop, klen);
   put_le(blob, len, 4);
   kefu_buf_append(blob, p->enc_buf, len);
+}
+
+/* A record the codec rejects (a rule built a record its schema does not take: a bug,
+ * logged and counted). */
+static int encode_failed(kefu_processor_t *p, kefu_topic_t t, const char *cause, const char *err) {
+  KEFU_ERROR("engine", "cannot encode a %s record caused by %s: %s", kefu_topics[t].suffix, cause,
+             err);
+  kefu_metric_add(p->m.encode_errors, 1);
+  return -1;
+}
+
+/* Appends one record the rules emitted, of topic @p t, to @p blob; 0, or -1. */
+static int append_record(kefu_processor_t *p, kefu_buf_t *blob, kefu_topic_t t,
+                         const kefu_record_t *rec, const char *cause) {
+  const char *shop = kefu_record_get_str(rec, "shop_id");
+  const kefu_field_t *ts = kefu_record_get(rec, "ts");
+  size_t len = 0;
+  char err[256];
+  if (kefu_codec_encode_record(p->codec, t, rec, &p->enc_buf, &p->enc_cap, &len, err, sizeof err) ||
+      !shop)
+    return encode_failed(p, t, cause, shop ? err : "no shop_id");
+  append_frame(p, blob, t, ts && ts->kind == KEFU_FIELD_INT ? ts->v.i : 0, shop, len);
+  return 0;
+}
+
+/* Appends one JSON record (a remembered value of the old format) to @p blob. */
+static int append_json_record(kefu_processor_t *p, kefu_buf_t *blob, kefu_topic_t t,
+                              const json_t *rec, const char *cause) {
+  const char *shop = json_string_value(json_object_get(rec, "shop_id"));
+  size_t len = 0;
+  char err[256];
+  if (kefu_codec_encode(p->codec, t, rec, &p->enc_buf, &p->enc_cap, &len, err, sizeof err) || !shop)
+    return encode_failed(p, t, cause, shop ? err : "no shop_id");
+  append_frame(p, blob, t, (int64_t)json_integer_value(json_object_get(rec, "ts")), shop, len);
   return 0;
 }
 
@@ -60,7 +83,7 @@ kefu_buf_t *engine_outputs_encode(kefu_processor_t *p, const kefu_emitter_t *em,
                                   const kefu_topic_t *topic_of_kind, const char *cause) {
   kefu_buf_t *blob = blob_new();
   for (size_t i = 0; i < em->n; i++)
-    append_record(p, blob, topic_of_kind[em->records[i].kind], em->records[i].rec, cause);
+    append_record(p, blob, topic_of_kind[em->records[i].kind], &em->records[i].rec, cause);
   return blob;
 }
 
@@ -76,7 +99,7 @@ static kefu_buf_t *from_json(kefu_processor_t *p, const char *s, size_t n, const
   json_array_foreach(records, i, r) {
     json_int_t t = json_integer_value(json_array_get(r, 0));
     if (t >= 0 && t < KEFU_T__COUNT && !kefu_topics[t].input)
-      append_record(p, blob, (kefu_topic_t)t, json_array_get(r, 1), cause);
+      append_json_record(p, blob, (kefu_topic_t)t, json_array_get(r, 1), cause);
   }
   json_decref(records);
   return blob;

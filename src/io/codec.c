@@ -56,11 +56,30 @@
  * cannot be checked against the bytes left; it is capped per datum instead. */
 #define MAX_FREE_ITEMS 65536
 
-/* avro-c's generic value for one schema, made on first use and reused per record. */
+/* What the flat-record encoder needs of a record schema's field, looked up once. */
+typedef struct field_info {
+  const char *name; /* avro-c's */
+  avro_schema_t type;
+  int takes_null;
+} field_info_t;
+
+/* A flat record's field name (a static string: its address is the key, its text is
+ * checked) -> the schema's field index. */
+#define NAME_SLOTS 128
+typedef struct name_slot {
+  const char *name;
+  int index;
+} name_slot_t;
+
+/* avro-c's generic value for one schema, made on first use and reused per record; for
+ * a record schema encoded from flat records, its fields (made on first such use). */
 typedef struct cached_value {
   avro_schema_t schema; /* borrowed from the table */
   avro_value_iface_t *iface;
   avro_value_t value;
+  field_info_t *fields; /* owned; NULL until a flat record is encoded */
+  size_t nfields;
+  name_slot_t *names; /* owned, NAME_SLOTS of them */
 } cached_value_t;
 
 struct kefu_codec {
@@ -152,6 +171,17 @@ static avro_schema_t resolve(avro_schema_t s) {
   while (s && is_avro_link(s))
     s = avro_schema_link_target(s);
   return s;
+}
+
+/* Steps into a value of @p *s (resolved in place) one level deeper: 0, or -1. The
+ * caller leaves with x->depth--. */
+static int descend(ctx_t *x, avro_schema_t *s) {
+  *s = resolve(*s);
+  if (!*s)
+    return fail(x, "unresolved schema");
+  if (++x->depth > MAX_DEPTH)
+    return fail(x, "nesting deeper than %d", MAX_DEPTH);
+  return 0;
 }
 
 static const char *avro_kind(avro_schema_t s) {
@@ -516,11 +546,8 @@ static int check_record(ctx_t *x, reader_t *r, avro_schema_t w) {
 
 static int check_value(ctx_t *x, reader_t *r, avro_schema_t w) {
   int rc;
-  w = resolve(w);
-  if (!w)
-    return fail(x, "unresolved schema");
-  if (++x->depth > MAX_DEPTH)
-    return fail(x, "nesting deeper than %d", MAX_DEPTH);
+  if (descend(x, &w))
+    return -1;
   switch (avro_typeof(w)) {
   case AVRO_RECORD: rc = check_record(x, r, w); break;
   case AVRO_ARRAY: rc = check_array(x, r, w); break;
@@ -1022,11 +1049,8 @@ static int record_from_json(ctx_t *x, avro_value_t *v, avro_schema_t s, const js
 
 static int from_json(ctx_t *x, avro_value_t *v, avro_schema_t s, const json_t *j) {
   int rc;
-  s = resolve(s);
-  if (!s)
-    return fail(x, "unresolved schema");
-  if (++x->depth > MAX_DEPTH)
-    return fail(x, "nesting deeper than %d", MAX_DEPTH);
+  if (descend(x, &s))
+    return -1;
   switch (avro_typeof(s)) {
   case AVRO_RECORD: rc = record_from_json(x, v, s, j); break;
   case AVRO_ARRAY: rc = array_from_json(x, v, s, j); break;
@@ -1039,14 +1063,205 @@ static int from_json(ctx_t *x, avro_value_t *v, avro_schema_t s, const json_t *j
   return rc;
 }
 
+/* ---- encoding: a flat record -> avro-c's generic value --------------------------- */
+
+/* The same walk as from JSON (record_from_json and below), over a flat record
+ * (common/record.h): each field reads as the JSON value kefu_record_to_json gives it,
+ * so the checks, the chosen union branches and the bytes are those of the JSON path.
+ * Null, booleans and nested JSON values go through the JSON path itself. */
+
+static const char *flat_kind(const kefu_field_t *f) {
+  switch (f->kind) {
+  case KEFU_FIELD_INT: return "integer";
+  case KEFU_FIELD_REAL: return "real";
+  case KEFU_FIELD_STR: return "string";
+  default: return "?";
+  }
+}
+
+/* json_fits() for an integer, real or string field. */
+static int flat_fits(avro_schema_t s, const kefu_field_t *f) {
+  switch (avro_typeof(s)) {
+  case AVRO_INT32:
+  case AVRO_INT64: return f->kind == KEFU_FIELD_INT;
+  case AVRO_FLOAT:
+  case AVRO_DOUBLE: return f->kind == KEFU_FIELD_INT || f->kind == KEFU_FIELD_REAL;
+  case AVRO_STRING:
+  case AVRO_BYTES:
+  case AVRO_FIXED:
+  case AVRO_ENUM: return f->kind == KEFU_FIELD_STR;
+  default: return 0;
+  }
+}
+
+static int flat_value(ctx_t *x, avro_value_t *v, avro_schema_t s, const kefu_record_t *r,
+                      const kefu_field_t *f);
+
+static int flat_scalar(ctx_t *x, avro_value_t *v, avro_schema_t s, const kefu_record_t *r,
+                       const kefu_field_t *f) {
+  avro_value_t branch;
+  switch (avro_typeof(s)) {
+  case AVRO_UNION:
+    for (size_t i = 0; i < avro_schema_union_size(s); i++) {
+      avro_schema_t b = resolve(avro_schema_union_branch(s, (int)i));
+      if (b && flat_fits(b, f))
+        return avro_ok(x, avro_value_set_branch(v, (int)i, &branch))
+                   ? -1
+                   : flat_value(x, &branch, b, r, f);
+    }
+    return fail(x, "no branch of the union takes a JSON %s", flat_kind(f));
+  case AVRO_ENUM: {
+    if (f->kind != KEFU_FIELD_STR)
+      break;
+    int i = avro_schema_enum_get_by_name(s, kefu_record_text(r, f));
+    if (i < 0)
+      return fail(x, "unknown symbol %s", kefu_record_text(r, f));
+    return avro_ok(x, avro_value_set_enum(v, i));
+  }
+  case AVRO_STRING: /* avro-c's size counts the NUL, which the record keeps after the text */
+    if (f->kind != KEFU_FIELD_STR)
+      break;
+    return avro_ok(x, avro_value_set_string_len(v, kefu_record_text(r, f), f->len + 1));
+  case AVRO_INT32:
+    if (f->kind != KEFU_FIELD_INT)
+      break;
+    if (f->v.i < INT32_MIN || f->v.i > INT32_MAX)
+      return fail(x, "%" PRId64 " is out of the int range", f->v.i);
+    return avro_ok(x, avro_value_set_int(v, (int32_t)f->v.i));
+  case AVRO_INT64:
+    if (f->kind != KEFU_FIELD_INT)
+      break;
+    return avro_ok(x, avro_value_set_long(v, f->v.i));
+  case AVRO_FLOAT:
+  case AVRO_DOUBLE:
+    if (f->kind == KEFU_FIELD_INT)
+      return real_from_json(x, v, s, (double)f->v.i);
+    if (f->kind == KEFU_FIELD_REAL)
+      return real_from_json(x, v, s, f->v.d);
+    break;
+  case AVRO_BYTES:
+  case AVRO_FIXED: { /* Avro's JSON form of bytes: as from JSON (no output record has one) */
+    if (f->kind != KEFU_FIELD_STR)
+      break;
+    json_t *j = json_stringn(kefu_record_text(r, f), f->len);
+    int rc = j ? latin1_from_json(x, v, s, j) : fail(x, "out of memory");
+    json_decref(j);
+    return rc;
+  }
+  default: break;
+  }
+  return fail(x, "expected %s, got %s", avro_kind(s), flat_kind(f));
+}
+
+static int flat_value(ctx_t *x, avro_value_t *v, avro_schema_t s, const kefu_record_t *r,
+                      const kefu_field_t *f) {
+  switch (f->kind) {
+  case KEFU_FIELD_NULL: return from_json(x, v, s, json_null());
+  case KEFU_FIELD_BOOL: return from_json(x, v, s, json_boolean(f->v.i));
+  case KEFU_FIELD_JSON: return from_json(x, v, s, f->v.json);
+  default: break;
+  }
+  int rc;
+  if (descend(x, &s))
+    return -1;
+  rc = flat_scalar(x, v, s, r, f);
+  x->depth--;
+  return rc;
+}
+
+static int is_null_field(const kefu_field_t *f) {
+  return f->kind == KEFU_FIELD_NULL || (f->kind == KEFU_FIELD_JSON && json_is_null(f->v.json));
+}
+
+/* The fields of record schema @p e (looked up on first use); -1 when out of memory. */
+static int flat_fields(ctx_t *x, cached_value_t *e) {
+  avro_schema_t s = e->schema;
+  if (e->fields)
+    return 0;
+  size_t n = avro_schema_record_size(s);
+  if (!(e->fields = calloc(n ? n : 1, sizeof *e->fields)) ||
+      !(e->names = calloc(NAME_SLOTS, sizeof *e->names))) {
+    free(e->fields);
+    e->fields = NULL;
+    return fail(x, "out of memory");
+  }
+  for (size_t i = 0; i < n; i++) {
+    e->fields[i].name = avro_schema_record_field_name(s, (int)i);
+    e->fields[i].type = avro_schema_record_field_get_by_index(s, (int)i);
+    e->fields[i].takes_null = takes_null(e->fields[i].type);
+  }
+  e->nfields = n;
+  return 0;
+}
+
+/* The index of field @p name in @p e's schema, or -1: remembered by the name's address
+ * (names are static strings), confirmed by its text. */
+static int flat_index(cached_value_t *e, const char *name) {
+  size_t h = ((uintptr_t)name >> 3) % NAME_SLOTS;
+  for (size_t probe = 0; probe < NAME_SLOTS; probe++, h = (h + 1) % NAME_SLOTS) {
+    name_slot_t *slot = &e->names[h];
+    if (slot->name == name && strcmp(e->fields[slot->index].name, name) == 0)
+      return slot->index;
+    if (!slot->name) {
+      int i = avro_schema_record_field_get_index(e->schema, name);
+      if (i >= 0)
+        *slot = (name_slot_t){name, i};
+      return i;
+    }
+  }
+  return avro_schema_record_field_get_index(e->schema, name);
+}
+
+/* record_from_json() for the top-level record of a flat record; @p e is the record
+ * schema's cached value, @p v its value. */
+static int record_from_flat(ctx_t *x, avro_value_t *v, cached_value_t *e, const kefu_record_t *r) {
+  const kefu_field_t *by_index[KEFU_RECORD_MAX_FIELDS * 4] = {0};
+  avro_value_t field;
+  if (r->overflow)
+    return fail(x, "a record of more than %d fields (or out of memory)", KEFU_RECORD_MAX_FIELDS);
+  if (flat_fields(x, e))
+    return -1;
+  if (e->nfields > sizeof by_index / sizeof *by_index)
+    return fail(x, "a schema of %zu fields", e->nfields);
+  for (uint32_t k = 0; k < r->n; k++) {
+    int i = flat_index(e, r->fields[k].name);
+    if (i < 0) {
+      path_field(x, r->fields[k].name);
+      snprintf(x->errstr, x->errlen, "unknown field %s", x->path);
+      return -1;
+    }
+    by_index[i] = &r->fields[k];
+  }
+  for (size_t i = 0; i < e->nfields; i++) {
+    const field_info_t *fi = &e->fields[i];
+    const kefu_field_t *f = by_index[i];
+    size_t mark = path_field(x, fi->name);
+    int rc;
+    if (avro_ok(x, avro_value_get_by_index(v, i, &field, NULL)))
+      return -1;
+    if (!f || (is_null_field(f) && !fi->takes_null)) { /* as record_from_json */
+      const json_t *def = kefu_schemas_field_default(x->schemas, e->schema, i);
+      if (!def)
+        return fail(x, "%s", f ? "null for a required field" : "missing required field");
+      rc = from_json(x, &field, fi->type, def);
+    } else {
+      rc = flat_value(x, &field, fi->type, r, f);
+    }
+    if (rc)
+      return -1;
+    path_pop(x, mark);
+  }
+  return 0;
+}
+
 /* ---- public API --------------------------------------------------------------- */
 
 /* The codec's generic value for schema @p s (made on first use), or NULL when avro-c
  * cannot make one. The pointer is good until the next call. */
-static avro_value_t *value_for(kefu_codec_t *c, avro_schema_t s) {
+static cached_value_t *cached_for(kefu_codec_t *c, avro_schema_t s) {
   for (size_t i = 0; i < c->nvalues; i++)
     if (c->values[i].schema == s)
-      return &c->values[i].value;
+      return &c->values[i];
   if (c->nvalues == c->cap) {
     size_t cap = c->cap ? 2 * c->cap : 8;
     cached_value_t *grown = realloc(c->values, cap * sizeof *grown);
@@ -1056,6 +1271,7 @@ static avro_value_t *value_for(kefu_codec_t *c, avro_schema_t s) {
     c->cap = cap;
   }
   cached_value_t *e = &c->values[c->nvalues];
+  memset(e, 0, sizeof *e);
   e->schema = s;
   if (!(e->iface = avro_generic_class_from_schema(s)))
     return NULL;
@@ -1064,7 +1280,12 @@ static avro_value_t *value_for(kefu_codec_t *c, avro_schema_t s) {
     return NULL;
   }
   c->nvalues++;
-  return &e->value;
+  return e;
+}
+
+static avro_value_t *value_for(kefu_codec_t *c, avro_schema_t s) {
+  cached_value_t *e = cached_for(c, s);
+  return e ? &e->value : NULL;
 }
 
 kefu_codec_t *kefu_codec_new(kefu_schemas_t *schemas) {
@@ -1088,6 +1309,8 @@ void kefu_codec_destroy(kefu_codec_t *c) {
   for (size_t i = 0; i < c->nvalues; i++) {
     avro_value_decref(&c->values[i].value);
     avro_value_iface_decref(c->values[i].iface);
+    free(c->values[i].fields);
+    free(c->values[i].names);
   }
   free(c->values);
   if (c->reader)
@@ -1150,6 +1373,9 @@ int kefu_codec_decode(kefu_codec_t *c, kefu_topic_t topic, const void *buf, size
   return value_to_json(&x, v, w, kefu_schemas_current(c->schemas, topic), out);
 }
 
+/* The buffer an encoding first tries to write into (most records are smaller). */
+#define ENCODE_GUESS 4096
+
 /* Makes room for @p n bytes in the caller's buffer. */
 static int reserve(char **buf, size_t *cap, size_t n) {
   if (*buf && *cap >= n)
@@ -1165,13 +1391,20 @@ static int reserve(char **buf, size_t *cap, size_t n) {
   return 0;
 }
 
-int kefu_codec_encode(kefu_codec_t *c, kefu_topic_t topic, const json_t *rec, char **buf,
-                      size_t *cap, size_t *len, char *errstr, size_t errlen) {
+/* What one encode call walks: a JSON object or a flat record. */
+typedef struct encode_src {
+  const json_t *json;
+  const kefu_record_t *flat;
+} encode_src_t;
+
+static int encode(kefu_codec_t *c, kefu_topic_t topic, encode_src_t src, char **buf, size_t *cap,
+                  size_t *len, char *errstr, size_t errlen) {
   int32_t id = kefu_schemas_current_id(c->schemas, topic);
   avro_schema_t s = id < 0 ? NULL : kefu_schemas_by_id(c->schemas, id, NULL);
   const uint8_t head[KEFU_CODEC_HEADER_LEN] = {0, (uint8_t)((uint32_t)id >> 24),
                                                (uint8_t)((uint32_t)id >> 16),
                                                (uint8_t)((uint32_t)id >> 8), (uint8_t)id};
+  cached_value_t *e;
   avro_value_t *v;
   size_t size = 0;
   ctx_t x;
@@ -1181,25 +1414,38 @@ int kefu_codec_encode(kefu_codec_t *c, kefu_topic_t topic, const json_t *rec, ch
     return fail(&x, "unknown topic %d", (int)topic);
   if (!s)
     return fail(&x, "topic %s has no schema", kefu_topic_name(topic));
-  if (!json_is_object(rec))
-    return fail(&x, "a record must be a JSON object, got %s", rec ? json_kind(rec) : "nothing");
-  if (!(v = value_for(c, s)))
+  if (!src.flat && !json_is_object(src.json))
+    return fail(&x, "a record must be a JSON object, got %s",
+                src.json ? json_kind(src.json) : "nothing");
+  if (!(e = cached_for(c, s)))
     return avro_ok(&x, -1);
+  v = &e->value;
   for (int with_path = 0;; with_path = 1) { /* a failure is run again to name the field */
     walk_start(&x, with_path);
     if (avro_ok(&x, avro_value_reset(v)))
       return -1;
-    if (from_json(&x, v, s, rec) == 0)
+    x.depth = src.flat ? 1 : 0; /* from_json counts the top-level record itself */
+    if ((src.flat ? record_from_flat(&x, v, e, src.flat) : from_json(&x, v, s, src.json)) == 0)
       break;
     if (with_path)
       return -1;
   }
   walk_start(&x, 0);
+  /* Most records fit the buffer as it is: written straight away, avro-c's sizing walk
+   * is needed only when the datum does not fit (avro-c then fails with ENOSPC). */
+  if (reserve(buf, cap, ENCODE_GUESS))
+    return fail(&x, "out of memory");
+  memcpy(*buf, head, sizeof head);
+  avro_writer_memory_set_dest(c->writer, *buf + KEFU_CODEC_HEADER_LEN,
+                              (int64_t)(*cap - KEFU_CODEC_HEADER_LEN));
+  if (avro_value_write(c->writer, v) == 0) {
+    *len = KEFU_CODEC_HEADER_LEN + (size_t)avro_writer_tell(c->writer);
+    return 0;
+  }
   if (avro_ok(&x, avro_value_sizeof(v, &size)))
     return -1;
   if (reserve(buf, cap, KEFU_CODEC_HEADER_LEN + size))
     return fail(&x, "out of memory");
-  memcpy(*buf, head, sizeof head);
   avro_writer_memory_set_dest(c->writer, *buf + KEFU_CODEC_HEADER_LEN, (int64_t)size);
   if (avro_ok(&x, avro_value_write(c->writer, v)))
     return -1;
@@ -1207,6 +1453,16 @@ int kefu_codec_encode(kefu_codec_t *c, kefu_topic_t topic, const json_t *rec, ch
     return fail(&x, "avro-c wrote %" PRId64 " bytes, not %zu", avro_writer_tell(c->writer), size);
   *len = KEFU_CODEC_HEADER_LEN + size;
   return 0;
+}
+
+int kefu_codec_encode(kefu_codec_t *c, kefu_topic_t topic, const json_t *rec, char **buf,
+                      size_t *cap, size_t *len, char *errstr, size_t errlen) {
+  return encode(c, topic, (encode_src_t){rec, NULL}, buf, cap, len, errstr, errlen);
+}
+
+int kefu_codec_encode_record(kefu_codec_t *c, kefu_topic_t topic, const kefu_record_t *rec,
+                             char **buf, size_t *cap, size_t *len, char *errstr, size_t errlen) {
+  return encode(c, topic, (encode_src_t){NULL, rec}, buf, cap, len, errstr, errlen);
 }
 
 /* ---- printing JSON ------------------------------------------------------------ */

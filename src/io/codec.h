@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/record.h"
 #include "io/schemas.h"
 #include "io/topics.h"
 
@@ -65,6 +66,13 @@ int kefu_codec_decode(kefu_codec_t *c, kefu_topic_t topic, const void *buf, size
  *  "ts: missing required field". */
 int kefu_codec_encode(kefu_codec_t *c, kefu_topic_t topic, const json_t *rec, char **buf,
                       size_t *cap, size_t *len, char *errstr, size_t errlen);
+
+/** @brief As kefu_codec_encode(), from the flat record @p rec (common/record.h), which
+ *  reads as the JSON object kefu_record_to_json() gives: the same rules, errors and
+ *  bytes, without building the JSON. This is how the engine encodes what the rules
+ *  emit. */
+int kefu_codec_encode_record(kefu_codec_t *c, kefu_topic_t topic, const kefu_record_t *rec,
+                             char **buf, size_t *cap, size_t *len, char *errstr, size_t errlen);
 
 /** @brief Prints any JSON value compactly (`{"a":1,"b":"x"}`), objects in their
  *  insertion order (the schema's field order for decoded records, key order for maps),

@@ -153,14 +153,21 @@ void kefu_rules_deliverability_query(const kefu_rules_env_t *env, kefu_shop_t *s
       free(couriers.v);
   }
   const kefu_buyer_t *buyer = ev->buyer_id ? kefu_shop_buyer(shop, ev->buyer_id) : NULL;
-  json_t *card = json_pack(
-      "{s:s, s:s, s:s?, s:s, s:b, s:s?, s:s?, s:s?, s:o, s:o, s:I}", "card",
-      "DELIVERABILITY_RESULT", "shop_id", ev->shop_id, "buyer_id", ev->buyer_id, "agent_id",
-      ev->agent_id, "assessment_exempt", buyer && kefu_rules_three_party(buyer), "order_id",
-      ev->order_id, "region_code", ev->order_id ? (order ? order->region_code : NULL) : region,
-      "error", error, "results", results, "undeliverable_orders",
-      ev->chat.list_undeliverable && !error ? undeliverable_orders(env, shop, ev->ts)
-                                            : json_array(),
-      "ts", (json_int_t)ev->ts);
-  kefu_emit(out, KEFU_REC_CARD, card);
+  kefu_record_t card;
+  kefu_record_init(&card);
+  kefu_record_str(&card, "card", "DELIVERABILITY_RESULT");
+  kefu_record_str(&card, "shop_id", ev->shop_id);
+  kefu_record_str(&card, "buyer_id", ev->buyer_id);
+  kefu_record_str(&card, "agent_id", ev->agent_id);
+  kefu_record_bool(&card, "assessment_exempt", buyer && kefu_rules_three_party(buyer));
+  kefu_record_str(&card, "order_id", ev->order_id);
+  kefu_record_str(&card, "region_code",
+                  ev->order_id ? (order ? order->region_code : NULL) : region);
+  kefu_record_str(&card, "error", error);
+  kefu_record_json(&card, "results", results);
+  kefu_record_json(&card, "undeliverable_orders",
+                   ev->chat.list_undeliverable && !error ? undeliverable_orders(env, shop, ev->ts)
+                                                         : json_array());
+  kefu_record_int(&card, "ts", ev->ts);
+  kefu_emit(out, KEFU_REC_CARD, &card);
 }

@@ -1,6 +1,5 @@
 #include "rules/effects.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,31 +19,57 @@ void kefu_emitter_init(kefu_emitter_t *e, const char *cause_event_id) {
 
 void kefu_emitter_clear(kefu_emitter_t *e) {
   for (size_t i = 0; i < e->n; i++)
-    json_decref(e->records[i].rec);
+    kefu_record_clear(&e->records[i].rec);
   free(e->records);
   e->records = NULL;
   e->n = e->cap = 0;
 }
 
-static void append(kefu_emitter_t *e, kefu_record_kind_t kind, json_t *rec) {
-  json_object_set_new(rec, "cause_event_id", json_string(e->cause_event_id));
+static kefu_record_t *append(kefu_emitter_t *e, kefu_record_kind_t kind, kefu_record_t *rec) {
+  kefu_record_str(rec, "cause_event_id", e->cause_event_id);
   if (e->n == e->cap) {
     e->cap = e->cap ? e->cap * 2 : 4;
     e->records = realloc(e->records, e->cap * sizeof *e->records);
   }
-  e->records[e->n++] = (kefu_output_t){kind, rec};
+  kefu_output_t *o = &e->records[e->n++];
+  o->kind = kind;
+  o->rec = *rec;
+  kefu_record_init(rec);
+  return &o->rec;
 }
 
-const char *kefu_emit(kefu_emitter_t *e, kefu_record_kind_t kind, json_t *rec) {
+/* "<cause_event_id>-<letter><n>", cut at 159 bytes as snprintf into 160 would, without
+ * printf (one per record). */
+static void format_id(char id[160], const char *cause, char letter, int n) {
+  char full[192], digits[12];
+  int nd = 0;
+  size_t len = strnlen(cause, 160);
+  memcpy(full, cause, len);
+  full[len++] = '-';
+  full[len++] = letter;
+  unsigned u = n < 0 ? 0u - (unsigned)n : (unsigned)n;
+  if (n < 0)
+    full[len++] = '-';
+  do
+    digits[nd++] = (char)('0' + u % 10);
+  while (u /= 10);
+  while (nd)
+    full[len++] = digits[--nd];
+  if (len > 159)
+    len = 159;
+  memcpy(id, full, len);
+  id[len] = '\0';
+}
+
+const char *kefu_emit(kefu_emitter_t *e, kefu_record_kind_t kind, kefu_record_t *rec) {
   char id[160];
   const kefu_record_kind_info_t *k = &kefu_record_kinds[kind];
-  snprintf(id, sizeof id, "%s-%c%d", e->cause_event_id, k->letter, e->counters[kind]++);
-  json_object_set_new(rec, k->id_field, json_string(id));
-  append(e, kind, rec);
-  return json_string_value(json_object_get(rec, k->id_field));
+  format_id(id, e->cause_event_id, k->letter, e->counters[kind]++);
+  kefu_record_str(rec, k->id_field, id);
+  return kefu_record_get_str(append(e, kind, rec), k->id_field);
 }
 
-void kefu_emit_keep_id(kefu_emitter_t *e, kefu_record_kind_t kind, json_t *rec) {
+void kefu_emit_keep_id(kefu_emitter_t *e, kefu_record_kind_t kind, kefu_record_t *rec) {
   append(e, kind, rec);
 }
 

@@ -3,14 +3,14 @@
  * Every output record has a kind; one table (kefu_record_kinds) says its topic, the
  * letter of its ids and the field that holds the id. An id is
  * `<cause_event_id>-<letter><n>`: n counts the records of that kind made while
- * processing that cause, so a replay reproduces every id. Records are JSON objects in
- * the shape of their topic's schema (the .avsc files of schemas/); the rule unit tests encode every
- * record they see with the real codec, so a misspelled field or symbol fails a test. */
+ * processing that cause, so a replay reproduces every id. Records are flat records
+ * (common/record.h) in the shape of their topic's schema (the .avsc files of schemas/);
+ * the rule unit tests encode every record they see with the real codec, so a misspelled
+ * field or symbol fails a test. */
 #ifndef KEFU_RULES_EFFECTS_H
 #define KEFU_RULES_EFFECTS_H
 
-#include <jansson.h>
-
+#include "common/record.h"
 #include "rules/model.h"
 
 typedef enum kefu_record_kind {
@@ -33,7 +33,7 @@ extern const kefu_record_kind_info_t kefu_record_kinds[KEFU_REC__COUNT];
 
 typedef struct kefu_output {
   kefu_record_kind_t kind;
-  json_t *rec; /* owned */
+  kefu_record_t rec; /* owned */
 } kefu_output_t;
 
 /* A new timer, as the engine sees it: its shop, its owner (buyer id, or NULL for a
@@ -59,14 +59,15 @@ void kefu_emitter_init(kefu_emitter_t *e, const char *cause_event_id);
 /** @brief Frees the records still held. */
 void kefu_emitter_clear(kefu_emitter_t *e);
 
-/** @brief Appends @p rec (stolen) of @p kind, setting its id field to the next id of the
- *  kind and cause_event_id. The caller sets shop_id and ts. Returns the id (borrowed
- *  from the record). */
-const char *kefu_emit(kefu_emitter_t *e, kefu_record_kind_t kind, json_t *rec);
+/** @brief Appends @p rec of @p kind, setting its id field to the next id of the kind
+ *  and cause_event_id. What @p rec owns moves to the emitter (@p rec is left empty).
+ *  The caller sets shop_id and ts. Returns the id (borrowed from the emitter's copy,
+ *  good until the emitter is cleared). */
+const char *kefu_emit(kefu_emitter_t *e, kefu_record_kind_t kind, kefu_record_t *rec);
 
-/** @brief Appends @p rec (stolen) that already carries its id (a record of an earlier
- *  invitation's life, say), setting only cause_event_id. */
-void kefu_emit_keep_id(kefu_emitter_t *e, kefu_record_kind_t kind, json_t *rec);
+/** @brief Appends @p rec (moved, as kefu_emit) that already carries its id (a record of
+ *  an earlier invitation's life, say), setting only cause_event_id. */
+void kefu_emit_keep_id(kefu_emitter_t *e, kefu_record_kind_t kind, kefu_record_t *rec);
 
 /** @brief Schedules a timer of @p kind at @p deadline for @p buyer_id (NULL: shop-wide)
  *  with payload a, b, ref_kind, ref (see kefu_timer_kind_t). The timer joins its owner's

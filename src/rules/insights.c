@@ -104,11 +104,17 @@ void kefu_rules_insight(const kefu_rules_env_t *env, kefu_shop_t *shop, const ke
     return;
   const kefu_order_t *order = kefu_rules_inquiry_order(shop, ev, &order_id);
   kefu_cause_t cause = kefu_inquiry_cause(env, order, ev->ts, &factor);
-  kefu_emit(out, KEFU_REC_INSIGHT,
-            json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s, s:b, s:I}", "shop_id", shop->id, "buyer_id",
-                      ev->buyer_id, "order_id", order_id, "intent", intent, "cause",
-                      kefu_cause_names[cause], "factor", factor, "assessment_exempt", exempt, "ts",
-                      (json_int_t)ev->ts));
+  kefu_record_t rec;
+  kefu_record_init(&rec);
+  kefu_record_str(&rec, "shop_id", shop->id);
+  kefu_record_str(&rec, "buyer_id", ev->buyer_id);
+  kefu_record_str(&rec, "order_id", order_id);
+  kefu_record_str(&rec, "intent", intent);
+  kefu_record_str(&rec, "cause", kefu_cause_names[cause]);
+  kefu_record_str(&rec, "factor", factor);
+  kefu_record_bool(&rec, "assessment_exempt", exempt);
+  kefu_record_int(&rec, "ts", ev->ts);
+  kefu_emit(out, KEFU_REC_INSIGHT, &rec);
   /* INSIGHT-2: counted into the day's report, unless that day is closed */
   if (shop->config.response_rate_assessed &&
       (day = kefu_rules_rate_day_open(env, shop, ev->ts, out)))

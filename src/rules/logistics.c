@@ -72,15 +72,23 @@ static inv_view_t view_of(const kefu_invitation_t *i) {
 static const char *emit_invitation(kefu_shop_t *shop, const char *buyer_id, const inv_view_t *inv,
                                    const char *type, const char *skip_rule, bool exempt, int64_t ts,
                                    kefu_emitter_t *out, bool fresh) {
-  json_t *rec = json_pack(
-      "{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s?, s:b, s:I}", "type", type, "initiator",
-      inv->merchant ? "MERCHANT" : "PLATFORM", "shop_id", shop->id, "buyer_id", buyer_id,
-      "agent_id", inv->agent_id, "order_id", inv->order_id, "courier", inv->courier, "tracking_no",
-      inv->tracking_no, "skip_rule", skip_rule, "assessment_exempt", exempt, "ts", (json_int_t)ts);
+  kefu_record_t rec;
+  kefu_record_init(&rec);
+  kefu_record_str(&rec, "type", type);
+  kefu_record_str(&rec, "initiator", inv->merchant ? "MERCHANT" : "PLATFORM");
+  kefu_record_str(&rec, "shop_id", shop->id);
+  kefu_record_str(&rec, "buyer_id", buyer_id);
+  kefu_record_str(&rec, "agent_id", inv->agent_id);
+  kefu_record_str(&rec, "order_id", inv->order_id);
+  kefu_record_str(&rec, "courier", inv->courier);
+  kefu_record_str(&rec, "tracking_no", inv->tracking_no);
+  kefu_record_str(&rec, "skip_rule", skip_rule);
+  kefu_record_bool(&rec, "assessment_exempt", exempt);
+  kefu_record_int(&rec, "ts", ts);
   if (fresh)
-    return kefu_emit(out, KEFU_REC_INVITATION, rec);
-  json_object_set_new(rec, "invitation_id", json_string(inv->id));
-  kefu_emit_keep_id(out, KEFU_REC_INVITATION, rec);
+    return kefu_emit(out, KEFU_REC_INVITATION, &rec);
+  kefu_record_str(&rec, "invitation_id", inv->id);
+  kefu_emit_keep_id(out, KEFU_REC_INVITATION, &rec);
   return NULL;
 }
 
@@ -125,12 +133,18 @@ static void invite(const kefu_rules_env_t *env, kefu_shop_t *shop, const kefu_ev
   kefu_str_set(&stored->order_id, order_id);
   kefu_str_set(&stored->courier, inv.courier);
   kefu_str_set(&stored->tracking_no, inv.tracking_no);
-  kefu_emit(out, KEFU_REC_CARD,
-            json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s, s:s, s:b, s:I}", "card",
-                      "LOGISTICS_INVITATION", "shop_id", shop->id, "buyer_id", ev->buyer_id,
-                      "agent_id", stored->agent_id, "invitation_id", stored->id, "order_id",
-                      stored->order_id, "courier", stored->courier, "assessment_exempt", 0, "ts",
-                      (json_int_t)ev->ts));
+  kefu_record_t card;
+  kefu_record_init(&card);
+  kefu_record_str(&card, "card", "LOGISTICS_INVITATION");
+  kefu_record_str(&card, "shop_id", shop->id);
+  kefu_record_str(&card, "buyer_id", ev->buyer_id);
+  kefu_record_str(&card, "agent_id", stored->agent_id);
+  kefu_record_str(&card, "invitation_id", stored->id);
+  kefu_record_str(&card, "order_id", stored->order_id);
+  kefu_record_str(&card, "courier", stored->courier);
+  kefu_record_bool(&card, "assessment_exempt", false);
+  kefu_record_int(&card, "ts", ev->ts);
+  kefu_emit(out, KEFU_REC_CARD, &card);
   kefu_schedule(out, shop, ev->buyer_id, ev->ts + env->params->invitation_expiry_ms,
                 KEFU_TIMER_INVITATION_EXPIRY, 0, 0, 0, stored->id);
   kefu_buyer_touch(shop, buyer);

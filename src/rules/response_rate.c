@@ -270,12 +270,17 @@ static void wait_timeout(kefu_shop_t *shop, const char *buyer_id, const kefu_tim
         shop->rate.changed = true;
       }
     }
-    kefu_emit(out, KEFU_REC_RESPONSE_EVENT,
-              json_pack("{s:s, s:s, s:s, s:s, s:s?, s:I, s:I, s:I}", "type", "RESPONSE_TIMEOUT",
-                        "shop_id", shop->id, "buyer_id", buyer_id, "responder_kind",
-                        kefu_target_names[w->kind], "responder_id", w->id, "waiting_since",
-                        (json_int_t)t->a, "deadline", (json_int_t)t->deadline, "ts",
-                        (json_int_t)t->deadline));
+    kefu_record_t rec;
+    kefu_record_init(&rec);
+    kefu_record_str(&rec, "type", "RESPONSE_TIMEOUT");
+    kefu_record_str(&rec, "shop_id", shop->id);
+    kefu_record_str(&rec, "buyer_id", buyer_id);
+    kefu_record_str(&rec, "responder_kind", kefu_target_names[w->kind]);
+    kefu_record_str(&rec, "responder_id", w->id);
+    kefu_record_int(&rec, "waiting_since", t->a);
+    kefu_record_int(&rec, "deadline", t->deadline);
+    kefu_record_int(&rec, "ts", t->deadline);
+    kefu_emit(out, KEFU_REC_RESPONSE_EVENT, &rec);
     remove_wait(b, i);
     drop_closed(shop, b);
     kefu_buyer_touch(shop, b);
@@ -330,16 +335,30 @@ static void emit_record(kefu_shop_t *shop, const kefu_rules_env_t *env, const ch
                         const char *day, const tally_t *t, json_t *causes, json_t *penalties,
                         json_t *effective_from, json_int_t streak, int64_t ts,
                         kefu_emitter_t *out) {
-  json_t *rec = json_pack(
-      "{s:s, s:s, s:s, s:I, s:I, s:o, s:f, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:O, s:I}",
-      "type", type, "shop_id", shop->id, "day", day, "consultations", t->n, "effective", t->ok,
-      "rate", t->n ? json_real((double)t->ok / (double)t->n) : json_null(), "threshold",
-      env->params->threshold, "penalties", penalties, "effective_from", effective_from,
-      "consecutive_failed_days", streak, "consultations_by_bot", t->n_bot, "consultations_by_human",
-      t->n_human, "consultations_other", t->n_other, "effective_by_bot", t->ok_bot,
-      "effective_by_human", t->ok_human, "effective_other", t->ok_other, "cause_counts", causes,
-      "ts", (json_int_t)ts);
-  kefu_emit(out, KEFU_REC_RATE_RECORD, rec);
+  kefu_record_t rec;
+  kefu_record_init(&rec);
+  kefu_record_str(&rec, "type", type);
+  kefu_record_str(&rec, "shop_id", shop->id);
+  kefu_record_str(&rec, "day", day);
+  kefu_record_int(&rec, "consultations", t->n);
+  kefu_record_int(&rec, "effective", t->ok);
+  if (t->n)
+    kefu_record_real(&rec, "rate", (double)t->ok / (double)t->n);
+  else
+    kefu_record_null(&rec, "rate");
+  kefu_record_real(&rec, "threshold", env->params->threshold);
+  kefu_record_json(&rec, "penalties", penalties);
+  kefu_record_json(&rec, "effective_from", effective_from);
+  kefu_record_int(&rec, "consecutive_failed_days", streak);
+  kefu_record_int(&rec, "consultations_by_bot", t->n_bot);
+  kefu_record_int(&rec, "consultations_by_human", t->n_human);
+  kefu_record_int(&rec, "consultations_other", t->n_other);
+  kefu_record_int(&rec, "effective_by_bot", t->ok_bot);
+  kefu_record_int(&rec, "effective_by_human", t->ok_human);
+  kefu_record_int(&rec, "effective_other", t->ok_other);
+  kefu_record_json(&rec, "cause_counts", json_incref(causes));
+  kefu_record_int(&rec, "ts", ts);
+  kefu_emit(out, KEFU_REC_RATE_RECORD, &rec);
 }
 
 /* RATE-5..8 */

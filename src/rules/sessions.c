@@ -157,36 +157,61 @@ static int exposure_bucket(const char *shop_id, const char *buyer_id) {
   return (int)(((uint32_t)kefu_murmur2(key, (size_t)n) & 0x7fffffffu) % 100u);
 }
 
-static void emit_card(kefu_shop_t *shop, const kefu_buyer_t *buyer, const char *card, json_t *extra,
-                      int64_t ts, kefu_emitter_t *out) {
-  json_t *rec = json_pack("{s:s, s:s, s:s, s:b, s:I}", "card", card, "shop_id", shop->id,
-                          "buyer_id", buyer->id, "assessment_exempt", kefu_rules_three_party(buyer),
-                          "ts", (json_int_t)ts);
-  if (extra)
-    json_object_update(rec, extra);
-  json_decref(extra);
-  kefu_emit(out, KEFU_REC_CARD, rec);
+/* A service card's common fields; the caller adds the card's own and emits it. */
+static void card_begin(kefu_record_t *rec, const kefu_shop_t *shop, const kefu_buyer_t *buyer,
+                       const char *card, int64_t ts) {
+  kefu_record_init(rec);
+  kefu_record_str(rec, "card", card);
+  kefu_record_str(rec, "shop_id", shop->id);
+  kefu_record_str(rec, "buyer_id", buyer->id);
+  kefu_record_bool(rec, "assessment_exempt", kefu_rules_three_party(buyer));
+  kefu_record_int(rec, "ts", ts);
+}
+
+static void emit_card(kefu_shop_t *shop, const kefu_buyer_t *buyer, const char *card,
+                      const char *reason, int64_t ts, kefu_emitter_t *out) {
+  kefu_record_t rec;
+  card_begin(&rec, shop, buyer, card, ts);
+  if (reason)
+    kefu_record_str(&rec, "reason", reason);
+  kefu_emit(out, KEFU_REC_CARD, &rec);
 }
 
 static void emit_decision(kefu_shop_t *shop, const kefu_buyer_t *buyer, const kefu_route_t *r,
                           const char *trigger, int64_t ts, kefu_emitter_t *out) {
   bool agent = r->target == KEFU_TARGET_AGENT, bot = r->target == KEFU_TARGET_BOT;
   int pos = r->target == KEFU_TARGET_QUEUE ? queue_position(shop, buyer->id) : 0;
-  json_t *rec = json_pack(
-      "{s:s, s:s, s:I, s:s, s:s, s:s?, s:s?, s:s?, s:o, s:s, s:i, s:o, s:b, s:s}", "shop_id",
-      shop->id, "buyer_id", buyer->id, "ts", (json_int_t)ts, "trigger", trigger, "target",
-      kefu_target_names[r->target], "agent_id", agent ? r->agent_id : NULL, "group_id",
-      r->group_id[0] ? r->group_id : NULL, "leave_message_target",
-      r->target == KEFU_TARGET_LEAVE_MESSAGE
-          ? kefu_leave_target_names[shop->config.leave_message_target]
-          : NULL,
-      "queue_position", pos ? json_integer(pos) : json_null(), "step", r->step, "candidates",
-      agent ? r->candidates : 0, "exposure_bucket",
-      bot ? json_integer(exposure_bucket(shop->id, buyer->id)) : json_null(), "assessment_exempt",
-      kefu_rules_three_party(buyer), "explain", r->explain);
-  kefu_emit(out, KEFU_REC_DECISION, rec);
-  if (r->target == KEFU_TARGET_QUEUE)
-    emit_card(shop, buyer, "QUEUE_NOTICE", json_pack("{s:i}", "queue_position", pos), ts, out);
+  kefu_record_t rec;
+  kefu_record_init(&rec);
+  kefu_record_str(&rec, "shop_id", shop->id);
+  kefu_record_str(&rec, "buyer_id", buyer->id);
+  kefu_record_int(&rec, "ts", ts);
+  kefu_record_str(&rec, "trigger", trigger);
+  kefu_record_str(&rec, "target", kefu_target_names[r->target]);
+  kefu_record_str(&rec, "agent_id", agent ? r->agent_id : NULL);
+  kefu_record_str(&rec, "group_id", r->group_id[0] ? r->group_id : NULL);
+  kefu_record_str(&rec, "leave_message_target",
+                  r->target == KEFU_TARGET_LEAVE_MESSAGE
+                      ? kefu_leave_target_names[shop->config.leave_message_target]
+                      : NULL);
+  if (pos)
+    kefu_record_int(&rec, "queue_position", pos);
+  else
+    kefu_record_null(&rec, "queue_position");
+  kefu_record_str(&rec, "step", r->step);
+  kefu_record_int(&rec, "candidates", agent ? r->candidates : 0);
+  if (bot)
+    kefu_record_int(&rec, "exposure_bucket", exposure_bucket(shop->id, buyer->id));
+  else
+    kefu_record_null(&rec, "exposure_bucket");
+  kefu_record_bool(&rec, "assessment_exempt", kefu_rules_three_party(buyer));
+  kefu_record_str(&rec, "explain", r->explain);
+  kefu_emit(out, KEFU_REC_DECISION, &rec);
+  if (r->target == KEFU_TARGET_QUEUE) {
+    card_begin(&rec, shop, buyer, "QUEUE_NOTICE", ts);
+    kefu_record_int(&rec, "queue_position", pos);
+    kefu_emit(out, KEFU_REC_CARD, &rec);
+  }
 }
 
 /* ------------------------------------------------------------------ triggers */
@@ -250,8 +275,7 @@ static void transfer_click(const kefu_rules_env_t *env, kefu_shop_t *shop, const
   if (!session_is(s, KEFU_TARGET_BOT) || s->transferred)
     return; /* outside a bot session, or after a successful transfer: nothing */
   if (!kefu_shop_any_agent_online(shop)) {
-    emit_card(shop, buyer, "TRANSFER_FAILED", json_pack("{s:s}", "reason", "NO_AGENT_ONLINE"),
-              ev->ts, out);
+    emit_card(shop, buyer, "TRANSFER_FAILED", "NO_AGENT_ONLINE", ev->ts, out);
     return;
   }
   kefu_route_ctx_t c = {
@@ -259,8 +283,7 @@ static void transfer_click(const kefu_rules_env_t *env, kefu_shop_t *shop, const
   kefu_route_t r;
   kefu_route(&c, &r);
   if (r.target == KEFU_TARGET_LEAVE_MESSAGE) { /* no capacity anywhere: the bot keeps it */
-    emit_card(shop, buyer, "TRANSFER_FAILED", json_pack("{s:s}", "reason", "NO_CAPACITY"), ev->ts,
-              out);
+    emit_card(shop, buyer, "TRANSFER_FAILED", "NO_CAPACITY", ev->ts, out);
     return;
   }
   s->transferred = r.target == KEFU_TARGET_AGENT;

@@ -101,19 +101,30 @@ static inline void fx_emitter(fx_t *f, kefu_emitter_t *em, const char *cause, in
   em->on_timer_arg = f;
 }
 
-/* Moves the emitted records to f->records, each first encoded with the real codec. */
+/* Moves the emitted records to f->records (as JSON), each first encoded with the real
+ * codec, from the flat record as the engine encodes it and from its JSON form: both
+ * must give the same bytes. */
 static inline void collect(fx_t *f, kefu_emitter_t *em) {
-  char *buf = NULL, err[512];
-  size_t cap = 0, len;
+  char *buf = NULL, *jbuf = NULL, err[512];
+  size_t cap = 0, jcap = 0, len, jlen;
   for (size_t i = 0; i < em->n; i++) {
     kefu_topic_t t = kefu_topic_by_suffix(kefu_record_kinds[em->records[i].kind].topic_suffix);
-    if (kefu_codec_encode(f->codec, t, em->records[i].rec, &buf, &cap, &len, err, sizeof err)) {
-      char *text = json_dumps(em->records[i].rec, JSON_COMPACT);
+    json_t *rec = kefu_record_to_json(&em->records[i].rec);
+    if (kefu_codec_encode_record(f->codec, t, &em->records[i].rec, &buf, &cap, &len, err,
+                                 sizeof err)) {
+      char *text = json_dumps(rec, JSON_COMPACT);
       fail_msg("record does not encode as %s: %s\n%s", kefu_topics[t].suffix, err, text);
     }
-    json_array_append(f->records, em->records[i].rec);
+    if (kefu_codec_encode(f->codec, t, rec, &jbuf, &jcap, &jlen, err, sizeof err) || jlen != len ||
+        memcmp(buf, jbuf, len) != 0) {
+      char *text = json_dumps(rec, JSON_COMPACT);
+      fail_msg("a %s record encodes differently from its JSON form:\n%s", kefu_topics[t].suffix,
+               text);
+    }
+    json_array_append_new(f->records, rec);
   }
   free(buf);
+  free(jbuf);
   kefu_emitter_clear(em);
 }
 

@@ -414,6 +414,119 @@ static void test_encode_rejects_bad_records(void **state) {
   assert_encode_fails(f, KEFU_T_DLQ, "{}", "topic kefu.dlq has no schema");
 }
 
+/* Encodes the flat record @p r and its JSON form (kefu_record_to_json): the same result,
+ * the same bytes or the same error. Returns the flat path's rc; clears @p r. */
+static int encode_both(fixture_t *f, kefu_topic_t topic, kefu_record_t *r, char *err,
+                       size_t errlen) {
+  json_t *j = kefu_record_to_json(r);
+  char jerr[256], *jbuf = NULL;
+  size_t len = 0, jlen = 0, jcap = 0;
+  int rc = kefu_codec_encode_record(f->codec, topic, r, &f->buf, &f->cap, &len, err, errlen);
+  int jrc = kefu_codec_encode(f->codec, topic, j, &jbuf, &jcap, &jlen, jerr, sizeof jerr);
+  assert_int_equal(rc, jrc);
+  if (rc == 0) {
+    assert_int_equal(len, jlen);
+    assert_memory_equal(f->buf, jbuf, len);
+  } else {
+    assert_string_equal(err, jerr);
+  }
+  free(jbuf);
+  json_decref(j);
+  kefu_record_clear(r);
+  return rc;
+}
+
+/* A flat record (how the engine encodes what the rules emit) encodes exactly as its
+ * JSON form: bytes, defaults, union branches and every error. */
+static void test_flat_record_encodes_as_its_json(void **state) {
+  fixture_t *f = *state;
+  kefu_record_t r;
+  char err[256];
+
+  kefu_record_init(&r);
+  kefu_record_str(&r, "decision_id", "c-d0");
+  kefu_record_str(&r, "cause_event_id", "c");
+  kefu_record_str(&r, "shop_id", "s1");
+  kefu_record_int(&r, "ts", 1773068400000);
+  kefu_record_str(&r, "buyer_id", "b1");
+  kefu_record_str(&r, "trigger", "CHAT_OPEN");
+  kefu_record_str(&r, "target", "AGENT");
+  kefu_record_str(&r, "agent_id", "a1");
+  kefu_record_str(&r, "group_id", NULL);
+  kefu_record_int(&r, "queue_position", 3);
+  kefu_record_str(&r, "step", "NO_AGENT_ONLINE");
+  kefu_record_int(&r, "candidates", 2);
+  kefu_record_bool(&r, "assessment_exempt", true);
+  kefu_record_str(&r, "explain", "x\xe4\xb8\xad");
+  kefu_record_str(&r, "agent_id", "a2"); /* replaces, as json_object_set does */
+  assert_int_equal(encode_both(f, KEFU_T_ROUTING_DECISIONS, &r, err, sizeof err), 0);
+
+  kefu_record_init(&r); /* doubles from integers and reals, nested JSON, defaults */
+  kefu_record_str(&r, "record_id", "c-r0");
+  kefu_record_str(&r, "cause_event_id", "c");
+  kefu_record_str(&r, "shop_id", "s1");
+  kefu_record_int(&r, "ts", 1);
+  kefu_record_str(&r, "type", "DAILY_REPORT");
+  kefu_record_str(&r, "day", "2026-03-10");
+  kefu_record_int(&r, "consultations", 3);
+  kefu_record_int(&r, "effective", 1);
+  kefu_record_real(&r, "rate", 1.0 / 3.0);
+  kefu_record_int(&r, "threshold", 1);
+  kefu_record_json(&r, "penalties", json_pack("[s]", "TRAFFIC_DOWNWEIGHT"));
+  kefu_record_json(&r, "effective_from", json_null());
+  const char *counts[] = {"consecutive_failed_days", "consultations_by_bot",
+                          "consultations_by_human",  "consultations_other",
+                          "effective_by_bot",        "effective_by_human",
+                          "effective_other"};
+  for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+    kefu_record_int(&r, counts[i], (int64_t)i);
+  kefu_record_json(&r, "cause_counts", json_pack("{s:i, s:i}", "UNKNOWN", 2, "ADDRESS_CHANGED", 5));
+  assert_int_equal(encode_both(f, KEFU_T_RESPONSE_VIOLATIONS, &r, err, sizeof err), 0);
+
+  kefu_record_init(&r);
+  kefu_record_str(&r, "shop_id", "s1");
+  kefu_record_int(&r, "colour", 1);
+  assert_int_equal(encode_both(f, KEFU_T_ROUTING_DECISIONS, &r, err, sizeof err), -1);
+  assert_string_equal(err, "unknown field colour");
+
+  const struct {
+    const char *field, *error;
+    kefu_field_kind_t kind;
+  } bad[] = {
+      {"trigger", "trigger: unknown symbol NOPE", KEFU_FIELD_STR},
+      {"candidates", "candidates: 4294967296 is out of the int range", KEFU_FIELD_INT},
+      {"candidates", "candidates: expected int, got string", KEFU_FIELD_STR},
+      {"ts", "ts: expected long, got real", KEFU_FIELD_REAL},
+      {"shop_id", "shop_id: null for a required field", KEFU_FIELD_NULL},
+      {"agent_id", "agent_id: no branch of the union takes a JSON integer", KEFU_FIELD_INT},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    kefu_record_init(&r);
+    kefu_record_str(&r, "decision_id", "c-d0");
+    kefu_record_str(&r, "cause_event_id", "c");
+    kefu_record_str(&r, "shop_id", "s1");
+    kefu_record_int(&r, "ts", 1);
+    kefu_record_str(&r, "buyer_id", "b1");
+    kefu_record_str(&r, "trigger", "CHAT_OPEN");
+    kefu_record_str(&r, "target", "BOT");
+    kefu_record_str(&r, "step", "NO_AGENT_ONLINE");
+    kefu_record_int(&r, "candidates", 0);
+    switch (bad[i].kind) {
+    case KEFU_FIELD_STR: kefu_record_str(&r, bad[i].field, "NOPE"); break;
+    case KEFU_FIELD_INT: kefu_record_int(&r, bad[i].field, INT64_C(4294967296)); break;
+    case KEFU_FIELD_REAL: kefu_record_real(&r, bad[i].field, 1.5); break;
+    default: kefu_record_null(&r, bad[i].field); break;
+    }
+    assert_int_equal(encode_both(f, KEFU_T_ROUTING_DECISIONS, &r, err, sizeof err), -1);
+    assert_string_equal(err, bad[i].error);
+  }
+
+  kefu_record_init(&r); /* a missing required field */
+  kefu_record_str(&r, "shop_id", "s1");
+  assert_int_equal(encode_both(f, KEFU_T_ROUTING_DECISIONS, &r, err, sizeof err), -1);
+  assert_string_equal(err, "decision_id: missing required field");
+}
+
 /* Maps are written in key order, so equal records give equal bytes (SPEC 1.2). */
 static void test_map_key_order(void **state) {
   fixture_t *f = *state;
@@ -1076,6 +1189,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_conformance_outputs_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_encode_fills_defaults, setup, teardown),
       cmocka_unit_test_setup_teardown(test_encode_rejects_bad_records, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_flat_record_encodes_as_its_json, setup, teardown),
       cmocka_unit_test_setup_teardown(test_map_key_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_decode_bad_framing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_decode_truncated_and_trailing, setup, teardown),
