@@ -39,8 +39,11 @@ static void seen_grow(seen_set_t *s) {
   free(old.ts);
 }
 
+/* Up to 80 % full: linear probing then takes about 2.5 probes to find an id and 9 to
+ * find one missing (in one or two cache lines of keys), and the table, the cache's
+ * biggest part with many buyers, costs 16 bytes an id / 0.4 to 0.8. */
 void engine_seen_put(seen_set_t *s, uint64_t h, int64_t ts) {
-  if ((s->n + 1) * 2 > s->cap)
+  if ((uint64_t)(s->n + 1) * 5 > (uint64_t)s->cap * 4)
     seen_grow(s);
   uint32_t i = (uint32_t)h & (s->cap - 1);
   while (s->key[i] && s->key[i] != h)
