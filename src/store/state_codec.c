@@ -1625,6 +1625,8 @@ static int dec_due_top(rd_t *r, void *obj) {
       return -1;
     if (step <= 0)
       return fail(r, f.at, "field 2: buckets not ascending (step %lld)", (long long)step);
+    if (d->v[d->n - 1] > INT64_MAX - step)
+      return fail(r, f.at, "field 2: bucket beyond 64 bits");
     if (PUSH(r, &f, d->v, d->n))
       return -1;
     d->v[d->n - 1] = d->v[d->n - 2] + step;

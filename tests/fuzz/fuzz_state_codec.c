@@ -1,15 +1,20 @@
 /* libFuzzer target: the state codec (src/store/state_codec.c), which reads what Redis
  * holds (an operator may have edited it).
  *
- * Byte 0 % 8 picks the record (agent, buyer, order, config, queue, rate, shop timers,
- * timer); the rest is the value. A value that does not decode gives an error text and no
- * record. One that decodes encodes to a canonical value that decodes again, to a record
- * with the same JSON view, and encodes to the same bytes (encode . decode is a fixed
- * point on what the encoder writes). The JSON views are built for every decoded record. */
+ * Byte 0 % 9 picks the record (agent, buyer, order, config, queue, rate, shop timers,
+ * timer, due buckets); the rest is the value. A value that does not decode gives an error text and
+ * no record. One that decodes encodes to a canonical value that decodes again, to a record with the
+ * same JSON view, and encodes to the same bytes (encode . decode is a fixed point on what the
+ * encoder writes). The JSON views are built for every decoded record. */
 #include "fuzz.h"
 #include "store/state_codec.h"
 
-enum { R_AGENT, R_BUYER, R_ORDER, R_CONFIG, R_QUEUE, R_RATE, R_TIMERS, R_TIMER, R__COUNT };
+enum { R_AGENT, R_BUYER, R_ORDER, R_CONFIG, R_QUEUE, R_RATE, R_TIMERS, R_TIMER, R_DUE, R__COUNT };
+
+typedef struct due { /* meta `due` */
+  int64_t *v;
+  uint32_t n;
+} due_t;
 
 typedef struct rec {
   int kind;
@@ -61,6 +66,15 @@ static int decode(int kind, const uint8_t *p, size_t n, rec_t *out, char *err, s
       out->p = t;
     return rc;
   }
+  case R_DUE: {
+    due_t *d = calloc(1, sizeof *d);
+    rc = kefu_state_decode_due(p, n, &d->v, &d->n, err, errlen);
+    if (rc)
+      free(d);
+    else
+      out->p = d;
+    return rc;
+  }
   default: {
     kefu_timer_t *t = calloc(1, sizeof *t);
     rc = kefu_state_decode_timer(p, n, t, err, errlen);
@@ -82,6 +96,7 @@ static void encode(const rec_t *r, kefu_buf_t *out) {
   case R_QUEUE: kefu_state_encode_queue(out, r->p); break;
   case R_RATE: kefu_state_encode_rate(out, r->p); break;
   case R_TIMERS: kefu_state_encode_timers(out, r->p); break;
+  case R_DUE: kefu_state_encode_due(out, ((due_t *)r->p)->v, ((due_t *)r->p)->n); break;
   default: kefu_state_encode_timer(out, r->p); break;
   }
 }
@@ -95,6 +110,12 @@ static json_t *view(const rec_t *r) {
   case R_QUEUE: return kefu_state_queue_json(r->p);
   case R_RATE: return kefu_state_rate_json(r->p);
   case R_TIMERS: return kefu_state_timers_json(r->p);
+  case R_DUE: {
+    json_t *a = json_array();
+    for (uint32_t i = 0; i < ((due_t *)r->p)->n; i++)
+      json_array_append_new(a, json_integer(((due_t *)r->p)->v[i]));
+    return a;
+  }
   default: return kefu_state_timer_json(r->p);
   }
 }
@@ -108,6 +129,7 @@ static void release(rec_t *r) {
   case R_QUEUE: kefu_state_queue_clear(r->p); break;
   case R_RATE: kefu_state_rate_clear(r->p); break;
   case R_TIMERS: kefu_timers_clear(r->p); break;
+  case R_DUE: free(((due_t *)r->p)->v); break;
   default: kefu_timer_clear(r->p); break;
   }
   free(r->p);
