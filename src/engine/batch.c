@@ -784,13 +784,7 @@ static void due_of(kefu_processor_t *p, shop_entry_t *e, kefu_store_write_t *w) 
 /* After a successful write: what Redis now holds. */
 static void written(shop_entry_t *e, const kefu_store_write_t *w) {
   memcpy(e->stored, e->applied, sizeof e->stored);
-  for (uint32_t i = 0; i < e->ndue_add; i++)
-    kefu_buf_free(&e->due_add[i].ids);
-  free(e->due_add);
-  free(e->due_add_cold);
-  e->due_add = NULL;
-  e->due_add_cold = NULL;
-  e->ndue_add = 0;
+  engine_due_add_clear(e); /* written */
   e->ndue_del = 0;
   e->due_changed = false;
   for (uint32_t i = 0; i < e->nseen_new; i++)

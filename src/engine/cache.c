@@ -308,7 +308,7 @@ static void bloom_clear(bloom_t *b) {
   memset(b, 0, sizeof *b);
 }
 
-static void due_add_clear(shop_entry_t *e) {
+void engine_due_add_clear(shop_entry_t *e) {
   for (uint32_t i = 0; i < e->ndue_add; i++)
     kefu_buf_free(&e->due_add[i].ids);
   free(e->due_add);
@@ -321,7 +321,7 @@ static void due_add_clear(shop_entry_t *e) {
 static void entry_free(shop_entry_t *e) {
   kefu_shop_destroy(e->shop);
   bloom_clear(&e->evicted);
-  due_add_clear(e);
+  engine_due_add_clear(e);
   free(e->due);
   free(e->due_cold);
   free(e->due_del);

@@ -330,6 +330,8 @@ kefu_buyer_t *engine_buyer_loaded(kefu_processor_t *p, shop_entry_t *e, kefu_buy
 /** @brief Queues @p id for due bucket @p bucket with @p e's next write; @p cold: a buyer
  *  leaving memory. */
 void engine_due_add(shop_entry_t *e, int64_t bucket, const char *id, bool cold);
+/** @brief Frees the appends queued for @p e's next write. */
+void engine_due_add_clear(shop_entry_t *e);
 /** @brief Puts @p bucket in @p e's pending list (or marks it @p cold too). */
 void engine_due_insert(shop_entry_t *e, int64_t bucket, bool cold);
 /** @brief The earliest deadline @p e may have pending, buyers out of memory included. */
