@@ -52,11 +52,14 @@ typedef struct kind_stats {
   kefu_map_t fields; /* name -> field_stats_t */
 } kind_stats_t;
 
+/* A record waiting for its match, kept as printed (kefu_json_dumps_record): a fraction
+ * of its jansson tree's size, and a pair whose texts are equal needs no parsing. */
 typedef struct entry {
-  json_t *rec; /* owned */
   long seq;
   kind_stats_t *kind;
   struct entry *next;
+  size_t len;
+  char text[]; /* NUL-terminated */
 } entry_t;
 
 typedef struct bucket {
@@ -81,6 +84,8 @@ struct kefu_diff {
   size_t nchanges, capchanges;
   char *key; /* reused by key_of */
   size_t keycap;
+  char *text; /* reused by kefu_diff_add */
+  size_t textcap;
 };
 
 kefu_diff_t *kefu_diff_new(void) {
@@ -316,9 +321,10 @@ static void push_change(kefu_diff_t *d, kefu_topic_t t, long seq, char *line) {
   d->changes[d->nchanges++] = (change_t){t, seq, line};
 }
 
-static void compare_pair(kefu_diff_t *d, kefu_topic_t t, const entry_t *e0, const entry_t *e1) {
-  kind_stats_t *k = e0->kind;
-  json_t *fields = changed_fields(e0->rec, e1->rec);
+/* A matched pair: @p r0 recorded (of kind @p k, sequence @p seq), @p r1 replayed. */
+static void compare_pair(kefu_diff_t *d, kefu_topic_t t, kind_stats_t *k, long seq,
+                         const json_t *r0, const json_t *r1) {
+  json_t *fields = r0 && r1 ? changed_fields(r0, r1) : NULL;
   if (!fields) {
     k->c[C_UNCHANGED]++;
     d->unchanged++;
@@ -326,7 +332,7 @@ static void compare_pair(kefu_diff_t *d, kefu_topic_t t, const entry_t *e0, cons
   }
   k->c[C_CHANGED]++;
   d->changed++;
-  json_t *key = key_json(d, t, e0->rec);
+  json_t *key = key_json(d, t, r0);
   const char *name;
   json_t *change;
   json_object_foreach(fields, name, change) {
@@ -334,13 +340,13 @@ static void compare_pair(kefu_diff_t *d, kefu_topic_t t, const entry_t *e0, cons
     if (!f && (f = calloc(1, sizeof *f)))
       kefu_map_put(&k->fields, name, f);
     if (f)
-      field_note(f, e0->seq, key, change);
+      field_note(f, seq, key, change);
   }
   json_t *line = json_pack("{s:s, s:s, s:o, s:s, s:o}", "topic", kefu_topic_name(t), "kind",
                            k->name, "key", key, "change", "changed", "fields", fields);
   char *text = NULL;
   if (line && kefu_json_dumps_record(line, &text) >= 0)
-    push_change(d, t, e0->seq, text);
+    push_change(d, t, seq, text);
   json_decref(line);
 }
 
@@ -369,42 +375,68 @@ static int bucket_push(kefu_diff_t *d, kefu_topic_t t, const char *key, bucket_t
   return 0;
 }
 
-void kefu_diff_add(kefu_diff_t *d, int side, kefu_topic_t topic, json_t *rec) {
-  if (!d || !rec || side < 0 || side > 1 || (int)topic < 0 || topic >= KEFU_T__COUNT) {
-    json_decref(rec);
+static json_t *parse_entry(const entry_t *e) {
+  return json_loadb(e->text, e->len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+}
+
+/* @p rec (printed as @p text) meets @p e, the oldest record of its key on the other side. */
+static void match(kefu_diff_t *d, kefu_topic_t t, int side, const json_t *rec, kind_stats_t *kind,
+                  long seq, const char *text, size_t len, const entry_t *e) {
+  kind_stats_t *k0 = side ? e->kind : kind;
+  long seq0 = side ? e->seq : seq;
+  if (len == e->len && memcmp(text, e->text, len) == 0) {
+    k0->c[C_UNCHANGED]++;
+    d->unchanged++;
     return;
   }
+  json_t *stored = parse_entry(e);
+  compare_pair(d, t, k0, seq0, side ? stored : rec, side ? rec : stored);
+  json_decref(stored);
+}
+
+static entry_t *entry_new(long seq, kind_stats_t *kind, const char *text, size_t len) {
+  entry_t *e = malloc(sizeof *e + len + 1);
+  if (!e)
+    return NULL;
+  *e = (entry_t){seq, kind, NULL, len};
+  memcpy(e->text, text, len + 1);
+  return e;
+}
+
+static void add_record(kefu_diff_t *d, int side, kefu_topic_t topic, const json_t *rec) {
   if (topic == KEFU_T_RESPONSE_VIOLATIONS)
     note_violation(d, side, rec); /* before key_of: both use d->key */
-  entry_t mine = {rec, d->seq[side]++, kind_of(d, topic, rec), NULL};
+  long seq = d->seq[side]++;
+  kind_stats_t *kind = kind_of(d, topic, rec);
+  int len = kefu_json_dumpb_record(rec, &d->text, &d->textcap);
   const char *key = key_of(d, topic, rec);
-  if (!mine.kind || !key) { /* out of memory */
-    json_decref(rec);
+  if (!kind || len < 0 || !key) /* out of memory */
     return;
-  }
-  mine.kind->c[side ? C_REPLAYED : C_RECORDED]++;
+  kind->c[side ? C_REPLAYED : C_RECORDED]++;
   *(side ? &d->replayed : &d->recorded) += 1;
   bucket_t *b = kefu_map_get(&d->buckets[topic], key);
   int other = 1 - side;
   if (b && b->head[other]) {
     entry_t *e = bucket_pop(b, other);
     e->kind->c[other ? C_ONLY_REPLAYED : C_ONLY_RECORDED]--;
-    compare_pair(d, topic, side ? e : &mine, side ? &mine : e);
+    match(d, topic, side, rec, kind, seq, d->text, (size_t)len, e);
     if (!b->head[0] && !b->head[1])
       free(kefu_map_del(&d->buckets[topic], key));
-    json_decref(e->rec);
     free(e);
-    json_decref(rec);
     return;
   }
-  entry_t *e = malloc(sizeof *e);
+  entry_t *e = entry_new(seq, kind, d->text, (size_t)len);
   if (!e || bucket_push(d, topic, key, b, side, e)) {
     free(e);
-    json_decref(rec);
     return;
   }
-  *e = mine;
-  mine.kind->c[side ? C_ONLY_REPLAYED : C_ONLY_RECORDED]++;
+  kind->c[side ? C_ONLY_REPLAYED : C_ONLY_RECORDED]++;
+}
+
+void kefu_diff_add(kefu_diff_t *d, int side, kefu_topic_t topic, json_t *rec) {
+  if (d && rec && side >= 0 && side <= 1 && (int)topic >= 0 && topic < KEFU_T__COUNT)
+    add_record(d, side, topic, rec);
+  json_decref(rec);
 }
 
 /* ---- loading --------------------------------------------------------------------- */
@@ -744,9 +776,11 @@ static int write_item(kefu_diff_t *d, FILE *out, const out_item_t *it) {
     return fprintf(out, "%s\n", it->line) < 0 ? -1 : 0;
   const entry_t *e = it->one;
   const char *side = it->side ? "replayed" : "recorded";
-  json_t *line = json_pack("{s:s, s:s, s:o, s:s, s:O}", "topic", kefu_topic_name(it->topic), "kind",
-                           e->kind->name, "key", key_json(d, it->topic, e->rec), "change",
-                           it->side ? "only_replayed" : "only_recorded", side, e->rec);
+  json_t *rec = parse_entry(e);
+  json_t *line = rec ? json_pack("{s:s, s:s, s:o, s:s, s:o}", "topic", kefu_topic_name(it->topic),
+                                 "kind", e->kind->name, "key", key_json(d, it->topic, rec),
+                                 "change", it->side ? "only_replayed" : "only_recorded", side, rec)
+                     : NULL;
   char *text = NULL;
   int rc = line && kefu_json_dumps_record(line, &text) >= 0 && fprintf(out, "%s\n", text) >= 0;
   free(text);
@@ -787,7 +821,6 @@ static void bucket_free(void *p) {
   for (int side = 0; side < 2; side++)
     for (entry_t *e = b->head[side], *next; e; e = next) {
       next = e->next;
-      json_decref(e->rec);
       free(e);
     }
   free(b);
@@ -820,5 +853,6 @@ void kefu_diff_free(kefu_diff_t *d) {
     free(d->changes[i].line);
   free(d->changes);
   free(d->key);
+  free(d->text);
   free(d);
 }
