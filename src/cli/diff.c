@@ -32,6 +32,9 @@
 #define EXAMPLES 3
 #define EXAMPLE_CHARS 60
 #define SHOPS_LISTED 10
+#define KINDS_MAX 100
+#define KIND_CHARS 64
+#define OTHER_KINDS "(other kinds)"
 
 enum { C_RECORDED, C_REPLAYED, C_UNCHANGED, C_CHANGED, C_ONLY_RECORDED, C_ONLY_REPLAYED, C__N };
 
@@ -161,12 +164,14 @@ static json_t *key_json(const kefu_diff_t *d, kefu_topic_t t, const json_t *rec)
 
 /* ---- kinds and verdicts ---------------------------------------------------------- */
 
+/* Kinds are enum symbols; a topic whose records name more (odd input) or longer ones
+ * gets one row for the rest rather than a table as long as the input. */
 static const char *kind_name(const json_t *rec) {
   static const char *const fields[] = {"type", "card", "step"};
   for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
     const char *s = str_field(rec, fields[i]);
     if (s)
-      return s;
+      return strlen(s) <= KIND_CHARS ? s : OTHER_KINDS;
   }
   return "-";
 }
@@ -176,6 +181,10 @@ static kind_stats_t *kind_of(kefu_diff_t *d, kefu_topic_t t, const json_t *rec) 
   kind_stats_t *k = kefu_map_get(&d->kinds[t], name);
   if (k)
     return k;
+  if (kefu_map_size(&d->kinds[t]) >= KINDS_MAX && (k = kefu_map_get(&d->kinds[t], OTHER_KINDS)))
+    return k;
+  if (kefu_map_size(&d->kinds[t]) >= KINDS_MAX)
+    name = OTHER_KINDS;
   if (!(k = calloc(1, sizeof *k)) || !(k->name = strdup(name))) {
     free(k);
     return NULL;

@@ -437,6 +437,29 @@ static void test_odd_json_matches_whole(void **st) {
   kefu_diff_free(d);
 }
 
+/* Kinds come from the records: odd input naming hundreds of kinds, or long ones, gets
+ * one row for the rest. */
+static void test_many_kinds_share_a_row(void **st) {
+  (void)st;
+  kefu_diff_t *d = kefu_diff_new();
+  for (int i = 0; i < 300; i++) {
+    char text[128];
+    snprintf(text, sizeof text, "{\"card_id\":\"e%d-c0\",\"shop_id\":\"s1\",\"card\":\"K%03d\"}", i,
+             i);
+    kefu_diff_add(d, 0, KEFU_T_SERVICE_CARDS, js(text));
+  }
+  report_t r = report_of(d);
+  assert_has(r.summary, "K099 ");
+  assert_null(strstr(r.summary, "K100 "));
+  assert_has(r.summary, "(other kinds)       200         0");
+  int rows = 0;
+  for (const char *p = r.summary; (p = strstr(p, "kefu.service.cards")); p++)
+    rows++;
+  assert_int_equal(rows, 101);
+  report_free(&r);
+  kefu_diff_free(d);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_identical_sets_are_unchanged),
@@ -449,6 +472,7 @@ int main(void) {
       cmocka_unit_test(test_load_dir_reads_topics_and_names_a_bad_line),
       cmocka_unit_test(test_diff_out_lines_are_json),
       cmocka_unit_test(test_odd_json_matches_whole),
+      cmocka_unit_test(test_many_kinds_share_a_row),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
