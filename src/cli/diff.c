@@ -624,40 +624,53 @@ static void topics_by_name(kefu_topic_t order[KEFU_T__COUNT], int rank[KEFU_T__C
     rank[order[i]] = i;
 }
 
-static void print_table(kefu_diff_t *d, FILE *out, const kefu_topic_t *order) {
-  int tw = (int)strlen("topic"), kw = (int)strlen("kind"), w[C__N];
-  for (int i = 0; i < C__N; i++)
-    w[i] = (int)strlen(count_names[i]);
-  for (int i = 0; i < KEFU_T__COUNT; i++) {
-    const char *name;
-    void *v;
-    kefu_map_foreach(&d->kinds[order[i]], it, name, v) {
-      const kind_stats_t *k = v;
-      int n = (int)strlen(kefu_topic_name(order[i]));
-      tw = n > tw ? n : tw;
-      kw = (int)strlen(name) > kw ? (int)strlen(name) : kw;
-      for (int c = 0; c < C__N; c++) {
-        n = snprintf(NULL, 0, "%ld", k->c[c]);
-        w[c] = n > w[c] ? n : w[c];
-      }
-    }
-  }
-  fprintf(out, "%-*s  %-*s", tw, "topic", kw, "kind");
-  for (int c = 0; c < C__N; c++)
-    fprintf(out, "  %*s", w[c], count_names[c]);
-  fputc('\n', out);
+/* Calls @p fn for every kind of every topic, topics in @p order, kinds by name. */
+static void each_kind(kefu_diff_t *d, const kefu_topic_t *order,
+                      void (*fn)(void *arg, kefu_topic_t t, const kind_stats_t *k), void *arg) {
   for (int i = 0; i < KEFU_T__COUNT; i++) {
     const kefu_map_t *kinds = &d->kinds[order[i]];
     const char **names = sorted_keys(kinds);
-    for (uint32_t j = 0; names && j < kefu_map_size(kinds); j++) {
-      const kind_stats_t *k = kefu_map_get(kinds, names[j]);
-      fprintf(out, "%-*s  %-*s", tw, kefu_topic_name(order[i]), kw, names[j]);
-      for (int c = 0; c < C__N; c++)
-        fprintf(out, "  %*ld", w[c], k->c[c]);
-      fputc('\n', out);
-    }
+    for (uint32_t j = 0; names && j < kefu_map_size(kinds); j++)
+      fn(arg, order[i], kefu_map_get(kinds, names[j]));
     free(names);
   }
+}
+
+typedef struct table {
+  FILE *out;
+  int tw, kw, w[C__N]; /* column widths */
+} table_t;
+
+static int widest(int w, int n) {
+  return n > w ? n : w;
+}
+
+static void table_measure(void *arg, kefu_topic_t t, const kind_stats_t *k) {
+  table_t *tb = arg;
+  tb->tw = widest(tb->tw, (int)strlen(kefu_topic_name(t)));
+  tb->kw = widest(tb->kw, (int)strlen(k->name));
+  for (int c = 0; c < C__N; c++)
+    tb->w[c] = widest(tb->w[c], snprintf(NULL, 0, "%ld", k->c[c]));
+}
+
+static void table_row(void *arg, kefu_topic_t t, const kind_stats_t *k) {
+  table_t *tb = arg;
+  fprintf(tb->out, "%-*s  %-*s", tb->tw, kefu_topic_name(t), tb->kw, k->name);
+  for (int c = 0; c < C__N; c++)
+    fprintf(tb->out, "  %*ld", tb->w[c], k->c[c]);
+  fputc('\n', tb->out);
+}
+
+static void print_table(kefu_diff_t *d, FILE *out, const kefu_topic_t *order) {
+  table_t tb = {out, (int)strlen("topic"), (int)strlen("kind"), {0}};
+  for (int c = 0; c < C__N; c++)
+    tb.w[c] = (int)strlen(count_names[c]);
+  each_kind(d, order, table_measure, &tb);
+  fprintf(out, "%-*s  %-*s", tb.tw, "topic", tb.kw, "kind");
+  for (int c = 0; c < C__N; c++)
+    fprintf(out, "  %*s", tb.w[c], count_names[c]);
+  fputc('\n', out);
+  each_kind(d, order, table_row, &tb);
 }
 
 typedef struct field_row {
@@ -672,17 +685,18 @@ static int cmp_field_row(const void *a, const void *b) {
   return strcmp(x->name, y->name);
 }
 
-/* One kind's changed fields, most often changed first, with their examples. */
-static void print_fields(FILE *out, const char *topic, const kind_stats_t *k) {
+/* One kind's changed fields (if any), most often changed first, with their examples. */
+static void print_fields(void *arg, kefu_topic_t t, const kind_stats_t *k) {
+  FILE *out = arg;
   size_t n = 0;
-  field_row_t *rows = malloc(kefu_map_size(&k->fields) * sizeof *rows);
+  field_row_t *rows = k->c[C_CHANGED] ? malloc(kefu_map_size(&k->fields) * sizeof *rows) : NULL;
   const char *name;
   void *v;
   if (!rows)
     return;
   kefu_map_foreach(&k->fields, it, name, v) rows[n++] = (field_row_t){name, v};
   qsort(rows, n, sizeof *rows, cmp_field_row);
-  fprintf(out, "%s %s: %ld changed\n", topic, k->name, k->c[C_CHANGED]);
+  fprintf(out, "%s %s: %ld changed\n", kefu_topic_name(t), k->name, k->c[C_CHANGED]);
   for (size_t i = 0; i < n; i++) {
     fprintf(out, "  %s: %ld\n", rows[i].name, rows[i].f->n);
     for (int e = 0; e < rows[i].f->nex; e++) {
@@ -697,16 +711,7 @@ static void print_changes(kefu_diff_t *d, FILE *out, const kefu_topic_t *order) 
   if (!d->changed)
     return;
   fputs("\nchanged fields (records changed, then per field: changes, first examples):\n", out);
-  for (int i = 0; i < KEFU_T__COUNT; i++) {
-    const kefu_map_t *kinds = &d->kinds[order[i]];
-    const char **names = sorted_keys(kinds);
-    for (uint32_t j = 0; names && j < kefu_map_size(kinds); j++) {
-      const kind_stats_t *k = kefu_map_get(kinds, names[j]);
-      if (k->c[C_CHANGED])
-        print_fields(out, kefu_topic_name(order[i]), k);
-    }
-    free(names);
-  }
+  each_kind(d, order, print_fields, out);
 }
 
 /* "N shops <what>[: s1, s2, …]" with the first SHOPS_LISTED shops by name. */
