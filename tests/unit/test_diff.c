@@ -176,6 +176,10 @@ static void test_only_on_one_side(void **st) {
   assert_non_null(gone);
   assert_non_null(added);
   assert_true(gone < added && added < card);
+  report_t again = report_of(d); /* a report changes nothing */
+  assert_string_equal(again.summary, r.summary);
+  assert_string_equal(again.diff_out, r.diff_out);
+  report_free(&again);
   report_free(&r);
   kefu_diff_free(d);
 }
