@@ -13,5 +13,14 @@ int kefu_cmd_consume(int argc, char **argv);
 int kefu_cmd_run(int argc, char **argv);
 int kefu_cmd_demo(int argc, char **argv);
 int kefu_cmd_state(int argc, char **argv);
+int kefu_cmd_replay(int argc, char **argv);
+
+#include <jansson.h>
+#include <stddef.h>
+
+/** @brief A DLQ record as `kefu consume` prints it: {"error", "source", "key",
+ *  "value_base64"} (consume.c). */
+json_t *kefu_cli_dlq_json(const void *key, size_t key_len, const void *val, size_t len,
+                          const char *error, const char *source);
 
 #endif

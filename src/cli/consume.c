@@ -37,16 +37,20 @@ static void usage(FILE *out) {
                "  partition; --meta adds partition, offset, timestamp, key and headers.\n");
 }
 
-static json_t *dlq_json(const rd_kafka_message_t *m) {
-  char err[512], src[256];
-  char *b64 = kefu_base64(m->payload ? m->payload : "", m->len);
-  kefu_kafka_header(m, "kefu.error", err, sizeof err);
-  kefu_kafka_header(m, "kefu.source", src, sizeof src);
-  json_t *o = json_pack("{s:s, s:s, s:s#, s:s}", "error", err, "source", src, "key",
-                        m->key ? (const char *)m->key : "", m->key ? (int)m->key_len : 0,
-                        "value_base64", b64);
+json_t *kefu_cli_dlq_json(const void *key, size_t key_len, const void *val, size_t len,
+                          const char *error, const char *source) {
+  char *b64 = kefu_base64(val ? val : "", val ? len : 0);
+  json_t *o = json_pack("{s:s, s:s, s:s#, s:s}", "error", error, "source", source, "key",
+                        key ? (const char *)key : "", key ? (int)key_len : 0, "value_base64", b64);
   free(b64);
   return o;
+}
+
+static json_t *dlq_json(const rd_kafka_message_t *m) {
+  char err[512], src[256];
+  kefu_kafka_header(m, "kefu.error", err, sizeof err);
+  kefu_kafka_header(m, "kefu.source", src, sizeof src);
+  return kefu_cli_dlq_json(m->key, m->key_len, m->payload, m->len, err, src);
 }
 
 static json_t *headers_json(const rd_kafka_message_t *m) {

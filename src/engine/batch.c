@@ -675,10 +675,11 @@ static void index_written(kefu_processor_t *p, batch_state_t *bs) {
   }
 }
 
-/* The outputs of this batch's causes, one variadic HSET per task (not one per event). */
+/* The outputs of this batch's causes, one variadic HSET per task (not one per event). A
+ * replay remembers nothing: it is never resumed, a failed one is run again. */
 static int remember_outputs(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) {
   task_out_cmds_t tc = {.verb = "HSET"};
-  for (size_t i = 0; i < b->n; i++) {
+  for (size_t i = 0; i < b->n && !p->o->replay; i++) {
     const char *cause = b->items[i]->cause;
     const kefu_buf_t *blob = bs->computed[i];
     if (!blob)

@@ -290,6 +290,8 @@ shop_entry_t *engine_cache_add(kefu_processor_t *p, const char *shop_id, int tas
     return e;
   e = calloc(1, sizeof *e);
   e->shop = kefu_shop_new(shop_id);
+  if (engine_config_override(p, shop_id, &e->shop->config)) /* a what-if: from the start */
+    e->shop->config_is_default = false;
   e->task = task;
   for (int k = 0; k < KEFU_KEYED_INPUTS; k++)
     e->applied[k] = e->stored[k] = -1;

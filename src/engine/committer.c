@@ -10,8 +10,9 @@
 
 static void run_job(kefu_processor_t *p, commit_job_t *job) {
   kefu_http_busy_step(1, true); /* /readyz: a commit blocked by a broker outage */
-  job->rc = p->producer ? engine_kafka_commit(p, &job->b, &job->bs, job->errstr, sizeof job->errstr)
-                        : ENGINE_NEW_PRODUCER;
+  job->rc = engine_can_commit(p)
+                ? engine_kafka_commit(p, &job->b, &job->bs, job->errstr, sizeof job->errstr)
+                : ENGINE_NEW_PRODUCER;
   kefu_http_busy_step(1, false);
   job->done_ms = engine_wall_ms();
 }

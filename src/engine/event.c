@@ -219,7 +219,7 @@ static bool bool_of(const json_t *rec, const char *field) {
   return json_is_true(json_object_get(rec, field));
 }
 
-static void config_of(kefu_shop_config_t *c, const json_t *rec) {
+void kefu_event_config_of(kefu_shop_config_t *c, const json_t *rec) {
   json_t *g;
   size_t i;
   kefu_config_defaults(c);
@@ -322,7 +322,7 @@ static void fill(kefu_event_t *ev, kefu_topic_t t, int type, const json_t *rec) 
     ev->agent.conversion_rate = json_number_value(v);
     break;
   }
-  case KEFU_T_SHOP_CONFIG: config_of(&ev->config, rec); break;
+  case KEFU_T_SHOP_CONFIG: kefu_event_config_of(&ev->config, rec); break;
   default: break;
   }
 }

@@ -61,4 +61,8 @@ bool kefu_region_code_valid(const char *s);
 /** @brief The source of keyed input topic @p t. */
 kefu_source_t kefu_event_source(kefu_topic_t t);
 
+/** @brief A shop config from the JSON of a ShopConfig record (kefu.shop.config): fields
+ *  absent, or of another type, keep their defaults. @p c is overwritten (not freed). */
+void kefu_event_config_of(kefu_shop_config_t *c, const json_t *rec);
+
 #endif

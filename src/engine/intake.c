@@ -74,6 +74,10 @@ void engine_input_free(input_t *in) {
     kefu_event_clear(&in->ev);
   if (in->msg)
     rd_kafka_message_destroy(in->msg);
+  if (in->rec) {
+    kefu_rec_clear(in->rec);
+    free(in->rec);
+  }
   if (input_pool_n >= INPUT_POOL_MAX) {
     free(in);
     return;
@@ -100,20 +104,28 @@ void engine_queue_drop_all(queue_t *q) {
 
 /* ---------------------------------------------------------------- decoding */
 
+/* A replay's --shop-config: a config record (a tombstone too) carries the overridden
+ * fields, so the what-if holds from the start whatever the stream sets. */
+static void override_config(const kefu_processor_t *p, input_t *in) {
+  if (in->topic == KEFU_T_SHOP_CONFIG && p->o->shop_overrides &&
+      engine_config_override(p, in->ev.shop_id, &in->ev.config))
+    in->ev.config_reset = false;
+}
+
+/* SPEC §1.3: the "now" of the ts checks is the wall clock, in a replay the record's
+ * Kafka timestamp (so that a replay decides as the live run did). */
 static void decode_input(kefu_processor_t *p, input_t *in) {
-  const rd_kafka_message_t *m = in->msg;
-  rd_kafka_timestamp_type_t tstype;
   json_t *rec = NULL;
-  int64_t now = engine_wall_ms();
+  int64_t now = p->o->replay ? in->kafka_ts : engine_wall_ms();
 
   in->sort_ts = INT64_MIN;
-  if (!m->payload) {
+  if (!in->payload) {
     if (in->topic == KEFU_T_SHOP_CONFIG &&
-        !kefu_event_config_reset(&in->ev, m->key, m->key_len,
-                                 rd_kafka_message_timestamp(m, &tstype), m->offset, now, in->error,
-                                 sizeof in->error)) {
+        !kefu_event_config_reset(&in->ev, in->key, in->key_len, in->kafka_ts, in->offset, now,
+                                 in->error, sizeof in->error)) {
       in->valid = true;
       in->sort_ts = in->ev.ts;
+      override_config(p, in);
     } else if (!in->error[0]) {
       snprintf(in->error, sizeof in->error,
                "null value (tombstones are only for kefu.shop.config)");
@@ -122,23 +134,26 @@ static void decode_input(kefu_processor_t *p, input_t *in) {
   }
   /* The fast path: a record of the current schema goes straight to the typed event. */
   int rc = kefu_event_decode(
-      &in->ev, in->topic, in->topic <= KEFU_T_SHOP_CONFIG ? p->fast_id[in->topic] : -1, m->payload,
-      m->len, m->key, m->key_len, now, in->error, sizeof in->error);
+      &in->ev, in->topic, in->topic <= KEFU_T_SHOP_CONFIG ? p->fast_id[in->topic] : -1, in->payload,
+      in->len, in->key, in->key_len, now, in->error, sizeof in->error);
   if (rc == 0) {
     in->valid = true;
     in->sort_ts = in->ev.ts;
+    override_config(p, in);
     return;
   }
   if (rc < 0) {
     kefu_event_clear(&in->ev);
     return;
   }
-  if (kefu_codec_decode(p->codec, in->topic, m->payload, m->len, &rec, in->error, sizeof in->error))
+  if (kefu_codec_decode(p->codec, in->topic, in->payload, in->len, &rec, in->error,
+                        sizeof in->error))
     return;
-  if (!kefu_event_from_json(&in->ev, in->topic, rec, m->key, m->key_len, now, in->error,
+  if (!kefu_event_from_json(&in->ev, in->topic, rec, in->key, in->key_len, now, in->error,
                             sizeof in->error)) {
     in->valid = true;
     in->sort_ts = in->ev.ts;
+    override_config(p, in);
   } else {
     kefu_event_clear(&in->ev);
   }
@@ -147,20 +162,21 @@ static void decode_input(kefu_processor_t *p, input_t *in) {
 
 /* ---------------------------------------------------------------- courier table */
 
-static void apply_courier_message(kefu_processor_t *p, const rd_kafka_message_t *m) {
+void engine_apply_courier(kefu_processor_t *p, const void *payload, size_t len, const void *k,
+                          size_t key_len, int64_t offset) {
   char err[256], key[160];
   json_t *rec = NULL;
-  if (!m->payload) {
-    snprintf(key, sizeof key, "%.*s", (int)m->key_len, m->key ? (const char *)m->key : "");
+  if (!payload) {
+    snprintf(key, sizeof key, "%.*s", (int)key_len, k ? (const char *)k : "");
     kefu_courier_table_delete(&p->couriers, key);
     return;
   }
-  if (kefu_codec_decode(p->codec, KEFU_T_COURIER_STATUS, m->payload, m->len, &rec, err,
-                        sizeof err) == 0 &&
+  if (kefu_codec_decode(p->codec, KEFU_T_COURIER_STATUS, payload, len, &rec, err, sizeof err) ==
+          0 &&
       kefu_courier_status_validate(rec, err, sizeof err) == 0)
     kefu_courier_table_put(&p->couriers, rec);
   else /* the table is global and has no partition of ours in the DLQ's sense: log it */
-    KEFU_WARN("couriers", "skipping courier-status record at offset %lld: %s", (long long)m->offset,
+    KEFU_WARN("couriers", "skipping courier-status record at offset %lld: %s", (long long)offset,
               err);
   json_decref(rec);
 }
@@ -181,7 +197,7 @@ int engine_poll_couriers(kefu_processor_t *p, bool to_end, char *errstr, size_t 
     }
     bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
     if (!m->err)
-      apply_courier_message(p, m);
+      engine_apply_courier(p, m->payload, m->len, m->key, m->key_len, m->offset);
     rd_kafka_message_destroy(m);
     if (eof && to_end)
       return 0; /* the table topic has one partition (deploy/ and kefu broker) */
@@ -435,6 +451,21 @@ size_t engine_queued(const kefu_processor_t *p) {
   return n;
 }
 
+/* Decodes @p in (its record and offset set) and queues it for the merge of task @p id. */
+void engine_enqueue_input(kefu_processor_t *p, input_t *in, kefu_topic_t t, int id) {
+  queue_t *q = &p->tasks[id].q[t];
+  in->generation = p->tasks[id].generation;
+  in->task = id;
+  in->polled_ms = engine_wall_ms();
+  in->topic = t;
+  engine_set_cause(in);
+  decode_input(p, in);
+  q->at_end = false;
+  queue_push(q, in);
+  p->tasks[id].last_input_ms = in->polled_ms;
+  kefu_metric_add(p->m.in[t], 1);
+}
+
 void engine_enqueue(kefu_processor_t *p, rd_kafka_message_t *m) {
   if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
     consumer_error(p, m);
@@ -454,19 +485,16 @@ void engine_enqueue(kefu_processor_t *p, rd_kafka_message_t *m) {
     rd_kafka_message_destroy(m);
     return;
   }
+  rd_kafka_timestamp_type_t tstype;
   input_t *in = engine_input_new();
   in->msg = m;
-  in->generation = p->tasks[id].generation;
-  in->task = m->partition;
+  in->payload = m->payload;
+  in->len = m->len;
+  in->key = m->key;
+  in->key_len = m->key_len;
+  in->kafka_ts = rd_kafka_message_timestamp(m, &tstype);
   in->offset = m->offset;
-  in->polled_ms = engine_wall_ms();
-  in->topic = t;
-  engine_set_cause(in);
-  decode_input(p, in);
-  q->at_end = false;
-  queue_push(q, in);
-  p->tasks[id].last_input_ms = engine_wall_ms();
-  kefu_metric_add(p->m.in[t], 1);
+  engine_enqueue_input(p, in, t, id);
 }
 
 static bool before(const input_t *a, const input_t *b) {

@@ -29,12 +29,11 @@ static int produce_dlq(kefu_processor_t *p, const input_t *in, const char *cause
                        size_t errlen) {
   const rd_kafka_message_t *m = in->msg;
   rd_kafka_headers_t *orig = NULL, *hdrs;
-  rd_kafka_timestamp_type_t tstype;
   hdrs = rd_kafka_message_headers(m, &orig) ? rd_kafka_headers_new(2) : rd_kafka_headers_copy(orig);
   rd_kafka_header_add(hdrs, "kefu.source", -1, cause, -1);
   rd_kafka_header_add(hdrs, "kefu.error", -1, in->error, -1);
-  return produce(p, kefu_topic_name(KEFU_T_DLQ), m->key, m->key_len, m->payload, m->len,
-                 rd_kafka_message_timestamp(m, &tstype), hdrs, errstr, errlen);
+  return produce(p, kefu_topic_name(KEFU_T_DLQ), in->key, in->key_len, in->payload, in->len,
+                 in->kafka_ts, hdrs, errstr, errlen);
 }
 
 static int produce_output(kefu_processor_t *p, const out_rec_t *r, const char *cause, char *errstr,
@@ -104,17 +103,16 @@ static rd_kafka_topic_partition_list_t *batch_offsets(const batch_t *b) {
   memset(at, 0, sizeof at);
   for (size_t i = 0; i < b->n; i++) {
     const input_t *in = b->items[i];
-    const rd_kafka_message_t *m = in->msg;
-    if (!m)
+    if (in->idle)
       continue; /* an idle tick */
     int *k = &at[in->task][in->topic];
     if (!*k) {
-      rd_kafka_topic_partition_list_add(l, rd_kafka_topic_name(m->rkt), m->partition);
+      rd_kafka_topic_partition_list_add(l, kefu_topic_name(in->topic), in->task);
       *k = l->cnt;
     }
     rd_kafka_topic_partition_t *tp = &l->elems[*k - 1];
-    if (m->offset + 1 > tp->offset)
-      tp->offset = m->offset + 1;
+    if (in->offset + 1 > tp->offset)
+      tp->offset = in->offset + 1;
   }
   return l;
 }
@@ -153,6 +151,10 @@ int engine_kafka_commit(kefu_processor_t *p, const batch_t *b, const batch_state
   rd_kafka_error_t *error = NULL;
   int rc = ENGINE_DONE;
 
+  if (p->o->replay) { /* no transaction and no offsets: the outputs to the replay's sink */
+    rd_kafka_topic_partition_list_destroy(offsets);
+    return engine_replay_emit(p, b, bs, errstr, errlen) ? ENGINE_FATAL : ENGINE_DONE;
+  }
   p->undelivered = 0;
 
   if (p->o->exactly_once && (error = rd_kafka_begin_transaction(p->producer)))
@@ -222,7 +224,7 @@ static int forget_outputs(kefu_processor_t *p, kefu_redis_t *conn, const batch_t
     const char *cause = b->items[i]->cause;
     if (!task->forget_later)
       task->forget_later = json_object();
-    if (i < bs->ninputs && bs->kept[i])
+    if (i < bs->ninputs && bs->kept[i] && !p->o->replay) /* a replay remembers nothing */
       json_object_set_new(task->forget_later, cause, json_true());
     const char *idle;
     void *v;

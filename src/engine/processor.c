@@ -128,6 +128,8 @@ static int process_once(kefu_processor_t *p, const batch_t *b, char *errstr, siz
  * more is fetched (SPEC §6), but the consumer is still polled. */
 static void pause_inputs(kefu_processor_t *p, bool pause) {
   rd_kafka_topic_partition_list_t *a = NULL;
+  if (!p->consumer)
+    return;
   if (!rd_kafka_assignment(p->consumer, &a) && a->cnt) {
     rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(p->consumer, a)
                                     : rd_kafka_resume_partitions(p->consumer, a);
@@ -147,7 +149,8 @@ static void pause_inputs(kefu_processor_t *p, bool pause) {
 static void serve_consumer(kefu_processor_t *p, int ms, volatile sig_atomic_t *stop) {
   int64_t until = engine_wall_ms() + ms;
   do {
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, ms < 50 ? ms : 50);
+    rd_kafka_message_t *m = p->consumer ? rd_kafka_consumer_poll(p->consumer, ms < 50 ? ms : 50)
+                                        : (usleep(ms < 50 ? (unsigned)ms * 1000 : 50000), NULL);
     if (m)
       engine_enqueue(p, m);
     kefu_http_heartbeat(); /* alive, just not ready: liveness must not restart us */
@@ -194,7 +197,7 @@ static void book_batch(kefu_processor_t *p, const batch_t *b, int64_t start, int
   kefu_metric_add(p->m.processed, (double)b->n);
   p->m.batches++;
   for (size_t i = 0; i < b->n; i++)
-    if (b->items[i]->msg)
+    if (!b->items[i]->idle)
       kefu_histogram_observe(p->m.event_to_output,
                              (double)(done - b->items[i]->polled_ms) / 1000.0);
   kefu_histogram_observe(p->m.batch_seconds, (double)(done - start) / 1000.0);
@@ -212,7 +215,7 @@ static int process_batch(kefu_processor_t *p, batch_t *b, volatile sig_atomic_t 
   for (bool attempt = failed == ENGINE_DONE;; attempt = true) {
     if (attempt) {
       kefu_http_busy(true); /* /readyz tells if this blocks for long (a broker outage) */
-      rc = p->producer ? process_once(p, b, errstr, sizeof errstr) : ENGINE_NEW_PRODUCER;
+      rc = engine_can_commit(p) ? process_once(p, b, errstr, sizeof errstr) : ENGINE_NEW_PRODUCER;
       kefu_http_busy(false);
     }
     if (rc == ENGINE_DONE)
@@ -350,7 +353,7 @@ static int process_pipelined(kefu_processor_t *p, batch_t *b, volatile sig_atomi
   job->start_ms = engine_wall_ms();
   batch_state_init(&job->bs);
   snapshot_watermarks(p, wm_before);
-  if (p->producer) {
+  if (engine_can_commit(p)) {
     kefu_http_busy(true);
     rc = state_once(p, &job->b, &job->bs, job->errstr, sizeof job->errstr);
     kefu_http_busy(false);
@@ -428,7 +431,7 @@ static void update_gauges(kefu_processor_t *p) {
       if (!p->m.lag[id][k])
         p->m.lag[id][k] = gauge("kefu_consumer_lag", "Records not yet read, per input partition",
                                 "partition=\"%d\",topic=\"%s\"", id, topic);
-      if (!rd_kafka_get_watermark_offsets(p->consumer, topic, id, &lo, &hi) &&
+      if (p->consumer && !rd_kafka_get_watermark_offsets(p->consumer, topic, id, &lo, &hi) &&
           !rd_kafka_position(p->consumer, l) && l->elems[0].offset >= 0)
         kefu_metric_set(p->m.lag[id][k], (double)(hi - l->elems[0].offset));
       rd_kafka_topic_partition_list_destroy(l);
@@ -473,6 +476,35 @@ void engine_maybe_idle_tick(kefu_processor_t *p, task_t *task, batch_t *b) {
   engine_batch_add(b, in);
 }
 
+/* A replay's merge of @p task: reads the source into its empty queues as the merge needs
+ * them, so a task holds at most one read-ahead per partition. 0, or -1 (source error). */
+static int replay_take(kefu_processor_t *p, task_t *task, batch_t *b, size_t max) {
+  char errstr[512];
+  do {
+    task->starved = false;
+    if (engine_replay_fill(p, task, errstr, sizeof errstr)) {
+      KEFU_ERROR("replay", "%s", errstr);
+      return -1;
+    }
+    engine_take_ready(p, task, b, max);
+  } while (task->starved && b->n < max);
+  return 0;
+}
+
+/* A replay with nothing left to merge: the flush ticks once (--flush), then the end once
+ * the last batch is committed. True: the loop ends. */
+static bool replay_end(kefu_processor_t *p, batch_t *b) {
+  if (!all_at_end(p))
+    return false;
+  if (p->o->replay_flush && !p->replay_flushed) {
+    p->replay_flushed = true;
+    engine_pipeline_drain(p);
+    engine_replay_flush_ticks(p, b);
+    return false;
+  }
+  return true;
+}
+
 int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
   batch_t b = {0};
   int idle_polls = 0, rc = 0;
@@ -492,9 +524,11 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
     for (int i = 0; i < p->partitions && i < MAX_TASKS; i++)
       starved |= p->tasks[i].starved;
     size_t queued = 0, limit = !starved && engine_queued(p) >= 4 * max ? 0 : max;
-    if (!limit)
+    if (p->o->replay) /* the merge reads its source as it takes records (replay_take) */
+      limit = 1;
+    else if (!limit)
       engine_poll_couriers(p, false, errstr, sizeof errstr);
-    while (limit) {
+    while (limit && !p->o->replay) {
       rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, backlog ? 0 : 20);
       if (m) {
         engine_enqueue(p, m);
@@ -522,11 +556,20 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
       p->tasks[i].starved = false;
     for (int i = 0; i < p->partitions && i < MAX_TASKS && b.n < max; i++) {
       task_t *task = &p->tasks[(first + i) % p->partitions];
-      if (task->assigned) {
+      if (p->o->replay) {
+        if (replay_take(p, task, &b, max)) {
+          rc = -1;
+          break;
+        }
+      } else if (task->assigned) {
         engine_take_ready(p, task, &b, max);
         engine_maybe_idle_tick(p, task, &b);
       }
     }
+    if (rc)
+      break;
+    if (p->o->replay && b.n == 0 && replay_end(p, &b))
+      break;
     kefu_http_heartbeat();
     update_gauges(p);
     if (b.n == 0) {
@@ -560,6 +603,8 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
               p->failed->b.n, p->failed->errstr);
     job_free(p->failed);
     p->failed = NULL;
+    if (p->o->replay)
+      rc = -1;
   }
   uint64_t cmds = p->closed_commands, trips = p->closed_round_trips;
   if (p->redis) {
@@ -573,8 +618,14 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
             (unsigned long long)p->m.records, (unsigned long long)p->m.batches, secs,
             secs > 0 ? (double)p->m.records / secs : 0.0, (unsigned long long)cmds,
             (unsigned long long)trips);
-  KEFU_INFO("engine", "stopping: leaving the consumer group");
-  rd_kafka_consumer_close(p->consumer);
+  if (p->consumer) {
+    KEFU_INFO("engine", "stopping: leaving the consumer group");
+    rd_kafka_consumer_close(p->consumer);
+  }
+  if (!rc && *stop && p->o->replay) {
+    KEFU_ERROR("engine", "replay stopped before its end");
+    rc = -1;
+  }
   return rc;
 }
 
@@ -808,6 +859,14 @@ kefu_processor_t *kefu_processor_new(const kefu_processor_opts_t *o, char *errst
     p->fast_id[t] = kefu_event_fast_id(p->schemas, (kefu_topic_t)t);
   p->env.params = &o->params;
   p->env.couriers = &p->couriers;
+  if (o->replay) {
+    if (!(p->redis = kefu_redis_connect(o->redis_url, o->redis_user, o->redis_password,
+                                        o->redis_timeout_ms, errstr, errlen)) ||
+        engine_replay_setup(p, errstr, errlen) ||
+        (o->pipeline && engine_committer_start(p, errstr, errlen)))
+      goto fail;
+    return p;
+  }
   if (!(p->redis = kefu_redis_connect(o->redis_url, o->redis_user, o->redis_password,
                                       o->redis_timeout_ms, errstr, errlen)) ||
       open_consumer(p, errstr, errlen) || check_copartitioning(p, errstr, errlen) ||

@@ -8,7 +8,44 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "rules/rules.h"
+
+/* Replay (SPEC §7): the records come from a source instead of a consumer group and the
+ * outputs go to a sink instead of a producer; everything between is the engine of `run`.
+ * A record as a source gives it (owned by whoever holds it; kefu_rec_clear frees it). */
+typedef struct kefu_rec_header {
+  char *name;
+  void *value;
+  size_t len;
+  bool has_value;
+} kefu_rec_header_t;
+
+typedef struct kefu_rec {
+  int64_t offset, timestamp; /* the Kafka timestamp (ms) */
+  void *key, *value;
+  size_t key_len, value_len;
+  bool has_key, has_value; /* !has_value: a tombstone */
+  kefu_rec_header_t *headers;
+  size_t nheaders;
+} kefu_rec_t;
+
+/** @brief Frees what @p r holds and zeroes it. */
+void kefu_rec_clear(kefu_rec_t *r);
+
+typedef struct kefu_replay_io {
+  int partitions; /* of each keyed input topic: the tasks */
+  /* The next record of keyed input topic @p topic (kefu_topic_t 0..3) and @p partition, in
+   * offset order, into @p out (moved to the engine): 1, 0 at its end, -1 with @p errstr. */
+  int (*next)(void *arg, int topic, int partition, kefu_rec_t *out, char *errstr, size_t errlen);
+  /* The next courier-status record (every partition, in order): 1, 0 at the end, -1. */
+  int (*next_courier)(void *arg, kefu_rec_t *out, char *errstr, size_t errlen);
+  /* One output (or DLQ) record, in the order `run` produces them, from one thread at a
+   * time: 0, or -1 with @p errstr (the replay fails). */
+  int (*emit)(void *arg, int topic, const kefu_rec_t *r, char *errstr, size_t errlen);
+  void *arg;
+} kefu_replay_io_t;
 
 typedef struct kefu_processor_opts {
   const char *bootstrap, *group_id, *instance_id, *transactional_id_prefix;
@@ -26,6 +63,13 @@ typedef struct kefu_processor_opts {
   int nkafka_props;
   /* Stop after this many idle polls with every partition at its end (tests, demo); 0 = never. */
   int exit_when_idle_polls;
+  /* Replay instead of a consumer group and a producer (NULL: `run`). With replay_flush,
+   * every pending timer fires after the last record (cause flush-<partition>). */
+  const kefu_replay_io_t *replay;
+  bool replay_flush;
+  /* --shop-config: shop_id (or "*": every shop) -> fields that override the shop's config,
+   * from the start (a replay's what-if); NULL: none. */
+  const json_t *shop_overrides;
 } kefu_processor_opts_t;
 
 typedef struct kefu_processor kefu_processor_t;

@@ -36,8 +36,12 @@
 
 /* One polled input record, decoded and validated (or not: then it goes to the DLQ). */
 typedef struct input {
-  rd_kafka_message_t *msg; /* owned; NULL for an idle tick */
-  int task;                /* the partition number */
+  rd_kafka_message_t *msg;   /* owned; NULL for an idle tick and in a replay */
+  kefu_rec_t *rec;           /* owned: the record of a replay (kefu_processor_opts_t.replay) */
+  const void *payload, *key; /* of msg or rec; payload NULL: a tombstone */
+  size_t len, key_len;
+  int64_t kafka_ts; /* the record's Kafka timestamp */
+  int task;         /* the partition number */
   int64_t offset;
   bool idle;           /* SPEC §1.3 idle advance: fires timers, no record behind it */
   int64_t polled_ms;   /* wall clock when read, for the event-to-output latency */
@@ -192,6 +196,7 @@ struct kefu_processor {
   char *enc_buf;
   size_t enc_cap;
   bool fatal;
+  bool replay_flushed;            /* the flush ticks of --flush are made */
   bool paused;                    /* inputs paused while a batch is retried */
   int undelivered;                /* records of this batch not delivered (reports) */
   char undelivered_error[256];    /* the first one's topic, partition and error */
@@ -276,6 +281,24 @@ int engine_poll_couriers(kefu_processor_t *p, bool to_end, char *errstr, size_t 
 void engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque);
 void engine_enqueue(kefu_processor_t *p, rd_kafka_message_t *m);
+/** @brief Decodes @p in (record and offset set) and queues it for task @p id's merge. */
+void engine_enqueue_input(kefu_processor_t *p, input_t *in, kefu_topic_t t, int id);
+/** @brief Applies one courier-status record (@p payload NULL: a tombstone). */
+void engine_apply_courier(kefu_processor_t *p, const void *payload, size_t len, const void *key,
+                          size_t key_len, int64_t offset);
+
+/* Replay (replay.c): the source and sink of kefu_processor_opts_t.replay. */
+/** @brief Sets up a replay: the tasks (all of them this instance's) and the courier table. */
+int engine_replay_setup(kefu_processor_t *p, char *errstr, size_t errlen);
+/** @brief Reads records into @p task's empty queues not at their end; -1 on a source error. */
+int engine_replay_fill(kefu_processor_t *p, task_t *task, char *errstr, size_t errlen);
+/** @brief The batch's DLQ and output records to the sink, in the order `run` produces them. */
+int engine_replay_emit(kefu_processor_t *p, const batch_t *b, const batch_state_t *bs, char *errstr,
+                       size_t errlen);
+/** @brief Applies --shop-config's fields for @p shop_id to @p c; false: none apply. */
+bool engine_config_override(const kefu_processor_t *p, const char *shop_id, kefu_shop_config_t *c);
+/** @brief Adds one flush tick per task to @p b (SPEC §7 --flush). */
+void engine_replay_flush_ticks(kefu_processor_t *p, batch_t *b);
 void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max);
 /** @brief Records waiting in the merge's queues, all tasks. */
 size_t engine_queued(const kefu_processor_t *p);
@@ -353,6 +376,11 @@ void engine_positions_written(kefu_processor_t *p, bool ok, const char *why);
 /** @brief Queues the exact timer-index entries of the last write (p->index_next) on
  *  p->redis; returns how many commands. */
 int engine_append_index(kefu_processor_t *p);
+
+/** @brief There is a producer (or a replay's sink) to commit a batch with. */
+static inline bool engine_can_commit(const kefu_processor_t *p) {
+  return p->producer || p->o->replay;
+}
 
 /* The committer (committer.c). */
 int engine_committer_start(kefu_processor_t *p, char *errstr, size_t errlen);
