@@ -13,5 +13,6 @@ int kefu_cmd_consume(int argc, char **argv);
 int kefu_cmd_run(int argc, char **argv);
 int kefu_cmd_demo(int argc, char **argv);
 int kefu_cmd_state(int argc, char **argv);
+int kefu_cmd_archive(int argc, char **argv);
 
 #endif
