@@ -14,6 +14,7 @@ int kefu_cmd_run(int argc, char **argv);
 int kefu_cmd_demo(int argc, char **argv);
 int kefu_cmd_state(int argc, char **argv);
 int kefu_cmd_replay(int argc, char **argv);
+int kefu_cmd_archive(int argc, char **argv);
 
 #include <jansson.h>
 #include <stddef.h>

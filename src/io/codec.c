@@ -571,6 +571,20 @@ static int validate_datum(ctx_t *x, const uint8_t *p, size_t n, avro_schema_t w)
   return -1;
 }
 
+int kefu_avro_check_datum(avro_schema_t w, const uint8_t **p, const uint8_t *end, char *errstr,
+                          size_t errlen) {
+  ctx_t x = {.errstr = errstr, .errlen = errlen, .decoding = 1};
+  for (int with_path = 0; with_path < 2; with_path++) {
+    reader_t r = {*p, end};
+    walk_start(&x, with_path);
+    if (check_value(&x, &r, w) == 0) {
+      *p = r.p;
+      return 0;
+    }
+  }
+  return -1;
+}
+
 /* ---- decoding: avro-c's generic value -> JSON ---------------------------------- */
 
 /* The value was read by avro-c from a datum the validator passed, so its strings are

@@ -97,4 +97,13 @@ int kefu_codec_utf8_ok(const uint8_t *p, size_t n);
  *  binary fast path's reader. */
 int kefu_avro_read_long(const uint8_t **p, const uint8_t *end, int64_t *out);
 
+/** @brief Checks the Avro datum of schema @p w that starts at *@p p (data up to @p end)
+ *  with the codec's validator: every length, count, union branch and enum index
+ *  against the bytes left, strings UTF-8, nothing allocated. Datums that pass are safe
+ *  for avro_value_read(). On success *@p p moves past the datum (more may follow: the
+ *  records of an Avro container block, io/archive.c).
+ *  @returns 0, or -1 with "avro: <what> at <field path>" in @p errstr. */
+int kefu_avro_check_datum(avro_schema_t w, const uint8_t **p, const uint8_t *end, char *errstr,
+                          size_t errlen);
+
 #endif
