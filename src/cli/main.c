@@ -17,6 +17,7 @@ static const subcommand_t subcommands[] = {
     {"run", kefu_cmd_run, "the stream processor"},
     {"demo", kefu_cmd_demo, "cluster + redis-server + a generated day of traffic + processor"},
     {"state", kefu_cmd_state, "a shop's state in Redis as JSON (kefu state show)"},
+    {"replay", kefu_cmd_replay, "recorded input through the rules again: what-ifs, --diff"},
     {"archive", kefu_cmd_archive, "topics -> Avro files and a manifest (one per partition)"},
 };
 
