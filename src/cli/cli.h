@@ -21,6 +21,9 @@ int kefu_cmd_archive(int argc, char **argv);
 
 /** @brief A DLQ record as `kefu consume` prints it: {"error", "source", "key",
  *  "value_base64"} (consume.c). */
+/** @brief Removes @p path and everything under it (a temporary directory; replay.c). */
+void kefu_cli_remove_tree(const char *path);
+
 json_t *kefu_cli_dlq_json(const void *key, size_t key_len, const void *val, size_t len,
                           const char *error, const char *source);
 

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/archive_run.h"
 #include "cli/options.h"
 #include "cli/redis_child.h"
 #include "engine/processor.h"
@@ -69,7 +70,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: kefu demo [--events N] [--shops N] [--seed N] [--set KEY=VALUE]...\n"
           "                 [--keep-running] [--generate-only PREFIX]\n"
-          "                 [--huge-shop AGENTS:BUYERS[:SHARE]]\n"
+          "                 [--huge-shop AGENTS:BUYERS[:SHARE]] [--what-if KEY=VALUE]...\n"
           "  Starts the embedded cluster (%d partitions) and a local redis-server, produces a\n"
           "  generated day of traffic, runs the processor over it until every input is read,\n"
           "  and prints a summary of inputs, dead letters and outputs on stdout.\n"
@@ -85,6 +86,9 @@ static void usage(FILE *out) {
           "  --huge-shop AGENTS:BUYERS[:SHARE]  add shop \"huge\" with AGENTS agents and\n"
           "                    BUYERS buyers, SHARE of the conversations (default 0.5);\n"
           "                    --events then counts what comes after the shops' setup\n"
+          "  --what-if KEY=VALUE  after the summary, replay the day with this setting too\n"
+          "                    (e.g. threshold=0.5) and print what changes (kefu replay --diff;\n"
+          "                    docs/REPLAY.md); may repeat\n"
           "  Needs redis-server in PATH or /usr/bin (Debian: apt-get install redis-server).\n",
           DEMO_PARTITIONS);
 }
@@ -470,10 +474,16 @@ static void summary_free(summary_t *s) {
 
 /* ================================================================ the command */
 
+#define DEMO_MAX_SETS 64
+
 typedef struct demo_args {
   kefu_traffic_opts_t traffic;
   const char *generate_prefix;
   bool keep_running;
+  const char *sets[DEMO_MAX_SETS]; /* --set, for the what-if replay too */
+  int nsets;
+  const char *what_if[DEMO_MAX_SETS]; /* --what-if KEY=VALUE */
+  int nwhat_if;
 } demo_args_t;
 
 static int generate_only(const kefu_traffic_opts_t *o, const char *prefix) {
@@ -565,6 +575,7 @@ static int parse_args(int argc, char **argv, demo_args_t *a, kefu_config_t *cfg)
                                        {"keep-running", no_argument, 0, 'k'},
                                        {"generate-only", required_argument, 0, 'g'},
                                        {"huge-shop", required_argument, 0, 'H'},
+                                       {"what-if", required_argument, 0, 'w'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   char errstr[512] = "";
@@ -586,7 +597,18 @@ static int parse_args(int argc, char **argv, demo_args_t *a, kefu_config_t *cfg)
       if (!(bad = parse_long(optarg, 0, LONG_MAX, &v)))
         a->traffic.seed = (uint64_t)v;
       break;
-    case 'S': bad = apply_set(cfg, optarg, errstr, sizeof errstr); break;
+    case 'S':
+      if (!(bad = apply_set(cfg, optarg, errstr, sizeof errstr)) && a->nsets < DEMO_MAX_SETS)
+        a->sets[a->nsets++] = optarg;
+      break;
+    case 'w': { /* checked now, applied to the replay after the day */
+      kefu_config_t *scratch = kefu_config_new();
+      bad = apply_set(scratch, optarg, errstr, sizeof errstr);
+      kefu_config_destroy(scratch);
+      if (!bad && a->nwhat_if < DEMO_MAX_SETS)
+        a->what_if[a->nwhat_if++] = optarg;
+      break;
+    }
     case 'k': a->keep_running = true; break;
     case 'g': a->generate_prefix = optarg; break;
     case 'H': bad = parse_huge_shop(optarg, &a->traffic); break;
@@ -698,6 +720,71 @@ done:
   return rc;
 }
 
+/* --what-if: the day's input and output topics archived, the input replayed with the
+ * demo's settings and the what-ifs (kefu replay, on the demo's redis-server in a private
+ * namespace), and the diff against what the demo recorded, on stdout. */
+static int what_if(const demo_args_t *a, demo_env_t *env, char *errstr, size_t errlen) {
+  const char *tmp = getenv("TMPDIR"), *in_topics[KEFU_KEYED_INPUTS + 1], *out_topics[KEFU_T__COUNT];
+  char dir[PATH_MAX], in[PATH_MAX + 8], rec[PATH_MAX + 8], out[PATH_MAX + 8], url[64];
+  int nin = 0, nout = 0, rc = -1;
+  snprintf(dir, sizeof dir, "%s/kefu-demo-whatif-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(dir)) {
+    snprintf(errstr, errlen, "cannot create a temporary directory: %s", strerror(errno));
+    return -1;
+  }
+  snprintf(in, sizeof in, "%s/in", dir);
+  snprintf(rec, sizeof rec, "%s/rec", dir);
+  snprintf(out, sizeof out, "%s/out", dir);
+  snprintf(url, sizeof url, "redis://127.0.0.1:%d", env->redis.port);
+  for (int t = 0; t < KEFU_T__COUNT; t++) {
+    if (kefu_topics[t].input)
+      in_topics[nin++] = kefu_topic_name((kefu_topic_t)t);
+    else
+      out_topics[nout++] = kefu_topic_name((kefu_topic_t)t);
+  }
+  kefu_archive_spec_t spec = {.bootstrap = kefu_mock_bootstraps(env->mock),
+                              .topics = in_topics,
+                              .ntopics = nin,
+                              .quiet = true,
+                              .stop = &stop_requested};
+  if (kefu_archive_topics(&spec, in, errstr, errlen))
+    goto done;
+  spec.topics = out_topics;
+  spec.ntopics = nout;
+  if (kefu_archive_topics(&spec, rec, errstr, errlen))
+    goto done;
+  char *argv[16 + 4 * DEMO_MAX_SETS];
+  int argc = 0;
+  argv[argc++] = "replay";
+  argv[argc++] = "--archive";
+  argv[argc++] = in;
+  argv[argc++] = "--redis";
+  argv[argc++] = url;
+  argv[argc++] = "--set";
+  argv[argc++] = "log.level=warn";
+  for (int i = 0; i < a->nsets; i++)
+    argv[argc++] = "--set", argv[argc++] = (char *)a->sets[i];
+  printf("\nWhat if");
+  for (int i = 0; i < a->nwhat_if; i++) {
+    argv[argc++] = "--set", argv[argc++] = (char *)a->what_if[i];
+    printf("%s %s", i ? "," : "", a->what_if[i]);
+  }
+  printf("? The same day replayed (kefu replay --diff), against what it recorded:\n\n");
+  fflush(stdout);
+  argv[argc++] = "--out";
+  argv[argc++] = out;
+  argv[argc++] = "--diff";
+  argv[argc++] = rec;
+  argv[argc] = NULL;
+  if (kefu_cmd_replay(argc, argv) != KEFU_EXIT_OK)
+    snprintf(errstr, errlen, "kefu replay failed");
+  else
+    rc = 0;
+done:
+  kefu_cli_remove_tree(dir);
+  return rc;
+}
+
 static int run_demo(const demo_args_t *a, kefu_config_t *cfg, summary_t *s) {
   char errstr[512] = "";
   demo_env_t env = {0};
@@ -709,6 +796,13 @@ static int run_demo(const demo_args_t *a, kefu_config_t *cfg, summary_t *s) {
     goto done;
   }
   print_summary(&a->traffic, s, now_s() - t0);
+  if (a->nwhat_if && what_if(a, &env, errstr, sizeof errstr)) {
+    fprintf(stderr, "kefu demo: what-if: %s\n", errstr);
+    goto done;
+  }
+  if (!a->nwhat_if)
+    printf("\nWhat if the threshold were 0.5? kefu demo --what-if threshold=0.5 replays this day\n"
+           "with it and shows what changes; docs/REPLAY.md records, archives and replays a day.\n");
   if (a->keep_running)
     keep_running(cfg);
   rc = KEFU_EXIT_OK;

@@ -838,7 +838,7 @@ static int archive_input(const replay_opts_t *o, char *dir, size_t dirlen, char 
   return kefu_archive_topics(&spec, sub, errstr, errlen);
 }
 
-static void remove_tree(const char *path) {
+void kefu_cli_remove_tree(const char *path) {
   DIR *d = opendir(path);
   struct dirent *e;
   char p[4096];
@@ -846,7 +846,7 @@ static void remove_tree(const char *path) {
     if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
       snprintf(p, sizeof p, "%s/%s", path, e->d_name);
       if (e->d_type == DT_DIR)
-        remove_tree(p);
+        kefu_cli_remove_tree(p);
       else
         unlink(p);
     }
@@ -986,7 +986,7 @@ closed:
     fprintf(stderr, "kefu replay: could not delete namespace %s: %s\n", ns, errstr);
   kefu_redis_child_stop(&redis);
   if (in_dir[0])
-    remove_tree(in_dir);
+    kefu_cli_remove_tree(in_dir);
 done:
   if (schemas)
     kefu_schemas_destroy(schemas);
