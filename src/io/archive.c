@@ -315,8 +315,8 @@ static int start_avro(kefu_archive_reader_t *r, size_t prefix, char *why, size_t
     r->avro = NULL;
     return -1;
   }
-  avro_schema_t w = avro_file_reader_get_writer_schema(r->avro);
-  if (!(r->iface = avro_generic_class_from_schema(w)) ||
+  /* Values of our schema, which the walk found equal to the file's. */
+  if (!(r->iface = avro_generic_class_from_schema(r->schema)) ||
       avro_generic_value_new(r->iface, &r->value)) {
     snprintf(why, len, "avro-c: %s", avro_strerror());
     return -1;
@@ -712,6 +712,17 @@ fail:
   snprintf(err, errlen, "%s [%d] @%" PRId64 ": %s", r->topic ? r->topic : "", (int)r->partition,
            r->offset, why);
   return -1;
+}
+
+int kefu_archive_dir_flush(kefu_archive_dir_t *d, char *err, size_t errlen) {
+  for (size_t i = 0; i < d->n; i++) {
+    if (avro_file_writer_flush(d->files[i].w)) {
+      snprintf(err, errlen, "%s: avro-c: %s", d->files[i].path, avro_strerror());
+      return -1;
+    }
+    d->files[i].block_bytes = 0;
+  }
+  return 0;
 }
 
 int64_t kefu_archive_dir_records(const kefu_archive_dir_t *d) {
