@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "rng.h"
+
 #include <avro.h>
 #include <dirent.h>
 #include <jansson.h>
@@ -33,14 +35,6 @@ static size_t next_byte(size_t i) {
   if (quick < 0)
     quick = getenv("KEFU_TEST_QUICK") != NULL;
   return i + (quick && i >= 700 ? 61 : 1);
-}
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15u;
-static uint64_t rnd(void) { /* xorshift64*: the same sequence on every run */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 0x2545f4914f6cdd1du;
 }
 
 static char *make_tmpdir(void) {
