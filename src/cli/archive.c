@@ -3,7 +3,6 @@
  * (cli/archive_run.h). This file reads the command line. */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +12,6 @@
 
 #define MAX_PROPS 64
 #define MAX_TOPICS 256
-
-static volatile sig_atomic_t stop_requested;
-static void on_signal(int sig) {
-  (void)sig;
-  stop_requested = 1;
-}
 
 typedef struct archive_opts {
   kefu_archive_spec_t spec;
@@ -158,9 +151,7 @@ int kefu_cmd_archive(int argc, char **argv) {
   int rc = parse_args(argc, argv, &o);
   if (rc)
     return rc < 0 ? KEFU_EXIT_OK : rc;
-  o.spec.stop = &stop_requested;
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
+  o.spec.stop = kefu_cli_stop_on_signals();
   rc = kefu_archive_topics(&o.spec, o.dir, err, sizeof err);
   if (rc == 0)
     return KEFU_EXIT_OK;

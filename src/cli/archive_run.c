@@ -26,8 +26,9 @@
 typedef struct part {
   const char *topic; /* borrowed from the spec */
   int32_t partition;
-  int64_t start; /* an offset or RD_KAFKA_OFFSET_BEGINNING/END */
-  int64_t stop;  /* the first offset not to archive, NO_STOP */
+  int64_t start;  /* an offset or RD_KAFKA_OFFSET_BEGINNING/END */
+  int64_t stop;   /* the first offset not to archive, NO_STOP */
+  bool before_ts; /* skipping records older than --from-ts (see from_timestamp) */
   bool done;
 } part_t;
 
@@ -139,7 +140,11 @@ static int apply_list(run_t *r, const char **topics, const int32_t *parts, const
   return 0;
 }
 
-/* Start offsets from --from-ts for the parts @p listed does not mark. */
+/* Start offsets from --from-ts for the parts @p listed does not mark: the first offset
+ * whose record has a timestamp at or after it (offsetsForTimes). Where the answer is -1
+ * (no such record, says Kafka; librdkafka's mock cluster says so for every time), the
+ * partition is read from its beginning and records are skipped up to the first one at
+ * or after the time: the same start where Kafka is right, one full read where not. */
 static int from_timestamp(run_t *r, const bool *listed, char *err, size_t errlen) {
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(r->nparts);
   for (int i = 0; i < r->nparts; i++)
@@ -151,8 +156,10 @@ static int from_timestamp(run_t *r, const bool *listed, char *err, size_t errlen
     part_t *p = find_part(r, l->elems[i].topic, l->elems[i].partition);
     if (l->elems[i].err)
       e = l->elems[i].err;
-    else if (p) /* -1: no record at or after the time */
-      p->start = l->elems[i].offset < 0 ? RD_KAFKA_OFFSET_END : l->elems[i].offset;
+    else if (p && l->elems[i].offset >= 0)
+      p->start = l->elems[i].offset;
+    else if (p) /* see below */
+      p->before_ts = true;
   }
   rd_kafka_topic_partition_list_destroy(l);
   if (e)
@@ -261,6 +268,12 @@ static int on_record(run_t *r, part_t *p, const rd_kafka_message_t *m, char *err
     part_done(r, p);
     return 0;
   }
+  if (p->before_ts && ts < r->s->from_ts) {
+    if (m->offset + 1 >= p->stop)
+      part_done(r, p);
+    return 0;
+  }
+  p->before_ts = false;
   if (message_headers(r, m, &nh)) {
     snprintf(err, errlen, "out of memory");
     return -1;
@@ -316,9 +329,11 @@ static void progress(const run_t *r, double *last, int64_t *last_n, bool end) {
   *last_n = n;
 }
 
+/* With --follow, the files get what was read each second, so a reader (or a crash)
+ * sees all but the last second. */
 static int consume(run_t *r, char *err, size_t errlen) {
-  double last = now_s();
-  int64_t last_n = 0;
+  double last = now_s(), flushed = last;
+  int64_t last_n = 0, flushed_n = 0;
   while (r->ndone < r->nparts && !(r->s->stop && *r->s->stop)) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, 100);
     int rc = m ? on_message(r, m, err, errlen) : 0;
@@ -327,6 +342,12 @@ static int consume(run_t *r, char *err, size_t errlen) {
     if (rc)
       return KEFU_ARCHIVE_FAILED;
     progress(r, &last, &last_n, false);
+    if (r->s->follow && now_s() - flushed >= 1.0 && kefu_archive_dir_records(r->dir) > flushed_n) {
+      if (kefu_archive_dir_flush(r->dir, err, errlen))
+        return KEFU_ARCHIVE_FAILED;
+      flushed = now_s();
+      flushed_n = kefu_archive_dir_records(r->dir);
+    }
   }
   progress(r, &last, &last_n, true);
   if (r->ndone < r->nparts && !r->s->follow) {

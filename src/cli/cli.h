@@ -7,6 +7,12 @@
 #define KEFU_EXIT_FAIL 1
 #define KEFU_EXIT_USAGE 2
 
+#include <signal.h>
+
+/** @brief Makes SIGINT and SIGTERM set the flag it returns (0 until then): how a
+ *  command that runs until told stops cleanly. */
+volatile sig_atomic_t *kefu_cli_stop_on_signals(void);
+
 int kefu_cmd_broker(int argc, char **argv);
 int kefu_cmd_produce(int argc, char **argv);
 int kefu_cmd_consume(int argc, char **argv);

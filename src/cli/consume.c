@@ -17,12 +17,6 @@
 
 #define MAX_PROPS 64
 
-static volatile sig_atomic_t stop_requested;
-static void on_signal(int sig) {
-  (void)sig;
-  stop_requested = 1;
-}
-
 typedef struct consume_opts {
   const char *bootstrap, *topic;
   int from_beginning, exit_at_end, meta;
@@ -185,10 +179,9 @@ int kefu_cmd_consume(int argc, char **argv) {
     goto done;
   }
   codec = kefu_codec_new(schemas);
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
+  volatile sig_atomic_t *stop_requested = kefu_cli_stop_on_signals();
   char *eof = calloc((size_t)npart, 1);
-  while (!stop_requested && !(o.exit_at_end && at_end == npart)) {
+  while (!*stop_requested && !(o.exit_at_end && at_end == npart)) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
     if (!m)
       continue;

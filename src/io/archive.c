@@ -49,13 +49,39 @@
 
 enum { F_TOPIC, F_PARTITION, F_OFFSET, F_TIMESTAMP, F_KEY, F_VALUE, F_HEADERS };
 
-static int archive_schema(avro_schema_t *out, char *err, size_t errlen) {
+/* kefu.ArchivedRecord, parsed once per reader or writer, and one generic value of it
+ * reused for every record. */
+typedef struct record_value {
+  avro_schema_t schema;
+  avro_value_iface_t *iface;
+  avro_value_t value;
+  int has_value;
+} record_value_t;
+
+static int record_value_init(record_value_t *v, char *err, size_t errlen) {
   const kefu_embedded_t *f = kefu_embedded_find(SCHEMA_FILE);
-  if (!f || avro_schema_from_json_length(f->data, f->len, out)) {
+  if (!f || avro_schema_from_json_length(f->data, f->len, &v->schema)) {
+    v->schema = NULL;
     snprintf(err, errlen, "%s: %s", SCHEMA_FILE, f ? avro_strerror() : "not embedded");
     return -1;
   }
+  if (!(v->iface = avro_generic_class_from_schema(v->schema)) ||
+      avro_generic_value_new(v->iface, &v->value)) {
+    snprintf(err, errlen, "avro-c: %s", avro_strerror());
+    return -1;
+  }
+  v->has_value = 1;
   return 0;
+}
+
+static void record_value_free(record_value_t *v) {
+  if (v->has_value)
+    avro_value_decref(&v->value);
+  if (v->iface)
+    avro_value_iface_decref(v->iface);
+  if (v->schema)
+    avro_schema_decref(v->schema);
+  memset(v, 0, sizeof *v);
 }
 
 static void *copy_bytes(const void *p, size_t n) {
@@ -85,7 +111,7 @@ struct kefu_archive_reader {
   char *path;
   uint8_t *map;
   size_t size;
-  avro_schema_t schema; /* kefu.ArchivedRecord, ours */
+  record_value_t rec; /* its schema is kefu.ArchivedRecord, ours */
   int deflate;
   uint8_t sync[SYNC_LEN];
   z_stream z;
@@ -93,9 +119,6 @@ struct kefu_archive_reader {
   uint8_t *buf; /* an inflated block */
   size_t cap;
   avro_file_reader_t avro;
-  avro_value_iface_t *iface;
-  avro_value_t value;
-  int has_value;
   int64_t valid, read, expect; /* records in the blocks that passed; read; -1: any */
   char *scan_err;              /* why the walk stopped before the end, or NULL */
   char *failed;                /* the error every later call returns */
@@ -150,7 +173,7 @@ static int check_meta(kefu_archive_reader_t *r, const uint8_t *codec, size_t cod
     snprintf(why, len, "its schema does not parse: %s", avro_strerror());
     return -1;
   }
-  int same = avro_schema_equal(theirs, r->schema);
+  int same = avro_schema_equal(theirs, r->rec.schema);
   if (!same)
     snprintf(why, len, "schema %s", schema_name(theirs, name, sizeof name));
   avro_schema_decref(theirs);
@@ -276,7 +299,7 @@ static int walk_block(kefu_archive_reader_t *r, cursor_t *c, char *why, size_t l
   }
   const uint8_t *p = data, *end = data + n;
   for (int64_t i = 0; i < count; i++)
-    if (kefu_avro_check_datum(r->schema, &p, end, why, len))
+    if (kefu_avro_check_datum(r->rec.schema, &p, end, why, len))
       return -1;
   if (p != end) {
     snprintf(why, len, "%zu bytes after the block's %" PRId64 " records", (size_t)(end - p), count);
@@ -315,13 +338,6 @@ static int start_avro(kefu_archive_reader_t *r, size_t prefix, char *why, size_t
     r->avro = NULL;
     return -1;
   }
-  avro_schema_t w = avro_file_reader_get_writer_schema(r->avro);
-  if (!(r->iface = avro_generic_class_from_schema(w)) ||
-      avro_generic_value_new(r->iface, &r->value)) {
-    snprintf(why, len, "avro-c: %s", avro_strerror());
-    return -1;
-  }
-  r->has_value = 1;
   return 0;
 }
 
@@ -336,7 +352,7 @@ kefu_archive_reader_t *kefu_archive_reader_open(const char *path, char *err, siz
     return NULL;
   }
   r->expect = -1;
-  if (archive_schema(&r->schema, why, sizeof why) || map_file(r, why, sizeof why)) {
+  if (record_value_init(&r->rec, why, sizeof why) || map_file(r, why, sizeof why)) {
     snprintf(err, errlen, "%s: %s", path, why);
     goto fail;
   }
@@ -462,13 +478,14 @@ int kefu_archive_reader_next(kefu_archive_reader_t *r, kefu_archived_t *out, cha
     }
     return 0;
   }
-  avro_value_reset(&r->value);
-  if (avro_file_reader_read_value(r->avro, &r->value)) {
+  /* A value of our schema, which the walk found equal to the file's. */
+  avro_value_reset(&r->rec.value);
+  if (avro_file_reader_read_value(r->avro, &r->rec.value)) {
     snprintf(msg, sizeof msg, "%s: truncated or corrupt after %" PRId64 " records: avro-c: %s",
              r->path, r->read, avro_strerror());
     return reader_fail(r, err, errlen, msg);
   }
-  if (copy_record(&r->value, out)) {
+  if (copy_record(&r->rec.value, out)) {
     snprintf(msg, sizeof msg, "%s: out of memory", r->path);
     return reader_fail(r, err, errlen, msg);
   }
@@ -479,14 +496,9 @@ int kefu_archive_reader_next(kefu_archive_reader_t *r, kefu_archived_t *out, cha
 void kefu_archive_reader_close(kefu_archive_reader_t *r) {
   if (!r)
     return;
-  if (r->has_value)
-    avro_value_decref(&r->value);
-  if (r->iface)
-    avro_value_iface_decref(r->iface);
   if (r->avro)
     avro_file_reader_close(r->avro);
-  if (r->schema)
-    avro_schema_decref(r->schema);
+  record_value_free(&r->rec);
   if (r->z_ready)
     inflateEnd(&r->z);
   if (r->map)
@@ -510,10 +522,8 @@ typedef struct dir_file {
 
 struct kefu_archive_dir {
   char *dir;
-  avro_schema_t schema;
-  avro_value_iface_t *iface;
-  avro_value_t value;
-  int has_value;
+  record_value_t rec;
+  int ready; /* built whole: close writes a manifest */
   dir_file_t *files;
   size_t n, cap, last; /* last: the file used last, looked at first */
   int64_t records;
@@ -568,16 +578,9 @@ kefu_archive_dir_t *kefu_archive_dir_create(const char *dir, char *err, size_t e
   }
   if (make_dirs(dir, err, errlen))
     goto fail;
-  if (archive_schema(&d->schema, why, sizeof why)) {
-    snprintf(err, errlen, "%s", why);
+  if (record_value_init(&d->rec, err, errlen))
     goto fail;
-  }
-  if (!(d->iface = avro_generic_class_from_schema(d->schema)) ||
-      avro_generic_value_new(d->iface, &d->value)) {
-    snprintf(err, errlen, "avro-c: %s", avro_strerror());
-    goto fail;
-  }
-  d->has_value = 1;
+  d->ready = 1;
   free(manifest);
   return d;
 fail:
@@ -628,7 +631,7 @@ static dir_file_t *file_for(kefu_archive_dir_t *d, const char *topic, int32_t pa
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  if (avro_file_writer_create_with_codec(f->path, d->schema, &f->w, "deflate",
+  if (avro_file_writer_create_with_codec(f->path, d->rec.schema, &f->w, "deflate",
                                          KEFU_ARCHIVE_MAX_RECORD + BLOCK_TARGET)) {
     snprintf(err, errlen, "%s: avro-c: %s", f->path, avro_strerror());
     free(f->topic);
@@ -653,7 +656,7 @@ static int set_nullable(avro_value_t *rec, int field, bool has, const void *p, s
 }
 
 static int fill_value(kefu_archive_dir_t *d, const kefu_archived_t *r, char *err, size_t errlen) {
-  avro_value_t *v = &d->value, f, arr, h;
+  avro_value_t *v = &d->rec.value, f, arr, h;
   avro_value_reset(v);
   if (avro_value_get_by_index(v, F_TOPIC, &f, NULL) || avro_value_set_string(&f, r->topic) ||
       avro_value_get_by_index(v, F_PARTITION, &f, NULL) || avro_value_set_int(&f, r->partition) ||
@@ -686,12 +689,12 @@ int kefu_archive_dir_append(kefu_archive_dir_t *d, const kefu_archived_t *r, cha
   dir_file_t *f = file_for(d, r->topic, r->partition, why, sizeof why);
   if (!f || fill_value(d, r, why, sizeof why))
     goto fail;
-  if (avro_value_sizeof(&d->value, &size) || size > KEFU_ARCHIVE_MAX_RECORD) {
+  if (avro_value_sizeof(&d->rec.value, &size) || size > KEFU_ARCHIVE_MAX_RECORD) {
     snprintf(why, sizeof why, "record of %zu bytes exceeds the archive's %u MiB", size,
              KEFU_ARCHIVE_MAX_RECORD >> 20);
     goto fail;
   }
-  if (avro_file_writer_append_value(f->w, &d->value)) {
+  if (avro_file_writer_append_value(f->w, &d->rec.value)) {
     snprintf(why, sizeof why, "avro-c: %s", avro_strerror());
     goto fail;
   }
@@ -712,6 +715,17 @@ fail:
   snprintf(err, errlen, "%s [%d] @%" PRId64 ": %s", r->topic ? r->topic : "", (int)r->partition,
            r->offset, why);
   return -1;
+}
+
+int kefu_archive_dir_flush(kefu_archive_dir_t *d, char *err, size_t errlen) {
+  for (size_t i = 0; i < d->n; i++) {
+    if (avro_file_writer_flush(d->files[i].w)) {
+      snprintf(err, errlen, "%s: avro-c: %s", d->files[i].path, avro_strerror());
+      return -1;
+    }
+    d->files[i].block_bytes = 0;
+  }
+  return 0;
 }
 
 int64_t kefu_archive_dir_records(const kefu_archive_dir_t *d) {
@@ -785,18 +799,13 @@ int kefu_archive_dir_close(kefu_archive_dir_t *d, char *err, size_t errlen) {
       rc = -1;
     }
   }
-  if (rc == 0 && d->schema)
+  if (rc == 0 && d->ready)
     rc = write_manifest(d, err, errlen);
   for (size_t i = 0; i < d->n; i++) {
     free(d->files[i].topic);
     free(d->files[i].path);
   }
-  if (d->has_value)
-    avro_value_decref(&d->value);
-  if (d->iface)
-    avro_value_iface_decref(d->iface);
-  if (d->schema)
-    avro_schema_decref(d->schema);
+  record_value_free(&d->rec);
   free(d->files);
   free(d->dir);
   free(d);

@@ -116,6 +116,10 @@ int kefu_archive_dir_add_partition(kefu_archive_dir_t *d, const char *topic, int
 int kefu_archive_dir_append(kefu_archive_dir_t *d, const kefu_archived_t *r, char *err,
                             size_t errlen);
 
+/** @brief Writes every file's pending block to the file (readers then see every record
+ *  appended so far): what kefu archive --follow does each second. */
+int kefu_archive_dir_flush(kefu_archive_dir_t *d, char *err, size_t errlen);
+
 /** @brief Total records appended so far (for progress lines). */
 int64_t kefu_archive_dir_records(const kefu_archive_dir_t *d);
 

@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include "rng.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,14 +22,6 @@
 static char errstr[512];
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15u;
-static uint64_t rnd(void) { /* xorshift64*: the same sequence on every run */
-  rng_state ^= rng_state >> 12;
-  rng_state ^= rng_state << 25;
-  rng_state ^= rng_state >> 27;
-  return rng_state * 0x2545f4914f6cdd1du;
-}
 
 /* A copy of exactly @p n bytes, so that ASan sees any read past the end. */
 static uint8_t *dup_bytes(const uint8_t *p, size_t n) {
