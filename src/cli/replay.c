@@ -973,8 +973,12 @@ int kefu_cmd_replay(int argc, char **argv) {
   rc = KEFU_EXIT_OK;
   goto closed;
 fail : {
-  char ignored[256];
+  char ignored[256], manifest[4200];
   sink_close(sink, ignored, sizeof ignored);
+  if (o.out_archive) { /* not a finished archive: no manifest */
+    snprintf(manifest, sizeof manifest, "%s/%s", o.out_archive, KEFU_ARCHIVE_MANIFEST);
+    unlink(manifest);
+  }
 }
 fail_closed:
   fprintf(stderr, "kefu replay: %s\n", errstr);

@@ -890,6 +890,7 @@ void kefu_processor_destroy(kefu_processor_t *p) {
     }
   for (int t = 0; t < MAX_TASKS; t++) {
     json_decref(p->tasks[t].forget_later);
+    json_decref(p->tasks[t].timer_index); /* a task still assigned at the end (a replay's) */
     engine_pending_idle_free(&p->tasks[t]);
   }
   if (p->courier_consumer) {

@@ -112,7 +112,8 @@ static int emit_dlq(kefu_processor_t *p, const input_t *in, char *errstr, size_t
   const kefu_rec_t *orig = in->rec;
   size_t n = orig->nheaders;
   kefu_rec_header_t *h = calloc(n + 2, sizeof *h);
-  memcpy(h, orig->headers, n * sizeof *h);
+  if (n)
+    memcpy(h, orig->headers, n * sizeof *h);
   h[n++] = (kefu_rec_header_t){(char *)"kefu.source", (void *)in->cause, strlen(in->cause), true};
   h[n++] = (kefu_rec_header_t){(char *)"kefu.error", (void *)in->error, strlen(in->error), true};
   kefu_rec_t rec = *orig;
