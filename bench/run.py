@@ -9,6 +9,9 @@ usage: bench/run.py [--build build] [--kefu PATH] [--events 100000] [--shops 50]
                     [--rounds 2] [--rate 1000] [--seconds 10] [--waits 100000]
                     [--million] [--huge-agents 200,2000] [--huge-buyers 200000]
                     [--huge-events 60000] [--only SECTION,...] [--out bench/results.json]
+
+Sections: throughput, replay (kefu replay vs kefu run of one backlog), latency, waits,
+huge, million (only with --million).
 """
 import argparse
 import atexit
@@ -17,6 +20,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +34,7 @@ import kefutest  # noqa: E402
 from kefutest import Broker, Redis  # noqa: E402
 
 KEYED = ["kefu.shop.config", "kefu.agent.events", "kefu.order.events", "kefu.chat.events"]
-SECTIONS = ["throughput", "latency", "waits", "huge", "million"]
+SECTIONS = ["throughput", "replay", "latency", "waits", "huge", "million"]
 
 # ---------------------------------------------------------------- cleanup
 # Everything the bench starts is registered here and stopped on exit, error or signal.
@@ -275,6 +279,72 @@ def throughput(a, tool, kefu, passthrough, work):
                 S["passthrough_idempotent"]["cpu_us_per_event"]["mean"]),
         }
         return out
+    finally:
+        stop(broker)
+        stop(redis)
+
+
+# ---------------------------------------------------------------- 4: replay vs live
+
+
+def run_replay(kefu, archive, redis, out):
+    """One `kefu replay` of @p archive to JSON-lines files (--out), state on @p redis in a
+    private namespace: the engine's closing line gives records and seconds as for run."""
+    redis.cli("FLUSHALL")
+    shutil.rmtree(out, ignore_errors=True)
+    args = [kefu, "replay", "--archive", archive, "--redis", redis.url, "--out", out]
+    for e in KEFU_SETTINGS:
+        args += ["--set", e]
+    rc, _, err, wall, rss, cpu = measure_child(args)
+    if rc != 0:
+        raise SystemExit("kefu replay failed:\n" + err[-4000:])
+    m = LOG_RE.search(err)
+    if not m:
+        raise SystemExit("kefu replay: no closing log line:\n" + err[-2000:])
+    records, secs = int(m.group(1)), float(m.group(3))
+    return {"records": records, "seconds": secs, "wall_s": round(wall, 2),
+            "records_per_s": round(records / secs, 1) if secs else 0,
+            "cpu_s": round(cpu, 3), "cpu_us_per_event": round(cpu / records * 1e6, 2),
+            "peak_rss_mib": round(rss, 1)}
+
+
+def replay(a, tool, kefu, work):
+    """The demo-mix backlog processed live (kefu run, exactly_once and at_least_once) and
+    replayed from its archive to files (kefu replay --out), alternately, same machine and
+    Redis: replay needs no transactions and never waits for task_idle_ms."""
+    redis, broker = start_redis(), start_broker()
+    try:
+        files = generate(tool, a.events, a.shops, work, "replay")
+        counts = produce(tool, broker.bootstrap, files)
+        expected = sum(counts.get(t, 0) for t in KEYED)
+        archive = os.path.join(work, "replay-archive")
+        subprocess.run([tool, "archive", "-b", broker.bootstrap, "-o", archive,
+                        "--from-beginning", "-t", ",".join(["kefu.courier.status"] + KEYED)],
+                       check=True, stderr=subprocess.DEVNULL)
+        runs = {"live_exactly_once": [], "live_at_least_once": [], "replay_to_files": []}
+        for rnd in range(a.rounds):
+            for name in runs:
+                tag = "replay-%s-%d" % (name, rnd)
+                if name == "replay_to_files":
+                    r = run_replay(kefu, archive, redis, os.path.join(work, "replay-out"))
+                else:
+                    r = run_kefu(kefu, broker.bootstrap, redis, name[len("live_"):], tag,
+                                 expected)
+                r["round"] = rnd + 1
+                runs[name].append(r)
+                print("bench: replay %-20s round %d: %8.1f records/s, %.2f us CPU/event"
+                      % (name, rnd + 1, r["records_per_s"], r["cpu_us_per_event"]),
+                      file=sys.stderr)
+        S = {n: {"records_per_s": summary(v, "records_per_s"),
+                 "cpu_us_per_event": summary(v, "cpu_us_per_event"),
+                 "wall_s": summary(v, "wall_s")} for n, v in runs.items()}
+        rp = S["replay_to_files"]["records_per_s"]["mean"]
+        return {"keyed_records": expected, "rounds": a.rounds, "runs": runs, "summary": S,
+                "ratio_of_means": {
+                    "replay_to_live_exactly_once": ratio(
+                        rp, S["live_exactly_once"]["records_per_s"]["mean"]),
+                    "replay_to_live_at_least_once": ratio(
+                        rp, S["live_at_least_once"]["records_per_s"]["mean"])}}
     finally:
         stop(broker)
         stop(redis)
@@ -619,6 +689,15 @@ def table(res):
         rows.append("| Redis round trips per batch / server commands per event (EOS, mean) "
                     "| | %s / %s | |" % (fmt(e["redis_round_trips_per_batch"]["mean"], 2),
                                          fmt(e["redis_server_commands_per_event"]["mean"], 2)))
+    rp = res.get("replay")
+    if rp:
+        S, R = rp["summary"], rp["ratio_of_means"]
+        rows.append("| kefu replay to files vs kefu run (EOS / ALO) of the same backlog, "
+                    "records/s (mean of %d) | | %s vs %s / %s | %s / %s |" % (
+                        rp["rounds"], fmt(S["replay_to_files"]["records_per_s"]["mean"]),
+                        fmt(S["live_exactly_once"]["records_per_s"]["mean"]),
+                        fmt(S["live_at_least_once"]["records_per_s"]["mean"]),
+                        R["replay_to_live_exactly_once"], R["replay_to_live_at_least_once"]))
     w = res.get("waits")
     if w:
         rows.append("| Redis bytes per active buyer (%s open waits) | | %s | |"
@@ -721,6 +800,8 @@ def main():
         with tempfile.TemporaryDirectory() as work:
             if "throughput" in only:
                 res["throughput"] = throughput(a, tool, kefu, passthrough, work)
+            if "replay" in only:
+                res["replay"] = replay(a, tool, kefu, work)
             if "latency" in only:
                 res["latency"] = latency(a, tool, kefu, passthrough)
             if "waits" in only:
