@@ -51,6 +51,24 @@ class DemoTest(unittest.TestCase):
         # same seed, same summary (SPEC §1.3: no live-only event in the demo)
         again = self.run_demo()
         self.assertEqual(without_timings(out.stdout), without_timings(again.stdout))
+        self.assertIn("docs/REPLAY.md", out.stdout)  # the demo ends by pointing to it
+
+    def test_what_if_replays_the_day_and_prints_the_diff(self):
+        """kefu demo --what-if: the day replayed with the override, against the recording:
+        every DAILY_REPORT's threshold changes, nothing else of routing does."""
+        out = subprocess.run([KEFU, "demo", "--events", "3000", "--shops", "5", "--what-if",
+                              "threshold=0.95"], capture_output=True, text=True, timeout=300)
+        self.assertEqual(out.returncode, 0, out.stderr[-3000:])
+        self.assertIn("What if threshold=0.95?", out.stdout)
+        self.assertRegex(out.stdout, r"threshold: \d+")
+        self.assertRegex(out.stdout, r"verdict: VIOLATION \d+ → \d+")
+        m = re.search(r"total: recorded (\d+), replayed (\d+), unchanged (\d+)", out.stdout)
+        self.assertIsNotNone(m, out.stdout)
+        self.assertGreater(int(m.group(3)), 0)
+        for line in out.stdout.splitlines():  # routing does not read the threshold
+            if line.startswith("kefu.routing.decisions "):
+                cols = line.split()
+                self.assertEqual(cols[-3:], ["0", "0", "0"], line)
 
     def test_generated_traffic_is_valid_json_sorted_by_ts_and_reproducible(self):
         with tempfile.TemporaryDirectory() as d:
@@ -94,7 +112,8 @@ class DemoTest(unittest.TestCase):
                 self.assertNotEqual(f1.read(), f2.read())
 
     def test_usage_errors(self):
-        for args in (["--events", "0"], ["--shops", "x"], ["--set", "no-such-key=1"], ["extra"]):
+        for args in (["--events", "0"], ["--shops", "x"], ["--set", "no-such-key=1"], ["extra"],
+                     ["--what-if", "no-such-key=1"], ["--what-if", "threshold=7"]):
             out = subprocess.run([KEFU, "demo", *args], capture_output=True, text=True,
                                  timeout=30)
             self.assertEqual(out.returncode, 2, args)

@@ -153,6 +153,30 @@ class ReplayTest(unittest.TestCase):
             with open(os.path.join(a, n), "rb") as fa, open(os.path.join(b, n), "rb") as fb:
                 self.assertEqual(fa.read(), fb.read(), n)
 
+    def test_redis_given_private_namespace_deleted_and_live_state_untouched(self):
+        """--redis: the replay's state lives in replay-<run id> and is gone at the end;
+        the live run's keys (namespace kefu) are as they were."""
+        def keys(pattern):
+            out = self.redis.cli("--scan", "--pattern", pattern)
+            return sorted(k for k in out.split("\n") if k)
+        live = keys("kefu:*")
+        before = {k: self.redis.cli("DUMP", k) for k in live[:50]}
+        d = self.outdir("with-redis")
+        out = self.replay("--archive", self.IN, "--redis", self.redis.url, "--out", d)
+        self.assertIn("namespace replay-", out.stderr)
+        self.assertIn("deleted namespace replay-", out.stderr)
+        self.assertEqual(keys("replay-*"), [])
+        self.assertEqual(keys("kefu:*"), live)
+        self.assertEqual({k: self.redis.cli("DUMP", k) for k in live[:50]}, before)
+        self.assertGreater(len(live), 10)
+        # the same outputs as with a redis-server of its own
+        d2 = self.outdir("own-redis")
+        self.replay("--archive", self.IN, "--out", d2)
+        for topic in ALL_OUTPUTS:
+            with open(os.path.join(d, topic + ".jsonl"), "rb") as a, \
+                    open(os.path.join(d2, topic + ".jsonl"), "rb") as b:
+                self.assertEqual(a.read(), b.read(), topic)
+
     # ---------------------------------------------------------------- what-if
 
     def expected_verdicts(self, old, new):
