@@ -9,6 +9,7 @@
  * with the EOF. A partition done is paused, so nothing more is fetched for it. */
 #include "cli/archive_run.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -355,6 +356,37 @@ static int consume(run_t *r, char *err, size_t errlen) {
              r->nparts);
     return KEFU_ARCHIVE_FAILED;
   }
+  return 0;
+}
+
+static int parse_number(const char *text, int64_t max, int64_t *out) {
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(text, &end, 10);
+  if (errno || !*text || *end || v < 0 || v > max)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+int kefu_archive_parse_position(char *text, const char **topic, int32_t *partition,
+                                int64_t *offset) {
+  char *last = strrchr(text, ':'), *mid;
+  int64_t p;
+  if (!last || last == text)
+    return -1;
+  *last = '\0';
+  mid = strrchr(text, ':');
+  *last = ':';
+  if (!mid || mid == text)
+    return -1;
+  *mid = *last = '\0';
+  if (parse_number(mid + 1, INT32_MAX, &p) || parse_number(last + 1, INT64_MAX, offset)) {
+    *mid = *last = ':';
+    return -1;
+  }
+  *topic = text;
+  *partition = (int32_t)p;
   return 0;
 }
 
