@@ -1,7 +1,6 @@
 /* kefu archive (SPEC §7): topics -> Avro object container files, one per topic and
  * partition, and a manifest (io/archive.h); the work is kefu_archive_topics
  * (cli/archive_run.h). This file reads the command line. */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,15 +73,10 @@ static int usage_error(const char *fmt, const char *arg) {
 }
 
 static int parse_ms(const char *text, const char *flag, int64_t *out) {
-  char *end = NULL;
-  errno = 0;
-  long long v = strtoll(text, &end, 10);
-  if (errno || !*text || *end || v < 0) {
-    fprintf(stderr, "kefu archive: %s: not a time in epoch milliseconds: '%s'\n", flag, text);
-    return -1;
-  }
-  *out = v;
-  return 0;
+  if (kefu_cli_parse_int64(text, INT64_MAX, out) == 0)
+    return 0;
+  fprintf(stderr, "kefu archive: %s: not a time in epoch milliseconds: '%s'\n", flag, text);
+  return -1;
 }
 
 /* Splits the comma list @p arg (kept by the caller) into o->topics, once each. */

@@ -9,7 +9,6 @@
  * with the EOF. A partition done is paused, so nothing more is fetched for it. */
 #include "cli/archive_run.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/cli.h"
 #include "io/archive.h"
 #include "io/kafka.h"
 
@@ -359,16 +359,6 @@ static int consume(run_t *r, char *err, size_t errlen) {
   return 0;
 }
 
-static int parse_number(const char *text, int64_t max, int64_t *out) {
-  char *end = NULL;
-  errno = 0;
-  long long v = strtoll(text, &end, 10);
-  if (errno || !*text || *end || v < 0 || v > max)
-    return -1;
-  *out = v;
-  return 0;
-}
-
 int kefu_archive_parse_position(char *text, const char **topic, int32_t *partition,
                                 int64_t *offset) {
   char *last = strrchr(text, ':'), *mid;
@@ -381,7 +371,8 @@ int kefu_archive_parse_position(char *text, const char **topic, int32_t *partiti
   if (!mid || mid == text)
     return -1;
   *mid = *last = '\0';
-  if (parse_number(mid + 1, INT32_MAX, &p) || parse_number(last + 1, INT64_MAX, offset)) {
+  if (kefu_cli_parse_int64(mid + 1, INT32_MAX, &p) ||
+      kefu_cli_parse_int64(last + 1, INT64_MAX, offset)) {
     *mid = *last = ':';
     return -1;
   }
