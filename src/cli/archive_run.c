@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/cli.h"
 #include "io/archive.h"
 #include "io/kafka.h"
 
@@ -355,6 +356,28 @@ static int consume(run_t *r, char *err, size_t errlen) {
              r->nparts);
     return KEFU_ARCHIVE_FAILED;
   }
+  return 0;
+}
+
+int kefu_archive_parse_position(char *text, const char **topic, int32_t *partition,
+                                int64_t *offset) {
+  char *last = strrchr(text, ':'), *mid;
+  int64_t p;
+  if (!last || last == text)
+    return -1;
+  *last = '\0';
+  mid = strrchr(text, ':');
+  *last = ':';
+  if (!mid || mid == text)
+    return -1;
+  *mid = *last = '\0';
+  if (kefu_cli_parse_int64(mid + 1, INT32_MAX, &p) ||
+      kefu_cli_parse_int64(last + 1, INT64_MAX, offset)) {
+    *mid = *last = ':';
+    return -1;
+  }
+  *topic = text;
+  *partition = (int32_t)p;
   return 0;
 }
 

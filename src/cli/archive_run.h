@@ -50,6 +50,13 @@ typedef struct kefu_archive_spec {
 #define KEFU_ARCHIVE_FAILED (-1) /* a runtime failure (Kafka, the file system) */
 #define KEFU_ARCHIVE_USAGE (-2)  /* an unknown topic, a from/until of another topic */
 
+/** @brief Parses "TOPIC:PARTITION:OFFSET" (a --from or --until of kefu archive and kefu
+ *  replay) in place: @p text is cut at its last two colons, *@p topic points into it.
+ *  @returns 0, or -1 when it is malformed (no topic, a partition or offset that is not
+ *  a number >= 0). */
+int kefu_archive_parse_position(char *text, const char **topic, int32_t *partition,
+                                int64_t *offset);
+
 /** @brief Archives what @p s describes into the new archive directory @p dir
  *  (kefu_archive_dir_create: refused when it already holds a manifest), writing its
  *  manifest at the end, also when *s->stop ends the run early.

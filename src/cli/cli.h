@@ -8,10 +8,15 @@
 #define KEFU_EXIT_USAGE 2
 
 #include <signal.h>
+#include <stdint.h>
 
 /** @brief Makes SIGINT and SIGTERM set the flag it returns (0 until then): how a
  *  command that runs until told stops cleanly. */
 volatile sig_atomic_t *kefu_cli_stop_on_signals(void);
+
+/** @brief A decimal number from 0 to @p max, the whole of @p text: 0 with it in *@p out,
+ *  or -1. */
+int kefu_cli_parse_int64(const char *text, int64_t max, int64_t *out);
 
 int kefu_cmd_broker(int argc, char **argv);
 int kefu_cmd_produce(int argc, char **argv);

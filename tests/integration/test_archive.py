@@ -11,8 +11,8 @@ see src/cli/archive_run.c). Every archive file is read with python3-avro's
 DataFileReader (no kefu code) and compared, record by record, with what
 python3-confluent-kafka reads from the cluster: topic, partition, offset, timestamp,
 key, value bytes and headers. The manifest must list every partition (empty ones too)
-with its offsets and counts. Also --from-ts/--until-ts, --follow until SIGTERM, and the
-usage errors (exit 2, one line).
+with its offsets and counts. Also --from-ts/--until-ts, per-partition --from/--until
+offsets, --follow until SIGTERM, and the usage errors (exit 2, one line).
 """
 import json
 import os
@@ -164,6 +164,21 @@ class ArchiveTest(unittest.TestCase):
         path, err = self.archive("-t", AGENT, "--from-ts", str(T0 + 10 ** 9), out="b")
         self.assertEqual(self.check_archive(path, [AGENT], {}), 0)
 
+    def test_from_and_until_offsets(self):
+        """Per-partition ranges (what kefu replay -b archives: kefu_archive_topics'
+        from/until lists); until is the last offset archived."""
+        self.produce_agents(60)
+        everything = self.kafka([AGENT])
+        self.assertTrue(all(len(everything[(AGENT, p)]) > 6 for p in range(3)))
+        want = {(AGENT, 0): [r for r in everything[(AGENT, 0)] if 2 <= r["offset"] <= 5],
+                (AGENT, 1): everything[(AGENT, 1)][:1],
+                (AGENT, 2): everything[(AGENT, 2)][3:]}
+        path, _ = self.archive("-t", AGENT, "--from", AGENT + ":0:2", "--until", AGENT + ":0:5",
+                               "--until", AGENT + ":1:0", "--from", AGENT + ":2:3")
+        self.assertEqual(self.check_archive(path, [AGENT], want), 4 + 1 + len(want[(AGENT, 2)]))
+        _, err = self.archive("-t", AGENT, "--from", AGENT + ":7:0", out="b", expect=2)
+        self.assertIn("not a partition of the topics archived", err)
+
     def test_follow_until_sigterm(self):
         self.produce_agents(10)
         path = os.path.join(self.tmp, "f")
@@ -202,6 +217,7 @@ class ArchiveTest(unittest.TestCase):
             (["-b", b, "-t", AGENT, "--from-beginning"], "required"),
             (["-b", b, "-t", AGENT, "-o", "x", "--from-beginning", "extra"], "unexpected"),
             (["--frobnicate"], "unknown option"),
+            (["-b", b, "-t", AGENT, "-o", "x", "--from", AGENT + ":x:1"], "TOPIC:PARTITION:OFFSET"),
         ]
         for args, what in cases:
             r = subprocess.run([KEFU, "archive"] + args, capture_output=True, text=True,
@@ -217,7 +233,9 @@ class ArchiveTest(unittest.TestCase):
         r = subprocess.run([KEFU, "archive", "--help"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0)
         for flag in ["-b, --bootstrap", "-t, --topic", "-o, --out", "--from-beginning",
-                     "--from-ts", "--until-ts", "--follow", "-q, --quiet", "-X", "--help"]:
+                     "--from-ts", "--until-ts", "--from TOPIC:PARTITION:OFFSET",
+                     "--until TOPIC:PARTITION:OFFSET", "--follow", "-q, --quiet", "-X",
+                     "--help"]:
             self.assertIn(flag, r.stdout)
 
 

@@ -275,6 +275,51 @@ static void test_archive_large_record(void **state) {
   remove_tree(dir);
 }
 
+/* tests/unit/archive_python.avro: 40 records in two blocks, written by python3-avro's
+ * DataFileWriter (deflate, which leaves 3 bytes of zlib's checksum after each block):
+ *   for i in range(40): w.append({"topic": "kefu.chat.events", "partition": 1,
+ *     "offset": 100 + i, "timestamp": 1700000000000 + i,
+ *     "key": None if i % 5 == 1 else b"shop-%d" % i,
+ *     "value": None if i % 4 == 2 else bytes((i * 7 + k) % 256 for k in range(i)),
+ *     "headers": [] if i % 3 == 0 else [{"key": "h%d" % i, "value": None if i % 2 else b"x"}]})
+ *   and w.sync() after i == 19. */
+static char py_key[40][16], py_name[40][8];
+static uint8_t py_value[40][40];
+static kefu_archived_header_t py_header[40];
+
+static kefu_archived_t python_record(int i) {
+  kefu_archived_t r = {.topic = "kefu.chat.events",
+                       .partition = 1,
+                       .offset = 100 + i,
+                       .timestamp = 1700000000000 + i};
+  snprintf(py_key[i], sizeof py_key[i], "shop-%d", i);
+  snprintf(py_name[i], sizeof py_name[i], "h%d", i);
+  for (int k = 0; k < i; k++)
+    py_value[i][k] = (uint8_t)((i * 7 + k) % 256);
+  r.has_key = i % 5 != 1;
+  r.key = r.has_key ? py_key[i] : NULL;
+  r.key_len = r.has_key ? strlen(py_key[i]) : 0;
+  r.has_value = i % 4 != 2;
+  r.value = r.has_value ? py_value[i] : NULL;
+  r.value_len = r.has_value ? (size_t)i : 0;
+  py_header[i] = (kefu_archived_header_t){py_name[i], i % 2 ? NULL : "x", i % 2 ? 0 : 1, !(i % 2)};
+  r.headers = i % 3 ? &py_header[i] : NULL;
+  r.nheaders = i % 3 ? 1 : 0;
+  return r;
+}
+
+static void test_archive_reads_python_avro_files(void **state) {
+  (void)state;
+  char path[4096];
+  const char *marker = strstr(__FILE__, "tests/unit/");
+  assert_non_null(marker);
+  snprintf(path, sizeof path, "%.*stests/unit/archive_python.avro", (int)(marker - __FILE__),
+           __FILE__);
+  int64_t got;
+  assert_int_equal(read_file(path, 40, python_record, &got), 0);
+  assert_int_equal(got, 40);
+}
+
 /* ---- what the reader must survive ---------------------------------------------- */
 
 static void assert_open_fails(const char *path, const char *what) {
@@ -423,6 +468,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_archive_dir_round_trip),
       cmocka_unit_test(test_archive_large_record),
+      cmocka_unit_test(test_archive_reads_python_avro_files),
       cmocka_unit_test(test_archive_foreign_files),
       cmocka_unit_test(test_archive_truncated_at_every_byte),
       cmocka_unit_test(test_archive_flipped_bytes),

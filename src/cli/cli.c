@@ -1,0 +1,29 @@
+/* Helpers shared by the subcommands (see cli.h). */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include "cli/cli.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig) {
+  (void)sig;
+  stop_requested = 1;
+}
+
+volatile sig_atomic_t *kefu_cli_stop_on_signals(void) {
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  return &stop_requested;
+}
+
+int kefu_cli_parse_int64(const char *text, int64_t max, int64_t *out) {
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(text, &end, 10);
+  if (errno || !*text || *end || v < 0 || v > max)
+    return -1;
+  *out = v;
+  return 0;
+}
