@@ -38,11 +38,7 @@
 #define MAX_RANGES 256
 #define MAX_PARTITIONS 1024
 
-static volatile sig_atomic_t stop_requested;
-static void on_signal(int sig) {
-  (void)sig;
-  stop_requested = 1;
-}
+static volatile sig_atomic_t no_stop, *stop_requested = &no_stop; /* kefu_cli_stop_on_signals */
 
 static double now_s(void) {
   struct timespec ts;
@@ -107,26 +103,15 @@ static int usage_error(const char *fmt, const char *arg) {
   return KEFU_EXIT_USAGE;
 }
 
-/* TOPIC:PARTITION:OFFSET, the topic name may hold colons: the last two fields are numbers. */
+/* TOPIC:PARTITION:OFFSET (kefu_archive_parse_position), into @p r. */
 static int parse_range(const char *s, range_t *r) {
-  const char *c2 = strrchr(s, ':'), *c1;
-  char *end;
-  if (!c2 || c2 == s)
+  char text[512];
+  const char *topic;
+  if (snprintf(text, sizeof text, "%s", s) >= (int)sizeof text ||
+      kefu_archive_parse_position(text, &topic, &r->partition, &r->offset) ||
+      r->partition >= MAX_PARTITIONS || strlen(topic) >= sizeof r->topic)
     return -1;
-  for (c1 = c2 - 1; c1 > s && *c1 != ':'; c1--)
-    ;
-  if (*c1 != ':' || c1 == s || (size_t)(c1 - s) >= sizeof r->topic)
-    return -1;
-  snprintf(r->topic, sizeof r->topic, "%.*s", (int)(c1 - s), s);
-  errno = 0;
-  long part = strtol(c1 + 1, &end, 10);
-  if (end != c2 || errno || part < 0 || part >= MAX_PARTITIONS)
-    return -1;
-  long long off = strtoll(c2 + 1, &end, 10);
-  if (!c2[1] || *end || errno || off < 0)
-    return -1;
-  r->partition = (int32_t)part;
-  r->offset = off;
+  snprintf(r->topic, sizeof r->topic, "%s", topic);
   return 0;
 }
 
@@ -425,7 +410,7 @@ static int source_next(void *arg, int topic, int partition, kefu_rec_t *out, cha
   source_t *s = arg;
   part_t *p = &s->parts[topic][partition];
   kefu_archived_t a = {0};
-  if (stop_requested) {
+  if (*stop_requested) {
     snprintf(errstr, errlen, "interrupted");
     return -1;
   }
@@ -834,7 +819,7 @@ static int archive_input(const replay_opts_t *o, char *dir, size_t dirlen, char 
                               .props = (char **)o->props,
                               .nprops = o->nprops,
                               .quiet = true,
-                              .stop = &stop_requested};
+                              .stop = stop_requested};
   return kefu_archive_topics(&spec, sub, errstr, errlen);
 }
 
@@ -889,8 +874,7 @@ int kefu_cmd_replay(int argc, char **argv) {
     kefu_config_destroy(cfg);
     return KEFU_EXIT_USAGE;
   }
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
+  stop_requested = kefu_cli_stop_on_signals();
   signal(SIGPIPE, SIG_IGN);
   rc = KEFU_EXIT_FAIL;
   double t0 = now_s();
@@ -906,7 +890,7 @@ int kefu_cmd_replay(int argc, char **argv) {
     }
   } else {
     if (kefu_redis_child_start(&redis, "kefu-replay", errstr, sizeof errstr) ||
-        kefu_redis_child_wait(&redis, &stop_requested, errstr, sizeof errstr))
+        kefu_redis_child_wait(&redis, stop_requested, errstr, sizeof errstr))
       goto fail;
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", redis.port);
     kefu_config_set(cfg, "redis.url", url, errstr, sizeof errstr);
@@ -918,8 +902,12 @@ int kefu_cmd_replay(int argc, char **argv) {
 
   /* The input. */
   if (o.bootstrap) {
-    if (archive_input(&o, in_dir, sizeof in_dir, errstr, sizeof errstr))
+    int arc = archive_input(&o, in_dir, sizeof in_dir, errstr, sizeof errstr);
+    if (arc) {
+      if (arc == KEFU_ARCHIVE_USAGE) /* a --from or --until of no such topic */
+        rc = KEFU_EXIT_USAGE;
       goto fail;
+    }
     snprintf(archive_dir, sizeof archive_dir, "%s/in", in_dir);
   } else {
     snprintf(archive_dir, sizeof archive_dir, "%s", o.archive);
@@ -949,7 +937,7 @@ int kefu_cmd_replay(int argc, char **argv) {
   KEFU_INFO("replay", "replaying %s: %d partitions, %llu records, state in %s namespace %s",
             archive_dir, src->partitions, (unsigned long long)src->total,
             o.redis ? o.redis : "a redis-server of its own,", ns);
-  int prc = kefu_processor_run(p, &stop_requested);
+  int prc = kefu_processor_run(p, stop_requested);
   kefu_processor_destroy(p);
   progress(src, true);
   if (prc) {

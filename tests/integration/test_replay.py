@@ -308,6 +308,8 @@ class ReplayTest(unittest.TestCase):
             ["--archive", self.IN, "--out", "x", "--diff-out", "d.jsonl"],
             ["--archive", self.IN, "--out-prefix", "p."],
             ["--archive", self.IN, "--out", "x", "--bogus"],
+            ["-b", self.broker.bootstrap, "--until", "kefu.no.such.topic:0:5", "--out",
+             self.outdir("nosuch")],
         ]
         for args in cases:
             with self.subTest(args=args):
