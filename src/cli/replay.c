@@ -381,7 +381,7 @@ static int take(kefu_archived_t *a, int64_t *last, const char *path, kefu_rec_t 
                       .value = a->value,
                       .value_len = a->value_len,
                       .has_value = a->has_value,
-                      .headers = (kefu_rec_header_t *)a->headers,
+                      .headers = a->headers,
                       .nheaders = a->nheaders};
   free(a->topic);
   memset(a, 0, sizeof *a);
@@ -624,7 +624,7 @@ static int sink_emit(void *arg, int topic, const kefu_rec_t *r, char *errstr, si
                          .value = r->value,
                          .value_len = r->value_len,
                          .has_value = r->has_value,
-                         .headers = (kefu_archived_header_t *)r->headers,
+                         .headers = r->headers,
                          .nheaders = r->nheaders};
     return kefu_archive_dir_append(s->archive, &a, errstr, errlen);
   }

@@ -10,17 +10,14 @@
 
 #include <jansson.h>
 
+#include "io/archive.h"
+
 #include "rules/rules.h"
 
 /* Replay (SPEC §7): the records come from a source instead of a consumer group and the
  * outputs go to a sink instead of a producer; everything between is the engine of `run`.
  * A record as a source gives it (owned by whoever holds it; kefu_rec_clear frees it). */
-typedef struct kefu_rec_header {
-  char *name;
-  void *value;
-  size_t len;
-  bool has_value;
-} kefu_rec_header_t;
+typedef kefu_archived_header_t kefu_rec_header_t; /* name, value, len, has_value */
 
 typedef struct kefu_rec {
   int64_t offset, timestamp; /* the Kafka timestamp (ms) */

@@ -16,13 +16,11 @@
 #define REPLAY_FILL 256
 
 void kefu_rec_clear(kefu_rec_t *r) {
-  free(r->key);
-  free(r->value);
-  for (size_t i = 0; i < r->nheaders; i++) {
-    free(r->headers[i].name);
-    free(r->headers[i].value);
-  }
-  free(r->headers);
+  kefu_archived_t a = {.key = r->key,
+                       .value = r->value,
+                       .headers = r->headers,
+                       .nheaders = r->nheaders}; /* what an archive reader gave, or alike */
+  kefu_archived_clear(&a);
   memset(r, 0, sizeof *r);
 }
 
