@@ -346,6 +346,18 @@ static int source_open(source_t *s, const char *dir, char *errstr, size_t errlen
     s->parts[t][f->partition].last = -1;
     s->total += (uint64_t)(f->records > 0 ? f->records : 0);
   }
+  for (int t = 0; t < KEFU_KEYED_INPUTS; t++) { /* SPEC §5, as kefu run checks */
+    int n = 0;
+    for (int p = 0; p < s->partitions; p++)
+      n += s->parts[t][p].file != NULL;
+    if (n && n != s->partitions) {
+      snprintf(errstr, errlen,
+               "%.400s: %s has %d of %d partitions: the keyed input topics must be "
+               "co-partitioned and archived whole",
+               dir, kefu_topic_name((kefu_topic_t)t), n, s->partitions);
+      return -1;
+    }
+  }
   s->t0 = s->last_progress = now_s();
   s->tty = isatty(STDERR_FILENO);
   s->courier_last = -1;
