@@ -126,7 +126,11 @@ static const char *key_set(kefu_diff_t *d, const char *a, const char *b, const c
 
 /* The record's identity fields, or 0 when it has none usable (it then matches by its
  * whole JSON). An invitation keeps its id over its life cycle, so its type is part of
- * its key (SPEC §3: unique key invitation_id + type). */
+ * its key (SPEC §3: unique key invitation_id + type). A response-rate record is the
+ * shop's record of its type for its day (DAILY_REPORT, VIOLATION, ... at most one each):
+ * that is its key, not its record_id, which counts the rate records of the cause across
+ * the task's shops, so that one shop's new VIOLATION renumbers the records after it
+ * (docs/DECISIONS.md 51); a moved record_id then shows as a changed field. */
 static int ident_of(const kefu_diff_t *d, kefu_topic_t t, const json_t *rec, const char **shop,
                     const char **id, const char **type) {
   *shop = *id = *type = NULL;
@@ -138,6 +142,10 @@ static int ident_of(const kefu_diff_t *d, kefu_topic_t t, const json_t *rec, con
     return 0;
   if (t == KEFU_T_LOGISTICS_INVITATIONS)
     *type = str_field(rec, "type");
+  if (t == KEFU_T_RESPONSE_VIOLATIONS && str_field(rec, "day") && str_field(rec, "type")) {
+    *id = str_field(rec, "day"); /* a shop has one record of a type per day */
+    *type = str_field(rec, "type");
+  }
   return 1;
 }
 
@@ -156,7 +164,8 @@ static const char *key_of(kefu_diff_t *d, kefu_topic_t t, const json_t *rec) {
 static json_t *key_json(const kefu_diff_t *d, kefu_topic_t t, const json_t *rec) {
   const char *shop, *id, *type;
   ident_of(d, t, rec, &shop, &id, &type);
-  json_t *k = json_pack("{s:s?, s:s?}", "shop_id", shop, "id", id);
+  json_t *k = json_pack("{s:s?, s:s?}", "shop_id", shop,
+                        t == KEFU_T_RESPONSE_VIOLATIONS && type ? "day" : "id", id);
   if (k && type)
     json_object_set_new(k, "type", json_string(type));
   return k;
@@ -288,7 +297,10 @@ static char *short_value(const json_t *v) {
 static char *example_id(const json_t *key) {
   const char *shop = json_string_value(json_object_get(key, "shop_id"));
   const char *id = json_string_value(json_object_get(key, "id"));
+  const char *day = json_string_value(json_object_get(key, "day"));
   char buf[512];
+  if (day) /* a response-rate record: its day */
+    id = day;
   snprintf(buf, sizeof buf, "%s%s%s%s", id ? id : "(no id)", shop ? " (" : "", shop ? shop : "",
            shop ? ")" : "");
   return strdup(buf);

@@ -226,6 +226,12 @@ class ReplayTest(unittest.TestCase):
             diffs = [json.loads(line) for line in f]
         self.assertTrue(any(d["change"] == "changed" and "threshold" in d.get("fields", {})
                             for d in diffs))
+        # rate records match by (shop, day, type): the new VIOLATIONs are the only records
+        # on one side, one per day newly violating
+        viol = [d for d in diffs if d["topic"] == "kefu.response.violations"]
+        self.assertEqual(sum(d["change"] == "only_replayed" for d in viol), newly)
+        self.assertEqual(sum(d["change"] == "only_recorded" for d in viol), no_longer)
+        self.assertTrue(all(d["kind"] == "VIOLATION" for d in viol if d["change"] != "changed"))
 
     def test_bot_priority_for_one_shop_changes_only_that_shops_decisions(self):
         """ROUTE-8: --shop-config turns bot_priority on for one shop with a bot group."""

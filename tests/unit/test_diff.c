@@ -248,9 +248,28 @@ static void test_verdicts_of_hand_made_records(void **st) {
                         "1 shop no longer penalised: s2\n");
   assert_has(r.summary, "verdict: days newly violating: 2; days no longer violating: 1\n");
   assert_has(r.summary, "verdict: shops newly penalised: 1; shops no longer penalised: 1\n");
-  /* s2's 11-01 record r1 turned from VIOLATION into PENALTY_REVOKED: a changed type. */
-  assert_has(r.summary, "kefu.response.violations VIOLATION: 1 changed\n  type: 1\n");
+  /* Rate records match by (shop, day, type): s2's VIOLATION is only recorded, its
+   * PENALTY_REVOKED and s1's two VIOLATIONs only replayed, the rest unchanged. */
+  kefu_diff_counts_t c = kefu_diff_total(d);
+  assert_int_equal(c.unchanged, 4);
+  assert_int_equal(c.changed, 0);
+  assert_int_equal(c.only_recorded, 1);
+  assert_int_equal(c.only_replayed, 3);
   report_free(&r);
+  /* A record_id renumbered (another shop's new record of the same cause before it) is
+   * the same record with a changed field. */
+  kefu_diff_t *d2 = kefu_diff_new();
+  kefu_diff_add(d2, 0, t, rate_record("s4", "2026-11-01", "DAILY_REPORT", 10, 9, 1));
+  kefu_diff_add(d2, 1, t, rate_record("s4", "2026-11-01", "DAILY_REPORT", 10, 9, 2));
+  c = kefu_diff_total(d2);
+  assert_int_equal(c.changed, 1);
+  assert_int_equal(c.only_recorded + c.only_replayed, 0);
+  r = report_of(d2);
+  assert_has(r.summary,
+             "kefu.response.violations DAILY_REPORT: 1 changed\n  record_id: 1\n"
+             "    2026-11-01 (s4): \"close-2026-11-01-0-r1\" → \"close-2026-11-01-0-r2\"");
+  report_free(&r);
+  kefu_diff_free(d2);
   kefu_diff_free(d);
 }
 
