@@ -527,6 +527,8 @@ static void apply_input(kefu_processor_t *p, shop_entry_t *e, input_t *in, kefu_
     /* Processed before without a known commit (a crash, a failed attempt): its outputs
      * come from what it remembered, and so may the next batch's (check_remembered). */
     p->tasks[in->task].saw_applied = true;
+    if (!p->tasks[in->task].check_remembered)
+      p->tasks[in->task].missed_remembered = true;
     return;
   }
   e->applied[k] = in->offset;

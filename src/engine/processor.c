@@ -60,6 +60,20 @@ static void snapshot_watermarks(const kefu_processor_t *p, int64_t *wm) {
     wm[t] = p->tasks[t].watermark;
 }
 
+static void batch_state_init(batch_state_t *bs) {
+  memset(bs, 0, sizeof *bs);
+}
+
+/* The batch's shops leave memory: Redis has their state (their memory may be ahead of it,
+ * or behind after a conflict). */
+static void drop_batch_shops(kefu_processor_t *p, batch_state_t *bs) {
+  for (size_t i = 0; i < bs->nshops; i++)
+    bs->shops[i]->in_batch = false;
+  for (size_t i = 0; i < bs->nshops; i++)
+    engine_cache_drop(p, bs->shops[i]);
+  bs->nshops = 0;
+}
+
 /* The state side of one attempt at a batch: Redis reads, rules and timers, Redis write.
  * 0 done, 1 retry (Redis failed: the batch's shops are dropped, their memory may be
  * ahead of Redis or behind it after a conflict), -1 fatal. */
@@ -69,37 +83,57 @@ static int state_once(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
   for (size_t i = 0; i < b->n; i++)
     if (b->items[i]->valid && b->items[i]->ev.ts > max_ts)
       max_ts = b->items[i]->ev.ts;
-  for (size_t i = 0; i < b->n; i++)
-    p->tasks[b->items[i]->task].saw_applied = false;
-  if (!p->redis && reconnect_redis(p, errstr, errlen))
-    return p->fatal ? -1 : 1;
-  if (engine_load_state(p, b, bs, errstr, errlen) == 0) {
+  int64_t wm[MAX_TASKS];
+  snapshot_watermarks(p, wm);
+  for (int attempt = 0;; attempt++) {
+    bool missed = false;
+    for (size_t i = 0; i < b->n; i++)
+      p->tasks[b->items[i]->task].saw_applied = p->tasks[b->items[i]->task].missed_remembered =
+          false;
+    if (!p->redis && reconnect_redis(p, errstr, errlen))
+      return p->fatal ? -1 : 1;
+    if (engine_load_state(p, b, bs, errstr, errlen) != 0)
+      break;
     engine_run_rules(p, b, bs);
+    for (size_t i = 0; i < b->n; i++)
+      missed |= p->tasks[b->items[i]->task].missed_remembered;
+    if (missed && attempt == 0) {
+      /* An input the state shows applied, whose remembered outputs this batch did not
+       * read: a dead owner's merge took it in another order than ours (a record that
+       * came after its task_idle_ms wait merges before it here), so the batch before
+       * did not meet applied inputs. The batch again from Redis's state, reading them. */
+      for (size_t i = 0; i < b->n; i++)
+        p->tasks[b->items[i]->task].check_remembered |=
+            p->tasks[b->items[i]->task].missed_remembered;
+      for (int t = 0; t < MAX_TASKS; t++)
+        p->tasks[t].watermark = wm[t];
+      drop_batch_shops(p, bs);
+      engine_batch_state_clear(bs);
+      batch_state_init(bs);
+      continue;
+    }
     if (engine_store_state(p, b, bs, max_ts, errstr, errlen) == 0)
       return 0;
+    break;
   }
   close_redis(p, errstr);
-  for (size_t i = 0; i < bs->nshops; i++)
-    bs->shops[i]->in_batch = false;
-  for (size_t i = 0; i < bs->nshops; i++)
-    engine_cache_drop(p, bs->shops[i]);
-  bs->nshops = 0;
+  drop_batch_shops(p, bs);
+  for (int t = 0; t < MAX_TASKS; t++) /* the retry starts from the batch's watermarks */
+    p->tasks[t].watermark = wm[t];
   return 1;
 }
 
 /* After an attempt (@p rc) at @p b: after a failed one its inputs may have been
  * processed, so the next attempt reads what they remembered. After a crash, the inputs
- * a dead instance applied without a commit are a prefix of the task's merge order (the
- * merge is deterministic): while a batch meets such inputs, the next may too. */
+ * a dead instance applied without a commit are a prefix of the task's merge order when
+ * the merge was deterministic: while a batch meets such inputs, the next may too. When
+ * it was not (a record that came after task_idle_ms merges earlier now), state_once
+ * finds an applied input it read nothing remembered for and does the batch again. */
 static void after_attempt(kefu_processor_t *p, const batch_t *b, int rc) {
   for (size_t i = 0; i < b->n; i++) {
     task_t *task = &p->tasks[b->items[i]->task];
     task->check_remembered = rc != 0 || task->saw_applied;
   }
-}
-
-static void batch_state_init(batch_state_t *bs) {
-  memset(bs, 0, sizeof *bs);
 }
 
 /* One attempt at a whole batch, state then Kafka then positions: 0 done, 1 retry (Redis

@@ -150,16 +150,17 @@ typedef struct task {
   kefu_map_t *pending_idle; /* idle-tick cause -> kefu_buf_t * found in Redis at
                                assignment, to emit again: they may not have committed */
   int64_t committed[KEFU_KEYED_INPUTS]; /* Kafka's committed offsets at assignment; -1 none */
-  bool state_seen;       /* this instance saw ns:{task-N}:pos in Redis (state_check.c) */
-  bool pos_stale;        /* the last position write failed: the next batch writes it */
-  int64_t pos_watermark; /* the watermark its positions carry: after its last committed batch */
-  json_t *forget_later;  /* causes whose remembered outputs are to be dropped (committed) */
-  timer_heap_t heap;     /* the pending timers of the task's shops in memory */
-  bool check_remembered; /* the next batch reads remembered outputs (first after assignment,
-                            after a failed attempt, or after a batch that met inputs already
-                            applied: the next inputs may have been processed too) */
-  bool saw_applied;      /* this batch met an input whose state was already applied */
-  bool starved;          /* the merge waits for a partition not read to its end */
+  bool state_seen;        /* this instance saw ns:{task-N}:pos in Redis (state_check.c) */
+  bool pos_stale;         /* the last position write failed: the next batch writes it */
+  int64_t pos_watermark;  /* the watermark its positions carry: after its last committed batch */
+  json_t *forget_later;   /* causes whose remembered outputs are to be dropped (committed) */
+  timer_heap_t heap;      /* the pending timers of the task's shops in memory */
+  bool check_remembered;  /* the next batch reads remembered outputs (first after assignment,
+                             after a failed attempt, or after a batch that met inputs already
+                             applied: the next inputs may have been processed too) */
+  bool saw_applied;       /* this batch met an input whose state was already applied */
+  bool missed_remembered; /* ... and had not read its remembered outputs (state_once) */
+  bool starved;           /* the merge waits for a partition not read to its end */
 } task_t;
 
 /* The engine's metrics, registered once (SPEC §8). */

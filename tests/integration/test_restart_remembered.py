@@ -62,6 +62,43 @@ class RestartRememberedTest(KefuTestCase):
                 if c:
                     self.assertEqual(c["value"], copies[0]["value"], card_id)
 
+    def test_a_late_record_merged_first_does_not_hide_the_applied_inputs(self):
+        """The crash run's merge is not always the next run's: a record that arrives after
+        task_idle_ms let the task go on without its partition (a live-only event, SPEC
+        §1.3) merges before the inputs the dead run applied. With batches of one, the
+        second run's first batch is that late record alone (not applied before); the
+        queries after it were applied by the dead run and must still take their cards from
+        what it remembered (found by the CI's crash test, seed 786246)."""
+        self.produce("chat", [{"event_id": "q%d" % i, "shop_id": "s0", "ts": T0 + 1000 + i,
+                               "type": "DELIVERABILITY_QUERY", "agent_id": "a1",
+                               "buyer_id": "b%d" % i, "region_code": "440305"}
+                              for i in range(20)])
+        self.broker.control("errors EndTxn " + " ".join(["COORDINATOR_NOT_AVAILABLE"] * 60))
+        log = tempfile.NamedTemporaryFile("w+", prefix="kefu-restart-", delete=False)
+        self.addCleanup(os.unlink, log.name)
+        proc = subprocess.Popen(
+            [KEFU, "run", "-b", self.broker.bootstrap, "--redis", self.redis.url,
+             "--set", "http.listen=", "--set", "idle_advance=false",
+             "--set", "batch.max_records=1000", "--set", "task_idle_ms=200"],
+            stdout=subprocess.DEVNULL, stderr=log)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        wait_for(lambda: self.redis.state("s0")["applied"], 120,
+                 "the first run to write its batch's state")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        first = {c["value"]["card_id"]: c for c in self.consume("cards", meta=True)}
+        ends = {}
+        for c in first.values():
+            ends[c["partition"]] = max(ends.get(c["partition"], -1), c["offset"])
+        # the late record: same shop (same task), an earlier ts, another topic
+        self.produce("config", [{"event_id": "late", "shop_id": "s0", "ts": T0}])
+        self.broker.control("clear EndTxn")
+        self.run_kefu("batch.max_records=1")
+        again = {c["value"]["card_id"] for c in self.consume("cards", meta=True)
+                 if c["offset"] > ends.get(c["partition"], -1)}
+        self.assertEqual(sorted(again), sorted("q%d-c0" % i for i in range(20)),
+                         "every query's card written by the second run")
+
 
 if __name__ == "__main__":
     main()
