@@ -25,6 +25,9 @@ int kefu_cmd_run(int argc, char **argv);
 int kefu_cmd_demo(int argc, char **argv);
 int kefu_cmd_state(int argc, char **argv);
 int kefu_cmd_replay(int argc, char **argv);
+/** @brief kefu replay with the caller's stop flag (kefu demo --what-if runs it in-process
+ *  and keeps its own SIGINT/SIGTERM handling). */
+int kefu_replay_main(int argc, char **argv, volatile sig_atomic_t *stop);
 int kefu_cmd_archive(int argc, char **argv);
 
 #include <jansson.h>

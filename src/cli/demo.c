@@ -776,7 +776,7 @@ static int what_if(const demo_args_t *a, demo_env_t *env, char *errstr, size_t e
   argv[argc++] = "--diff";
   argv[argc++] = rec;
   argv[argc] = NULL;
-  if (kefu_cmd_replay(argc, argv) != KEFU_EXIT_OK)
+  if (kefu_replay_main(argc, argv, &stop_requested) != KEFU_EXIT_OK)
     snprintf(errstr, errlen, "kefu replay failed");
   else
     rc = 0;

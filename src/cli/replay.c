@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include "cli/options.h"
 #include "cli/redis_child.h"
 #include "common/murmur2.h"
+#include "engine/event.h"
 #include "engine/processor.h"
 #include "io/archive.h"
 #include "io/codec.h"
@@ -195,6 +197,18 @@ static int parse_args(int argc, char **argv, replay_opts_t *o, kefu_config_t *cf
     return usage_error("%s", "--out-prefix needs a non-empty prefix");
   if (o->diff_out && !o->diff)
     return usage_error("%s", "--diff-out needs --diff");
+  for (int i = 0; i < o->nfrom; i++)
+    for (int j = 0; j < o->nuntil; j++)
+      if (!strcmp(o->from[i].topic, o->until[j].topic) &&
+          o->from[i].partition == o->until[j].partition && o->from[i].offset > o->until[j].offset)
+        return usage_error("--from is past --until for %s", o->from[i].topic);
+  if (o->out_archive) {
+    char m[4200];
+    struct stat st;
+    snprintf(m, sizeof m, "%s/%s", o->out_archive, KEFU_ARCHIVE_MANIFEST);
+    if (stat(m, &st) == 0)
+      return usage_error("--out-archive %s already holds an archive", o->out_archive);
+  }
   if (file && kefu_config_load_file(cfg, file, errstr, sizeof errstr))
     return usage_error("%s", errstr);
   optind = 1;
@@ -211,6 +225,38 @@ static int parse_args(int argc, char **argv, replay_opts_t *o, kefu_config_t *cf
       return usage_error("%s", errstr);
   }
   return 0;
+}
+
+/* An override must be what a config record of the stream may say: a ShopConfig record of
+ * its fields passes the codec (the schema's types and symbols) and the checks a config
+ * record gets (ranges, ids), or it is a usage error. */
+static int check_override(const char *path, int lineno, const char *shop, const json_t *over,
+                          char *errstr, size_t errlen) {
+  char err[512], *buf = NULL;
+  size_t cap = 0, len = 0;
+  const char *id = strcmp(shop, "*") ? shop : "x";
+  json_t *rec = json_deep_copy(over);
+  json_object_set_new(rec, "shop_id", json_string(id));
+  json_object_set_new(rec, "event_id", json_string("shop-config"));
+  json_object_set_new(rec, "ts", json_integer(1773072000000)); /* any valid ts */
+  kefu_schemas_t *schemas = kefu_schemas_new(err, sizeof err);
+  kefu_codec_t *codec = schemas ? kefu_codec_new(schemas) : NULL;
+  kefu_event_t ev;
+  int rc = !codec ||
+           kefu_codec_encode(codec, KEFU_T_SHOP_CONFIG, rec, &buf, &cap, &len, err, sizeof err) ||
+           kefu_event_from_json(&ev, KEFU_T_SHOP_CONFIG, rec, id, strlen(id), INT64_MAX / 4, err,
+                                sizeof err);
+  if (rc == 0)
+    kefu_event_clear(&ev);
+  else
+    snprintf(errstr, errlen, "--shop-config %.400s:%d: %s", path, lineno, err);
+  free(buf);
+  if (codec)
+    kefu_codec_destroy(codec);
+  if (schemas)
+    kefu_schemas_destroy(schemas);
+  json_decref(rec);
+  return rc ? -1 : 0;
 }
 
 /* --shop-config: JSON lines -> {shop_id or "*": fields}. Every field must be one of a
@@ -255,6 +301,11 @@ static json_t *load_shop_config(const char *path, char *errstr, size_t errlen) {
         goto fail;
       }
       json_object_set(over, k, v);
+    }
+    if (check_override(path, lineno, shop, over, errstr, errlen)) {
+      json_decref(over);
+      json_decref(o);
+      goto fail;
     }
     json_t *prev = json_object_get(all, shop);
     if (prev)
@@ -318,17 +369,17 @@ static int source_open(source_t *s, const char *dir, char *errstr, size_t errlen
     return -1;
   for (size_t i = 0; i < s->nfiles; i++) {
     kefu_topic_t t = topic_of(s->files[i].topic);
+    if (s->files[i].partition < 0 || s->files[i].partition >= MAX_PARTITIONS) {
+      snprintf(errstr, errlen, "%.400s: %.200s partition %d: at most %d partitions", dir,
+               s->files[i].topic, s->files[i].partition, MAX_PARTITIONS);
+      return -1;
+    }
     if (t != KEFU_TOPIC_NONE && kefu_topics[t].keyed_input &&
         s->files[i].partition >= s->partitions)
       s->partitions = s->files[i].partition + 1;
   }
   if (s->partitions == 0) {
     snprintf(errstr, errlen, "%.400s: the archive holds none of the keyed input topics", dir);
-    return -1;
-  }
-  if (s->partitions > MAX_PARTITIONS) {
-    snprintf(errstr, errlen, "%.400s: %d partitions: at most %d", dir, s->partitions,
-             MAX_PARTITIONS);
     return -1;
   }
   for (int t = 0; t < KEFU_KEYED_INPUTS; t++)
@@ -475,6 +526,7 @@ typedef struct sink {
   int partitions;
   FILE *files[KEFU_T__COUNT];          /* --out */
   kefu_archive_dir_t *archive;         /* --out-archive */
+  bool archive_made;                   /* this run created it: a failed run removes its manifest */
   int64_t *next_offset[KEFU_T__COUNT]; /* --out-archive: per output partition */
   rd_kafka_t *producer;                /* --out-prefix */
   const char *prefix;
@@ -542,6 +594,7 @@ static int sink_open(sink_t *s, const replay_opts_t *o, int partitions, kefu_sch
   } else if (o->out_archive) {
     if (!(s->archive = kefu_archive_dir_create(o->out_archive, errstr, errlen)))
       return -1;
+    s->archive_made = true;
     for (int t = 0; t < KEFU_T__COUNT; t++) {
       if (kefu_topics[t].input)
         continue;
@@ -736,8 +789,22 @@ static int load_recorded(kefu_diff_t *d, const char *path, kefu_schemas_t *schem
   char manifest[4096];
   struct stat st;
   snprintf(manifest, sizeof manifest, "%s/manifest.json", path);
-  if (stat(manifest, &st) != 0)
+  if (stat(manifest, &st) != 0) { /* an --out directory: at least one topic's file */
+    bool any = false;
+    for (int t = 0; t < KEFU_T__COUNT && !any; t++) {
+      char f[4300];
+      snprintf(f, sizeof f, "%s/%s.jsonl", path, kefu_topic_name((kefu_topic_t)t));
+      any = !kefu_topics[t].input && stat(f, &st) == 0;
+    }
+    if (!any) {
+      snprintf(errstr, errlen,
+               "--diff %.400s: neither an archive (no %s) nor a --out directory (no "
+               "<topic>.jsonl)",
+               path, KEFU_ARCHIVE_MANIFEST);
+      return -1;
+    }
     return kefu_diff_load_dir(d, 0, path, errstr, errlen);
+  }
   kefu_archive_file_t *files;
   size_t n;
   int rc = 0;
@@ -862,6 +929,10 @@ static void summary(const source_t *src, const sink_t *sink, double secs) {
 }
 
 int kefu_cmd_replay(int argc, char **argv) {
+  return kefu_replay_main(argc, argv, kefu_cli_stop_on_signals());
+}
+
+int kefu_replay_main(int argc, char **argv, volatile sig_atomic_t *stop) {
   replay_opts_t o = {0};
   kefu_config_t *cfg = kefu_config_new();
   kefu_cli_options_t st = {0};
@@ -872,6 +943,7 @@ int kefu_cmd_replay(int argc, char **argv) {
   sink_t *sink = &ctx.sink;
   kefu_replay_io_t io = {0};
   json_t *overrides = NULL;
+  FILE *diff_out = NULL;
   char errstr[1024], ns[64], url[64], in_dir[4096] = "", archive_dir[4300];
   bool ns_made = false;
   int rc = parse_args(argc, argv, &o, cfg);
@@ -886,14 +958,18 @@ int kefu_cmd_replay(int argc, char **argv) {
     kefu_config_destroy(cfg);
     return KEFU_EXIT_USAGE;
   }
-  stop_requested = kefu_cli_stop_on_signals();
+  stop_requested = stop;
   signal(SIGPIPE, SIG_IGN);
   rc = KEFU_EXIT_FAIL;
   double t0 = now_s();
 
   /* Redis: a private namespace on --redis, or a redis-server of our own. */
-  snprintf(ns, sizeof ns, "replay-%lx%04x", (unsigned long)time(NULL), (unsigned)getpid() & 0xffff);
+  uint64_t rnd = 0;
+  if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+    rnd = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+  snprintf(ns, sizeof ns, "replay-%016llx", (unsigned long long)rnd);
   if (o.redis) {
+    kefu_redis_keep_functions(true); /* never a live deployment's functions replaced */
     snprintf(url, sizeof url, "%s", "");
     if (kefu_config_set(cfg, "redis.url", o.redis, errstr, sizeof errstr)) {
       fprintf(stderr, "kefu replay: %s\n", errstr);
@@ -928,6 +1004,10 @@ int kefu_cmd_replay(int argc, char **argv) {
       source_open(src, archive_dir, errstr, sizeof errstr) ||
       sink_open(sink, &o, src->partitions, schemas, errstr, sizeof errstr))
     goto fail;
+  if (o.diff_out && !(diff_out = fopen(o.diff_out, "w"))) {
+    snprintf(errstr, sizeof errstr, "--diff-out %.400s: %s", o.diff_out, strerror(errno));
+    goto fail;
+  }
   if (o.diff)
     sink->diff = kefu_diff_new();
   if (o.diff && load_recorded(sink->diff, o.diff, schemas, errstr, sizeof errstr))
@@ -942,10 +1022,10 @@ int kefu_cmd_replay(int argc, char **argv) {
   st.o.replay_flush = o.flush;
   st.o.shop_overrides = overrides;
   st.o.idle_advance = false;
-  ns_made = true;
   kefu_processor_t *p = kefu_processor_new(&st.o, errstr, sizeof errstr);
   if (!p)
     goto fail;
+  ns_made = true; /* connected: its keys are ours to delete */
   KEFU_INFO("replay", "replaying %s: %d partitions, %llu records, state in %s namespace %s",
             archive_dir, src->partitions, (unsigned long long)src->total,
             o.redis ? o.redis : "a redis-server of its own,", ns);
@@ -960,11 +1040,8 @@ int kefu_cmd_replay(int argc, char **argv) {
     goto fail_closed;
   summary(src, sink, now_s() - t0);
   if (sink->diff) {
-    FILE *out = o.diff_out ? fopen(o.diff_out, "w") : NULL;
-    if (o.diff_out && !out) {
-      snprintf(errstr, sizeof errstr, "--diff-out %.400s: %s", o.diff_out, strerror(errno));
-      goto fail_closed;
-    }
+    FILE *out = diff_out;
+    diff_out = NULL;
     if (kefu_diff_report(sink->diff, stdout, out) || (out && fclose(out))) {
       snprintf(errstr, sizeof errstr, "writing the diff: %s", strerror(errno));
       goto fail_closed;
@@ -975,7 +1052,7 @@ int kefu_cmd_replay(int argc, char **argv) {
 fail : {
   char ignored[256], manifest[4200];
   sink_close(sink, ignored, sizeof ignored);
-  if (o.out_archive) { /* not a finished archive: no manifest */
+  if (sink->archive_made) { /* not a finished archive: no manifest */
     snprintf(manifest, sizeof manifest, "%s/%s", o.out_archive, KEFU_ARCHIVE_MANIFEST);
     unlink(manifest);
   }
@@ -983,6 +1060,8 @@ fail : {
 fail_closed:
   fprintf(stderr, "kefu replay: %s\n", errstr);
 closed:
+  if (diff_out)
+    fclose(diff_out);
   source_close(src);
   if (sink->diff)
     kefu_diff_free(sink->diff);

@@ -116,7 +116,8 @@ static void override_config(const kefu_processor_t *p, input_t *in) {
  * Kafka timestamp (so that a replay decides as the live run did). */
 static void decode_input(kefu_processor_t *p, input_t *in) {
   json_t *rec = NULL;
-  int64_t now = p->o->replay ? in->kafka_ts : engine_wall_ms();
+  /* A record without a timestamp (-1) in a replay: no future-ts check (INT64_MAX / 4). */
+  int64_t now = !p->o->replay ? engine_wall_ms() : in->kafka_ts >= 0 ? in->kafka_ts : INT64_MAX / 4;
 
   in->sort_ts = INT64_MIN;
   if (!in->payload) {

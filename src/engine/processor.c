@@ -120,6 +120,11 @@ static int state_once(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
   drop_batch_shops(p, bs);
   for (int t = 0; t < MAX_TASKS; t++) /* the retry starts from the batch's watermarks */
     p->tasks[t].watermark = wm[t];
+  if (p->o->replay) { /* it remembers nothing to retry with (DECISIONS 53) */
+    size_t n = strlen(errstr);
+    snprintf(errstr + n, errlen - n, " (a replay does not retry: run it again)");
+    return -1;
+  }
   return 1;
 }
 
@@ -511,7 +516,7 @@ void engine_maybe_idle_tick(kefu_processor_t *p, task_t *task, batch_t *b) {
 }
 
 /* A replay's merge of @p task: reads the source into its empty queues as the merge needs
- * them, so a task holds at most one read-ahead per partition. 0, or -1 (source error). */
+ * them (at most REPLAY_FILL records ahead per partition). 0, or -1 (source error). */
 static int replay_take(kefu_processor_t *p, task_t *task, batch_t *b, size_t max) {
   char errstr[512];
   do {
@@ -585,13 +590,16 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
     b.n = 0;
     /* Each batch starts with the next task, so a full batch never starves the higher
      * ones (a task's own order is its merge; which task comes first does not matter). */
-    int first = p->partitions > 0 ? (int)(p->m.batches % (uint64_t)p->partitions) : 0;
+    int first = p->partitions > 0 ? (int)(p->batches_made % (uint64_t)p->partitions) : 0;
     for (int i = 0; i < p->partitions && i < MAX_TASKS; i++)
       p->tasks[i].starved = false;
     for (int i = 0; i < p->partitions && i < MAX_TASKS && b.n < max; i++) {
       task_t *task = &p->tasks[(first + i) % p->partitions];
       if (p->o->replay) {
         if (replay_take(p, task, &b, max)) {
+          for (size_t k = 0; k < b.n; k++)
+            engine_input_free(b.items[k]);
+          b.n = 0;
           rc = -1;
           break;
         }
@@ -618,6 +626,7 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
     }
     idle_polls = 0;
     backlog = b.n >= max;
+    p->batches_made++; /* the next batch starts with the next task */
     if (p->committer_running) {
       rc = process_pipelined(p, &b, stop); /* takes the records */
     } else {

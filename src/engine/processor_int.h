@@ -191,7 +191,8 @@ struct kefu_processor {
   kefu_map_t cache; /* shop_id -> shop_entry_t*: the owner cache */
   size_t cache_bytes;
   uint64_t batch_no;
-  kefu_buf_t scratch; /* encoding buffer */
+  uint64_t batches_made; /* batches taken from the merge (not only committed ones) */
+  kefu_buf_t scratch;    /* encoding buffer */
   int partitions;
   task_t tasks[MAX_TASKS];
   char *enc_buf;

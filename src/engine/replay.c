@@ -12,7 +12,8 @@
 
 /* 9999-12-31T23:59:59.999Z: past every deadline an event time can set. */
 #define FLUSH_TS 253402300799999LL
-/* Records read ahead per partition when the merge finds it empty. */
+/* Records read ahead per partition when the merge finds it empty: a task holds at most
+ * this many per partition. */
 #define REPLAY_FILL 256
 
 void kefu_rec_clear(kefu_rec_t *r) {

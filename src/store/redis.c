@@ -72,6 +72,47 @@ static int command_ok(kefu_redis_t *r, const char *what, int argc, const char **
   return ok ? 0 : -1;
 }
 
+static bool keep_functions; /* kefu_redis_keep_functions */
+
+void kefu_redis_keep_functions(bool keep) {
+  keep_functions = keep;
+}
+
+/* The code of library kefu in Redis equals @p code (FUNCTION LIST WITHCODE). */
+static bool same_library(kefu_redis_t *r, const char *code) {
+  const char *list[] = {"FUNCTION", "LIST", "LIBRARYNAME", "kefu", "WITHCODE"};
+  redisReply *reply = redisCommandArgv(r->ctx, 5, list, NULL);
+  bool same = false;
+  r->sent++;
+  for (size_t i = 0; reply && reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
+    const redisReply *lib = reply->element[i];
+    for (size_t k = 0; lib->type == REDIS_REPLY_ARRAY && k + 1 < lib->elements; k += 2)
+      if (lib->element[k]->type == REDIS_REPLY_STRING &&
+          strcmp(lib->element[k]->str, "library_code") == 0 &&
+          lib->element[k + 1]->type == REDIS_REPLY_STRING)
+        same |= strcmp(lib->element[k + 1]->str, code) == 0;
+  }
+  if (reply)
+    freeReplyObject(reply);
+  return same;
+}
+
+/* The functions: loaded with REPLACE (an upgrade replaces the old build's), or, with
+ * kefu_redis_keep_functions (a replay on someone's Redis), loaded only where none are
+ * or the same are, never replacing a live deployment's. */
+static int load_functions(kefu_redis_t *r, const char *code, char *errstr, size_t errlen) {
+  const char *load[] = {"FUNCTION", "LOAD", "REPLACE", code};
+  const char *load_new[] = {"FUNCTION", "LOAD", code};
+  if (!keep_functions)
+    return command_ok(r, "FUNCTION LOAD", 4, load, errstr, errlen);
+  if (command_ok(r, "FUNCTION LOAD", 3, load_new, errstr, errlen) == 0 || same_library(r, code))
+    return 0;
+  snprintf(errstr, errlen,
+           "this Redis runs the functions of another kefu build (library kefu); a replay does "
+           "not replace them: give it a Redis of its own, or none (it then starts one)");
+  return -1;
+}
+
 static int session_setup(kefu_redis_t *r, const kefu_redis_endpoint_t *u, char *errstr,
                          size_t errlen) {
   char db[16];
@@ -85,10 +126,9 @@ static int session_setup(kefu_redis_t *r, const kefu_redis_endpoint_t *u, char *
   }
   snprintf(db, sizeof db, "%d", u->db);
   const char *select[] = {"SELECT", db};
-  const char *load[] = {"FUNCTION", "LOAD", "REPLACE", lua ? lua->data : ""};
   if (u->db && command_ok(r, "SELECT", 2, select, errstr, errlen))
     return -1;
-  return command_ok(r, "FUNCTION LOAD", 4, load, errstr, errlen);
+  return load_functions(r, lua ? lua->data : "", errstr, errlen);
 }
 
 kefu_redis_t *kefu_redis_connect(const char *url, const char *user, const char *password,

@@ -5,6 +5,7 @@
 #define KEFU_STORE_REDIS_H
 
 #include <hiredis/hiredis.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,10 @@ void kefu_cmd_arg(kefu_cmd_t *c, const char *s, size_t len);
 void kefu_cmd_str(kefu_cmd_t *c, const char *s);
 void kefu_cmd_fmt(kefu_cmd_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kefu_cmd_clear(kefu_cmd_t *c);
+
+/** @brief From now on, connections never replace library kefu's functions that differ
+ *  from this build's (kefu replay on someone's Redis): such a connect fails. */
+void kefu_redis_keep_functions(bool keep);
 
 /** @brief Connects to @p url (redis://[user[:password]@]host[:port][/db]); @p user and
  *  @p password, when not empty, override the URL's. AUTH and SELECT are sent; the kefu

@@ -111,6 +111,24 @@ class DemoTest(unittest.TestCase):
                     open(os.path.join(d, "2-kefu.chat.events.jsonl")) as f2:
                 self.assertNotEqual(f1.read(), f2.read())
 
+    def test_what_if_with_keep_running_stops_on_sigterm(self):
+        """The in-process replay of --what-if leaves the demo's own signal handling."""
+        import signal
+        proc = subprocess.Popen([KEFU, "demo", "--events", "500", "--shops", "3", "--what-if",
+                                 "threshold=0.5", "--keep-running"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            for line in proc.stderr:  # the connection details come once it keeps running
+                if "still running until Ctrl-C" in line:
+                    break
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(60), 0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+            proc.stderr.close()
+
     def test_usage_errors(self):
         for args in (["--events", "0"], ["--shops", "x"], ["--set", "no-such-key=1"], ["extra"],
                      ["--what-if", "no-such-key=1"], ["--what-if", "threshold=7"]):

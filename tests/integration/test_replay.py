@@ -328,6 +328,53 @@ class ReplayTest(unittest.TestCase):
                      "--flush", "--out", "--out-archive", "--out-prefix", "--diff", "--diff-out"]:
             self.assertIn(flag, out.stdout)
 
+    def test_what_a_review_found(self):
+        """Each case once broke (a review of the first version): the command refuses or
+        fails cleanly, and nothing of the user's is lost."""
+        # an --out-archive that holds an archive: exit 2, its manifest kept
+        self.replay("--archive", self.IN, "--out-archive", self.REC, expect=2, timeout=30)
+        self.assertTrue(os.path.exists(os.path.join(self.REC, "manifest.json")))
+        # a manifest with an absurd partition: exit 1, no crash
+        bad = self.outdir("bad-manifest")
+        shutil.copytree(self.IN, bad)
+        with open(os.path.join(bad, "manifest.json")) as f:
+            m = json.load(f)
+        m["files"].append(dict(m["files"][0], partition=2147483647))
+        with open(os.path.join(bad, "manifest.json"), "w") as f:
+            json.dump(m, f)
+        out = self.replay("--archive", bad, "--out", self.outdir("bm"), expect=1, timeout=60)
+        self.assertIn("2147483647", out.stderr)
+        # --diff of a directory with nothing recorded in it: exit 1
+        empty = self.outdir("empty")
+        os.makedirs(empty, exist_ok=True)
+        self.replay("--archive", self.IN, "--out", self.outdir("e1"), "--diff", empty, expect=1)
+        # --diff-out that cannot be written: exit 1 before replaying
+        out = self.replay("--archive", self.IN, "--out", self.outdir("e2"), "--diff", self.REC,
+                          "--diff-out", "/nonexistent/d.jsonl", expect=1)
+        self.assertNotIn("replay: ", out.stderr.replace("kefu replay: ", ""))
+        # a --shop-config field a config record could not carry: exit 2 with the reason
+        cfg = os.path.join(self.tmp, "bad-cfg.jsonl")
+        for line, why in [({"shop_id": "*", "utc_offset_minutes": 100000}, "utc_offset_minutes"),
+                          ({"shop_id": "*", "groups": [{}]}, "group_id"),
+                          ({"shop_id": "*", "leave_message_target": "BOGUS"}, "BOGUS"),
+                          ({"shop_id": "s", "nonsense": 1}, "nonsense")]:
+            with open(cfg, "w") as f:
+                f.write(json.dumps(line) + "\n")
+            out = self.replay("--archive", self.IN, "--shop-config", cfg, "--out",
+                              self.outdir("bc"), expect=2, timeout=30)
+            self.assertIn(why, out.stderr)
+        # --redis on a Redis that runs another build's functions: refused, left as it was
+        other = Redis()
+        try:
+            other.cli("FUNCTION", "LOAD", "#!lua name=kefu\n"
+                      "redis.register_function('other_build', function() return 1 end)")
+            out = self.replay("--archive", self.IN, "--redis", other.url, "--out",
+                              self.outdir("of"), expect=1)
+            self.assertIn("another kefu build", out.stderr)
+            self.assertIn("other_build", other.cli("FUNCTION", "LIST"))
+        finally:
+            other.stop()
+
     def test_truncated_or_foreign_archive_is_a_clear_error(self):
         with open(os.path.join(self.IN, "manifest.json")) as f:
             manifest = json.load(f)
