@@ -22,32 +22,37 @@ N = 120
 class RestartRememberedTest(KefuTestCase):
     broker_control = True
 
-    def test_every_applied_input_re_emits_its_outputs_after_a_crash(self):
-        self.produce("chat", [{"event_id": "q%d" % i, "shop_id": "s%d" % (i % 5), "ts": T0 + i,
-                               "type": "DELIVERABILITY_QUERY", "agent_id": "a1",
-                               "buyer_id": "b%d" % i, "region_code": "440305"}
-                              for i in range(N)])
+    def killed_after_its_state_write(self, shops, task_idle_ms):
+        """A first run that applies its batch to Redis but cannot commit it (EndTxn answers
+        COORDINATOR_NOT_AVAILABLE), killed then: the cards it wrote (uncommitted: the mock
+        cluster does not hide aborted records from a reader, so they may be seen) by id,
+        and the last offset per partition they reached."""
         self.broker.control("errors EndTxn " + " ".join(["COORDINATOR_NOT_AVAILABLE"] * 60))
         log = tempfile.NamedTemporaryFile("w+", prefix="kefu-restart-", delete=False)
         self.addCleanup(os.unlink, log.name)
         proc = subprocess.Popen(
             [KEFU, "run", "-b", self.broker.bootstrap, "--redis", self.redis.url,
              "--set", "http.listen=", "--set", "idle_advance=false",
-             "--set", "batch.max_records=1000", "--set", "task_idle_ms=1000"],
+             "--set", "batch.max_records=1000", "--set", "task_idle_ms=%d" % task_idle_ms],
             stdout=subprocess.DEVNULL, stderr=log)
         self.addCleanup(lambda: proc.poll() is None and proc.kill())
-
-        def applied():  # the batch's state is in Redis; its commit cannot succeed
-            return all(self.redis.state("s%d" % k)["applied"] for k in range(5))
-        wait_for(applied, 120, "the first run to write its batch's state")
+        wait_for(lambda: all(self.redis.state(s)["applied"] for s in shops), 120,
+                 "the first run to write its batch's state")
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-        # Killed after its state write: any card it wrote is uncommitted (the mock cluster
-        # does not hide aborted records from a reader, so they may be seen here).
         first = {c["value"]["card_id"]: c for c in self.consume("cards", meta=True)}
         ends = {}
         for c in first.values():
             ends[c["partition"]] = max(ends.get(c["partition"], -1), c["offset"])
+        return first, ends
+
+    def test_every_applied_input_re_emits_its_outputs_after_a_crash(self):
+        self.produce("chat", [{"event_id": "q%d" % i, "shop_id": "s%d" % (i % 5), "ts": T0 + i,
+                               "type": "DELIVERABILITY_QUERY", "agent_id": "a1",
+                               "buyer_id": "b%d" % i, "region_code": "440305"}
+                              for i in range(N)])
+        first, ends = self.killed_after_its_state_write(
+            [("s%d" % k) for k in range(5)], 1000)
         self.broker.control("clear EndTxn")
         self.run_kefu("batch.max_records=7")
         again = [c for c in self.consume("cards", meta=True)
@@ -73,23 +78,7 @@ class RestartRememberedTest(KefuTestCase):
                                "type": "DELIVERABILITY_QUERY", "agent_id": "a1",
                                "buyer_id": "b%d" % i, "region_code": "440305"}
                               for i in range(20)])
-        self.broker.control("errors EndTxn " + " ".join(["COORDINATOR_NOT_AVAILABLE"] * 60))
-        log = tempfile.NamedTemporaryFile("w+", prefix="kefu-restart-", delete=False)
-        self.addCleanup(os.unlink, log.name)
-        proc = subprocess.Popen(
-            [KEFU, "run", "-b", self.broker.bootstrap, "--redis", self.redis.url,
-             "--set", "http.listen=", "--set", "idle_advance=false",
-             "--set", "batch.max_records=1000", "--set", "task_idle_ms=200"],
-            stdout=subprocess.DEVNULL, stderr=log)
-        self.addCleanup(lambda: proc.poll() is None and proc.kill())
-        wait_for(lambda: self.redis.state("s0")["applied"], 120,
-                 "the first run to write its batch's state")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-        first = {c["value"]["card_id"]: c for c in self.consume("cards", meta=True)}
-        ends = {}
-        for c in first.values():
-            ends[c["partition"]] = max(ends.get(c["partition"], -1), c["offset"])
+        first, ends = self.killed_after_its_state_write(["s0"], 200)
         # the late record: same shop (same task), an earlier ts, another topic
         self.produce("config", [{"event_id": "late", "shop_id": "s0", "ts": T0}])
         self.broker.control("clear EndTxn")
