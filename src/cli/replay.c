@@ -426,7 +426,7 @@ static void source_close(source_t *s) {
   memset(s, 0, sizeof *s);
 }
 
-/* Moves an archived record into the engine's form; checks offset order. */
+/* Hands an archived record to the engine (moved: @p a is left empty); checks offset order. */
 static int take(kefu_archived_t *a, int64_t *last, const char *path, kefu_rec_t *out, char *errstr,
                 size_t errlen) {
   if (a->offset <= *last) {
@@ -436,17 +436,7 @@ static int take(kefu_archived_t *a, int64_t *last, const char *path, kefu_rec_t 
     return -1;
   }
   *last = a->offset;
-  *out = (kefu_rec_t){.offset = a->offset,
-                      .timestamp = a->timestamp,
-                      .key = a->key,
-                      .key_len = a->key_len,
-                      .has_key = a->has_key,
-                      .value = a->value,
-                      .value_len = a->value_len,
-                      .has_value = a->has_value,
-                      .headers = a->headers,
-                      .nheaders = a->nheaders};
-  free(a->topic);
+  *out = *a;
   memset(a, 0, sizeof *a);
   return 1;
 }
@@ -679,18 +669,10 @@ static int sink_emit(void *arg, int topic, const kefu_rec_t *r, char *errstr, si
   }
   if (s->archive) {
     int32_t part = r->has_key ? kefu_murmur2_partition(r->key, r->key_len, s->partitions) : 0;
-    kefu_archived_t a = {.topic = (char *)kefu_topic_name(t),
-                         .partition = part,
-                         .offset = s->next_offset[t][part]++,
-                         .timestamp = r->timestamp,
-                         .key = r->key,
-                         .key_len = r->key_len,
-                         .has_key = r->has_key,
-                         .value = r->value,
-                         .value_len = r->value_len,
-                         .has_value = r->has_value,
-                         .headers = r->headers,
-                         .nheaders = r->nheaders};
+    kefu_archived_t a = *r; /* borrowed, with the output's topic, partition and offset */
+    a.topic = (char *)kefu_topic_name(t);
+    a.partition = part;
+    a.offset = s->next_offset[t][part]++;
     return kefu_archive_dir_append(s->archive, &a, errstr, errlen);
   }
   if (s->producer)
@@ -823,11 +805,8 @@ static int load_recorded(kefu_diff_t *d, const char *path, kefu_schemas_t *schem
     kefu_archive_reader_expect(r, files[i].records);
     kefu_archived_t a = {0};
     while ((rc = kefu_archive_reader_next(r, &a, errstr, errlen)) == 1) {
-      kefu_rec_t rec = {0};
-      int64_t last = -1;
-      take(&a, &last, files[i].path, &rec, errstr, errlen);
-      json_t *j = record_json(codec, t, &rec, errstr, errlen);
-      kefu_rec_clear(&rec);
+      json_t *j = record_json(codec, t, &a, errstr, errlen);
+      kefu_archived_clear(&a);
       if (!j) {
         rc = -1;
         break;

@@ -75,7 +75,7 @@ void engine_input_free(input_t *in) {
   if (in->msg)
     rd_kafka_message_destroy(in->msg);
   if (in->rec) {
-    kefu_rec_clear(in->rec);
+    kefu_archived_clear(in->rec);
     free(in->rec);
   }
   if (input_pool_n >= INPUT_POOL_MAX) {

@@ -16,20 +16,11 @@
 
 /* Replay (SPEC §7): the records come from a source instead of a consumer group and the
  * outputs go to a sink instead of a producer; everything between is the engine of `run`.
- * A record as a source gives it (owned by whoever holds it; kefu_rec_clear frees it). */
-typedef kefu_archived_header_t kefu_rec_header_t; /* name, value, len, has_value */
-
-typedef struct kefu_rec {
-  int64_t offset, timestamp; /* the Kafka timestamp (ms) */
-  void *key, *value;
-  size_t key_len, value_len;
-  bool has_key, has_value; /* !has_value: a tombstone */
-  kefu_rec_header_t *headers;
-  size_t nheaders;
-} kefu_rec_t;
-
-/** @brief Frees what @p r holds and zeroes it. */
-void kefu_rec_clear(kefu_rec_t *r);
+ * A record is an archived one (io/archive.h: offset, Kafka timestamp, key, value or a
+ * tombstone, headers; topic and partition as the source or sink sets them), owned by
+ * whoever holds it and freed with kefu_archived_clear. */
+typedef kefu_archived_header_t kefu_rec_header_t;
+typedef kefu_archived_t kefu_rec_t;
 
 typedef struct kefu_replay_io {
   int partitions; /* of each keyed input topic: the tasks */

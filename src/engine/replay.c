@@ -16,15 +16,6 @@
  * this many per partition. */
 #define REPLAY_FILL 256
 
-void kefu_rec_clear(kefu_rec_t *r) {
-  kefu_archived_t a = {.key = r->key,
-                       .value = r->value,
-                       .headers = r->headers,
-                       .nheaders = r->nheaders}; /* what an archive reader gave, or alike */
-  kefu_archived_clear(&a);
-  memset(r, 0, sizeof *r);
-}
-
 int engine_replay_setup(kefu_processor_t *p, char *errstr, size_t errlen) {
   const kefu_replay_io_t *io = p->o->replay;
   kefu_rec_t r = {0};
@@ -37,7 +28,7 @@ int engine_replay_setup(kefu_processor_t *p, char *errstr, size_t errlen) {
   /* The courier-status table first, whole (SPEC §1.3). */
   while (io->next_courier && (rc = io->next_courier(io->arg, &r, errstr, errlen)) == 1) {
     engine_apply_courier(p, r.has_value ? r.value : NULL, r.value_len, r.key, r.key_len, r.offset);
-    kefu_rec_clear(&r);
+    kefu_archived_clear(&r);
   }
   if (rc < 0)
     return -1;
