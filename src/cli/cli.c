@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 
@@ -25,5 +26,16 @@ int kefu_cli_parse_int64(const char *text, int64_t max, int64_t *out) {
   if (errno || !*text || *end || v < 0 || v > max)
     return -1;
   *out = v;
+  return 0;
+}
+
+int kefu_cli_temp_dir(const char *name, char *out, size_t outlen, char *errstr, size_t errlen) {
+  const char *tmp = getenv("TMPDIR");
+  if (snprintf(out, outlen, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name) >= (int)outlen ||
+      !mkdtemp(out)) {
+    snprintf(errstr, errlen, "cannot create a temporary directory: %s", strerror(errno));
+    out[0] = '\0';
+    return -1;
+  }
   return 0;
 }

@@ -18,6 +18,10 @@ volatile sig_atomic_t *kefu_cli_stop_on_signals(void);
  *  or -1. */
 int kefu_cli_parse_int64(const char *text, int64_t max, int64_t *out);
 
+/** @brief A new directory $TMPDIR/NAME-XXXXXX (/tmp without TMPDIR) in @p out: 0, or -1
+ *  with @p errstr and @p out empty. */
+int kefu_cli_temp_dir(const char *name, char *out, size_t outlen, char *errstr, size_t errlen);
+
 int kefu_cmd_broker(int argc, char **argv);
 int kefu_cmd_produce(int argc, char **argv);
 int kefu_cmd_consume(int argc, char **argv);

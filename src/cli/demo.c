@@ -724,14 +724,11 @@ done:
  * demo's settings and the what-ifs (kefu replay, on the demo's redis-server in a private
  * namespace), and the diff against what the demo recorded, on stdout. */
 static int what_if(const demo_args_t *a, demo_env_t *env, char *errstr, size_t errlen) {
-  const char *tmp = getenv("TMPDIR"), *in_topics[KEFU_KEYED_INPUTS + 1], *out_topics[KEFU_T__COUNT];
+  const char *in_topics[KEFU_KEYED_INPUTS + 1], *out_topics[KEFU_T__COUNT];
   char dir[PATH_MAX], in[PATH_MAX + 8], rec[PATH_MAX + 8], out[PATH_MAX + 8], url[64];
   int nin = 0, nout = 0, rc = -1;
-  snprintf(dir, sizeof dir, "%s/kefu-demo-whatif-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(dir)) {
-    snprintf(errstr, errlen, "cannot create a temporary directory: %s", strerror(errno));
+  if (kefu_cli_temp_dir("kefu-demo-whatif", dir, sizeof dir, errstr, errlen))
     return -1;
-  }
   snprintf(in, sizeof in, "%s/in", dir);
   snprintf(rec, sizeof rec, "%s/rec", dir);
   snprintf(out, sizeof out, "%s/out", dir);

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/cli.h"
 #include "cli/redis_child.h"
 #include "ops/log.h"
 
@@ -64,19 +65,14 @@ static void redis_exec(const char *exe, char *const argv[], const char *log, pid
 
 int kefu_redis_child_start(kefu_redis_child_t *r, const char *name, char *errstr, size_t errlen) {
   char exe[PATH_MAX], port[16];
-  const char *tmp = getenv("TMPDIR");
   if (find_program("redis-server", exe, sizeof exe)) {
     snprintf(errstr, errlen,
              "redis-server not found in PATH or /usr/bin "
              "(Debian: apt-get install redis-server)");
     return -1;
   }
-  snprintf(r->dir, sizeof r->dir, "%s/%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", name);
-  if (!mkdtemp(r->dir)) {
-    snprintf(errstr, errlen, "cannot create a temporary directory: %s", strerror(errno));
-    r->dir[0] = '\0';
+  if (kefu_cli_temp_dir(name, r->dir, sizeof r->dir, errstr, errlen))
     return -1;
-  }
   snprintf(r->log, sizeof r->log, "%s/redis.log", r->dir);
   if ((r->port = free_port()) < 0) {
     snprintf(errstr, errlen, "no free TCP port on 127.0.0.1");

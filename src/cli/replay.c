@@ -230,8 +230,8 @@ static int parse_args(int argc, char **argv, replay_opts_t *o, kefu_config_t *cf
 /* An override must be what a config record of the stream may say: a ShopConfig record of
  * its fields passes the codec (the schema's types and symbols) and the checks a config
  * record gets (ranges, ids), or it is a usage error. */
-static int check_override(const char *path, int lineno, const char *shop, const json_t *over,
-                          char *errstr, size_t errlen) {
+static int check_override(kefu_codec_t *codec, const char *path, int lineno, const char *shop,
+                          const json_t *over, char *errstr, size_t errlen) {
   char err[512], *buf = NULL;
   size_t cap = 0, len = 0;
   const char *id = strcmp(shop, "*") ? shop : "x";
@@ -239,11 +239,8 @@ static int check_override(const char *path, int lineno, const char *shop, const 
   json_object_set_new(rec, "shop_id", json_string(id));
   json_object_set_new(rec, "event_id", json_string("shop-config"));
   json_object_set_new(rec, "ts", json_integer(1773072000000)); /* any valid ts */
-  kefu_schemas_t *schemas = kefu_schemas_new(err, sizeof err);
-  kefu_codec_t *codec = schemas ? kefu_codec_new(schemas) : NULL;
   kefu_event_t ev;
-  int rc = !codec ||
-           kefu_codec_encode(codec, KEFU_T_SHOP_CONFIG, rec, &buf, &cap, &len, err, sizeof err) ||
+  int rc = kefu_codec_encode(codec, KEFU_T_SHOP_CONFIG, rec, &buf, &cap, &len, err, sizeof err) ||
            kefu_event_from_json(&ev, KEFU_T_SHOP_CONFIG, rec, id, strlen(id), INT64_MAX / 4, err,
                                 sizeof err);
   if (rc == 0)
@@ -251,17 +248,14 @@ static int check_override(const char *path, int lineno, const char *shop, const 
   else
     snprintf(errstr, errlen, "--shop-config %.400s:%d: %s", path, lineno, err);
   free(buf);
-  if (codec)
-    kefu_codec_destroy(codec);
-  if (schemas)
-    kefu_schemas_destroy(schemas);
   json_decref(rec);
   return rc ? -1 : 0;
 }
 
 /* --shop-config: JSON lines -> {shop_id or "*": fields}. Every field must be one of a
  * shop config's, of its type. */
-static json_t *load_shop_config(const char *path, char *errstr, size_t errlen) {
+static json_t *load_shop_config(const char *path, kefu_schemas_t *schemas, char *errstr,
+                                size_t errlen) {
   FILE *f = fopen(path, "r");
   if (!f) {
     snprintf(errstr, errlen, "--shop-config %.400s: %s", path, strerror(errno));
@@ -271,6 +265,7 @@ static json_t *load_shop_config(const char *path, char *errstr, size_t errlen) {
   kefu_config_defaults(&d);
   json_t *fields = kefu_state_config_json(&d), *all = json_object();
   kefu_config_clear(&d);
+  kefu_codec_t *codec = kefu_codec_new(schemas);
   char *line = NULL;
   size_t cap = 0;
   int lineno = 0;
@@ -302,7 +297,7 @@ static json_t *load_shop_config(const char *path, char *errstr, size_t errlen) {
       }
       json_object_set(over, k, v);
     }
-    if (check_override(path, lineno, shop, over, errstr, errlen)) {
+    if (check_override(codec, path, lineno, shop, over, errstr, errlen)) {
       json_decref(over);
       json_decref(o);
       goto fail;
@@ -317,11 +312,13 @@ static json_t *load_shop_config(const char *path, char *errstr, size_t errlen) {
   free(line);
   fclose(f);
   json_decref(fields);
+  kefu_codec_destroy(codec);
   return all;
 fail:
   free(line);
   fclose(f);
   json_decref(fields);
+  kefu_codec_destroy(codec);
   json_decref(all);
   return NULL;
 }
@@ -844,16 +841,12 @@ static int ctx_emit(void *arg, int topic, const kefu_rec_t *r, char *errstr, siz
 /* -b: the input topics' ranges archived into a temporary directory first. */
 static int archive_input(const replay_opts_t *o, char *dir, size_t dirlen, char *errstr,
                          size_t errlen) {
-  const char *tmp = getenv("TMPDIR"), *topics[KEFU_KEYED_INPUTS + 1];
+  const char *topics[KEFU_KEYED_INPUTS + 1];
   const char *ft[MAX_RANGES], *ut[MAX_RANGES];
   int32_t fp[MAX_RANGES], up[MAX_RANGES];
   int64_t fo[MAX_RANGES], uo[MAX_RANGES];
-  snprintf(dir, dirlen, "%s/kefu-replay-in-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(dir)) {
-    snprintf(errstr, errlen, "cannot create a temporary directory: %s", strerror(errno));
-    dir[0] = '\0';
+  if (kefu_cli_temp_dir("kefu-replay-in", dir, dirlen, errstr, errlen))
     return -1;
-  }
   for (int t = 0; t < KEFU_KEYED_INPUTS; t++)
     topics[t] = kefu_topic_name((kefu_topic_t)t);
   topics[KEFU_KEYED_INPUTS] = kefu_topic_name(KEFU_T_COURIER_STATUS);
@@ -917,7 +910,7 @@ int kefu_replay_main(int argc, char **argv, volatile sig_atomic_t *stop) {
   kefu_cli_options_t st = {0};
   kefu_redis_child_t redis = {0};
   kefu_schemas_t *schemas = NULL;
-  static replay_ctx_t ctx; /* one replay per process */
+  replay_ctx_t ctx = {0};
   source_t *src = &ctx.src;
   sink_t *sink = &ctx.sink;
   kefu_replay_io_t io = {0};
@@ -932,8 +925,15 @@ int kefu_replay_main(int argc, char **argv, volatile sig_atomic_t *stop) {
   }
   kefu_log_min_level = (kefu_log_level_t)kefu_log_level_parse(kefu_config_str(cfg, "log.level"));
   kefu_topics_set_prefix(kefu_config_str(cfg, "topic.prefix"));
-  if (o.shop_config && !(overrides = load_shop_config(o.shop_config, errstr, sizeof errstr))) {
+  if (!(schemas = kefu_schemas_new(errstr, sizeof errstr))) {
     fprintf(stderr, "kefu replay: %s\n", errstr);
+    kefu_config_destroy(cfg);
+    return KEFU_EXIT_FAIL;
+  }
+  if (o.shop_config &&
+      !(overrides = load_shop_config(o.shop_config, schemas, errstr, sizeof errstr))) {
+    fprintf(stderr, "kefu replay: %s\n", errstr);
+    kefu_schemas_destroy(schemas);
     kefu_config_destroy(cfg);
     return KEFU_EXIT_USAGE;
   }
@@ -949,7 +949,6 @@ int kefu_replay_main(int argc, char **argv, volatile sig_atomic_t *stop) {
   snprintf(ns, sizeof ns, "replay-%016llx", (unsigned long long)rnd);
   if (o.redis) {
     kefu_redis_keep_functions(true); /* never a live deployment's functions replaced */
-    snprintf(url, sizeof url, "%s", "");
     if (kefu_config_set(cfg, "redis.url", o.redis, errstr, sizeof errstr)) {
       fprintf(stderr, "kefu replay: %s\n", errstr);
       rc = KEFU_EXIT_USAGE;
@@ -979,8 +978,7 @@ int kefu_replay_main(int argc, char **argv, volatile sig_atomic_t *stop) {
   } else {
     snprintf(archive_dir, sizeof archive_dir, "%s", o.archive);
   }
-  if (!(schemas = kefu_schemas_new(errstr, sizeof errstr)) ||
-      source_open(src, archive_dir, errstr, sizeof errstr) ||
+  if (source_open(src, archive_dir, errstr, sizeof errstr) ||
       sink_open(sink, &o, src->partitions, schemas, errstr, sizeof errstr))
     goto fail;
   if (o.diff_out && !(diff_out = fopen(o.diff_out, "w"))) {

@@ -681,7 +681,9 @@ static void index_written(kefu_processor_t *p, batch_state_t *bs) {
  * replay remembers nothing: it is never resumed, a failed one is run again. */
 static int remember_outputs(kefu_processor_t *p, const batch_t *b, batch_state_t *bs) {
   task_out_cmds_t tc = {.verb = "HSET"};
-  for (size_t i = 0; i < b->n && !p->o->replay; i++) {
+  if (p->o->replay)
+    return 0;
+  for (size_t i = 0; i < b->n; i++) {
     const char *cause = b->items[i]->cause;
     const kefu_buf_t *blob = bs->computed[i];
     if (!blob)
