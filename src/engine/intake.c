@@ -126,7 +126,6 @@ static void decode_input(kefu_processor_t *p, input_t *in) {
                                  in->error, sizeof in->error)) {
       in->valid = true;
       in->sort_ts = in->ev.ts;
-      override_config(p, in);
     } else if (!in->error[0]) {
       snprintf(in->error, sizeof in->error,
                "null value (tombstones are only for kefu.shop.config)");
@@ -140,7 +139,6 @@ static void decode_input(kefu_processor_t *p, input_t *in) {
   if (rc == 0) {
     in->valid = true;
     in->sort_ts = in->ev.ts;
-    override_config(p, in);
     return;
   }
   if (rc < 0) {
@@ -154,7 +152,6 @@ static void decode_input(kefu_processor_t *p, input_t *in) {
                             sizeof in->error)) {
     in->valid = true;
     in->sort_ts = in->ev.ts;
-    override_config(p, in);
   } else {
     kefu_event_clear(&in->ev);
   }
@@ -461,6 +458,8 @@ void engine_enqueue_input(kefu_processor_t *p, input_t *in, kefu_topic_t t, int 
   in->topic = t;
   engine_set_cause(in);
   decode_input(p, in);
+  if (in->valid)
+    override_config(p, in);
   q->at_end = false;
   queue_push(q, in);
   p->tasks[id].last_input_ms = in->polled_ms;

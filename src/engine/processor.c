@@ -902,19 +902,15 @@ kefu_processor_t *kefu_processor_new(const kefu_processor_opts_t *o, char *errst
     p->fast_id[t] = kefu_event_fast_id(p->schemas, (kefu_topic_t)t);
   p->env.params = &o->params;
   p->env.couriers = &p->couriers;
-  if (o->replay) {
-    if (!(p->redis = kefu_redis_connect(o->redis_url, o->redis_user, o->redis_password,
-                                        o->redis_timeout_ms, errstr, errlen)) ||
-        engine_replay_setup(p, errstr, errlen) ||
-        (o->pipeline && engine_committer_start(p, errstr, errlen)))
-      goto fail;
-    return p;
-  }
+  /* A replay's source and sink stand for the consumer group, the producer and the
+   * courier table (replay.c). */
   if (!(p->redis = kefu_redis_connect(o->redis_url, o->redis_user, o->redis_password,
                                       o->redis_timeout_ms, errstr, errlen)) ||
-      open_consumer(p, errstr, errlen) || check_copartitioning(p, errstr, errlen) ||
-      open_producer(p, errstr, errlen) || open_courier_table(p, errstr, errlen) ||
-      subscribe(p, errstr, errlen) || (o->pipeline && engine_committer_start(p, errstr, errlen)))
+      (o->replay ? engine_replay_setup(p, errstr, errlen)
+                 : open_consumer(p, errstr, errlen) || check_copartitioning(p, errstr, errlen) ||
+                       open_producer(p, errstr, errlen) || open_courier_table(p, errstr, errlen) ||
+                       subscribe(p, errstr, errlen)) ||
+      (o->pipeline && engine_committer_start(p, errstr, errlen)))
     goto fail;
   return p;
 fail:
