@@ -707,53 +707,60 @@ static int sink_close(sink_t *s, char *errstr, size_t errlen) {
 
 /* ================================================================ Redis */
 
-/* Deletes every key of namespace @p ns (SCAN + UNLINK, a few thousand at a time). */
+/* Deletes every key of namespace @p ns: SCAN on each master, and an UNLINK per key (keys
+ * of a cluster's SCAN page may lie in many slots), a few thousand at a time. */
 static int drop_namespace(const kefu_cli_options_t *st, char *errstr, size_t errlen) {
   const kefu_processor_opts_t *o = &st->o;
-  kefu_redis_t *r = kefu_redis_connect(o->redis_url, o->redis_user, o->redis_password,
-                                       o->redis_timeout_ms, errstr, errlen);
-  char cursor[32] = "0", match[128];
+  kefu_redis_t *r = kefu_redis_connect(&o->redis, errstr, errlen);
+  char match[128];
   uint64_t n = 0;
   if (!r)
     return -1;
   snprintf(match, sizeof match, "%s:*", o->redis_namespace);
-  do {
-    redisReply **rep;
-    kefu_cmd_t c;
-    kefu_cmd_init(&c);
-    kefu_cmd_str(&c, "SCAN");
-    kefu_cmd_str(&c, cursor);
-    kefu_cmd_str(&c, "MATCH");
-    kefu_cmd_str(&c, match);
-    kefu_cmd_str(&c, "COUNT");
-    kefu_cmd_str(&c, "2000");
-    kefu_redis_append(r, &c);
-    kefu_cmd_clear(&c);
-    if (kefu_redis_flush(r, &rep, errstr, errlen) != 1 || rep[0]->type != REDIS_REPLY_ARRAY ||
-        rep[0]->elements != 2) {
-      if (rep && rep[0] && rep[0]->type == REDIS_REPLY_ERROR)
-        snprintf(errstr, errlen, "%s", rep[0]->str);
-      kefu_redis_close(r);
-      return -1;
-    }
-    snprintf(cursor, sizeof cursor, "%s", rep[0]->element[0]->str);
-    const redisReply *keys = rep[0]->element[1];
-    if (keys->elements) {
+  for (int node = 0; node < kefu_redis_nodes(r); node++) {
+    char cursor[32] = "0";
+    do {
+      redisReply **rep;
+      kefu_cmd_t c;
       kefu_cmd_init(&c);
-      kefu_cmd_str(&c, "UNLINK");
-      for (size_t i = 0; i < keys->elements; i++)
-        kefu_cmd_arg(&c, keys->element[i]->str, keys->element[i]->len);
-      n += keys->elements;
-      kefu_redis_append(r, &c);
+      kefu_cmd_str(&c, "SCAN");
+      kefu_cmd_str(&c, cursor);
+      kefu_cmd_str(&c, "MATCH");
+      kefu_cmd_str(&c, match);
+      kefu_cmd_str(&c, "COUNT");
+      kefu_cmd_str(&c, "2000");
+      kefu_redis_append_node(r, node, &c);
       kefu_cmd_clear(&c);
-      if (kefu_redis_flush(r, &rep, errstr, errlen) != 1 || rep[0]->type == REDIS_REPLY_ERROR) {
+      if (kefu_redis_flush(r, &rep, errstr, errlen) != 1 || rep[0]->type != REDIS_REPLY_ARRAY ||
+          rep[0]->elements != 2) {
         if (rep && rep[0] && rep[0]->type == REDIS_REPLY_ERROR)
           snprintf(errstr, errlen, "%s", rep[0]->str);
         kefu_redis_close(r);
         return -1;
       }
-    }
-  } while (strcmp(cursor, "0") != 0);
+      snprintf(cursor, sizeof cursor, "%s", rep[0]->element[0]->str);
+      const redisReply *keys = rep[0]->element[1];
+      for (size_t i = 0; i < keys->elements; i++) {
+        kefu_cmd_init(&c);
+        kefu_cmd_str(&c, "UNLINK");
+        kefu_cmd_arg(&c, keys->element[i]->str, keys->element[i]->len);
+        kefu_redis_append(r, &c);
+        kefu_cmd_clear(&c);
+      }
+      n += keys->elements;
+      int want = (int)keys->elements;
+      if (want && kefu_redis_flush(r, &rep, errstr, errlen) != want) {
+        kefu_redis_close(r);
+        return -1;
+      }
+      for (int i = 0; i < want; i++)
+        if (rep[i]->type == REDIS_REPLY_ERROR) {
+          snprintf(errstr, errlen, "%s", rep[i]->str);
+          kefu_redis_close(r);
+          return -1;
+        }
+    } while (strcmp(cursor, "0") != 0);
+  }
   KEFU_INFO("replay", "deleted namespace %s (%llu keys)", o->redis_namespace,
             (unsigned long long)n);
   kefu_redis_close(r);

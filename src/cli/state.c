@@ -10,7 +10,6 @@
  * connection). Configuration as `kefu run`'s: file (-c), then KEFU_* environment, then the flags.
  */
 #include <getopt.h>
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,8 +18,8 @@
 
 #include "cli/cli.h"
 #include "common/ids.h"
-#include "common/redis_url.h"
 #include "ops/config.h"
+#include "store/redis.h"
 #include "store/state_codec.h"
 
 extern char **environ;
@@ -41,16 +40,16 @@ static void usage(FILE *out) {
 }
 
 typedef struct show {
-  redisContext *ctx;
+  kefu_redis_t *r;
   char ns[KEFU_ID_MAX + 1], shop[KEFU_ID_MAX + 1];
 } show_t;
 
 /* Runs one command (arguments as C strings). NULL on a connection error (reported). */
-static redisReply *cmd(show_t *s, int argc, const char **argv) {
-  redisReply *r = redisCommandArgv(s->ctx, argc, argv, NULL);
+static redisReply *cmd_on(show_t *s, int node, int argc, const char **argv) {
+  char errstr[512];
+  redisReply *r = kefu_redis_call(s->r, node, argc, argv, errstr, sizeof errstr);
   if (!r) {
-    fprintf(stderr, "kefu state show: redis %s: %s\n", argv[0],
-            s->ctx->errstr[0] ? s->ctx->errstr : "no reply");
+    fprintf(stderr, "kefu state show: %s %s\n", argv[0], errstr);
     return NULL;
   }
   if (r->type == REDIS_REPLY_ERROR) {
@@ -59,6 +58,10 @@ static redisReply *cmd(show_t *s, int argc, const char **argv) {
     return NULL;
   }
   return r;
+}
+
+static redisReply *cmd(show_t *s, int argc, const char **argv) {
+  return cmd_on(s, -1, argc, argv);
 }
 
 static void key_of(const show_t *s, const char *name, char *out, size_t len) {
@@ -136,13 +139,25 @@ static json_t *sorted_days(json_t *days) {
   return out;
 }
 
-/* Calls @p fn for every key matching @p pattern (SCAN). 0, or -1 (reported). */
+static int scan_node(show_t *s, int node, const char *pattern,
+                     int (*fn)(show_t *s, const char *key, void *arg), void *arg);
+
+/* Calls @p fn for every key matching @p pattern (SCAN on every master). 0, or -1
+ * (reported). */
 static int scan_keys(show_t *s, const char *pattern,
+                     int (*fn)(show_t *s, const char *key, void *arg), void *arg) {
+  for (int node = 0; node < kefu_redis_nodes(s->r); node++)
+    if (scan_node(s, node, pattern, fn, arg))
+      return -1;
+  return 0;
+}
+
+static int scan_node(show_t *s, int node, const char *pattern,
                      int (*fn)(show_t *s, const char *key, void *arg), void *arg) {
   char cursor[32] = "0";
   do {
     const char *scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-    redisReply *r = cmd(s, 6, scan);
+    redisReply *r = cmd_on(s, node, 6, scan);
     if (!r)
       return -1;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !r->element[0]->str) {
@@ -416,41 +431,35 @@ static int show_all(show_t *s, const char *kinds, json_t **out) {
   return 0;
 }
 
+/* One day's key of event ids seen: hash (hex) -> ts into @p arg. */
+static int seen_day(show_t *s, const char *key, void *arg) {
+  const char *get[] = {"GET", key};
+  redisReply *v = cmd(s, 2, get);
+  for (size_t off = 0; v && v->type == REDIS_REPLY_STRING && off + 16 <= v->len; off += 16) {
+    const uint8_t *p = (const uint8_t *)v->str + off;
+    uint64_t h = 0, ts = 0;
+    char hex[20];
+    for (int k = 0; k < 8; k++) {
+      h |= (uint64_t)p[k] << (8 * k);
+      ts |= (uint64_t)p[8 + k] << (8 * k);
+    }
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+    json_object_set_new(arg, hex, json_integer((json_int_t)ts));
+  }
+  if (v)
+    freeReplyObject(v);
+  return 0;
+}
+
 /* The event ids seen, from every day's key: hash (hex) -> ts. */
 static int show_seen(show_t *s, json_t **out) {
-  char pattern[256], cursor[32] = "0";
+  char pattern[256];
   key_of(s, "seen:*", pattern, sizeof pattern);
   json_t *o = json_object();
-  do {
-    const char *scan[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-    redisReply *r = cmd(s, 6, scan);
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-      if (r)
-        freeReplyObject(r);
-      json_decref(o);
-      return -1;
-    }
-    snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
-    const redisReply *keys = r->element[1];
-    for (size_t i = 0; keys->type == REDIS_REPLY_ARRAY && i < keys->elements; i++) {
-      const char *get[] = {"GET", keys->element[i]->str};
-      redisReply *v = cmd(s, 2, get);
-      for (size_t off = 0; v && v->type == REDIS_REPLY_STRING && off + 16 <= v->len; off += 16) {
-        const uint8_t *p = (const uint8_t *)v->str + off;
-        uint64_t h = 0, ts = 0;
-        char hex[20];
-        for (int k = 0; k < 8; k++) {
-          h |= (uint64_t)p[k] << (8 * k);
-          ts |= (uint64_t)p[8 + k] << (8 * k);
-        }
-        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
-        json_object_set_new(o, hex, json_integer((json_int_t)ts));
-      }
-      if (v)
-        freeReplyObject(v);
-    }
-    freeReplyObject(r);
-  } while (strcmp(cursor, "0") != 0);
+  if (scan_keys(s, pattern, seen_day, o)) {
+    json_decref(o);
+    return -1;
+  }
   *out = o;
   return 0;
 }
@@ -517,55 +526,21 @@ static int configure(kefu_config_t *cfg, int argc, char **argv) {
   return 0;
 }
 
-static redisContext *connect_redis(const kefu_config_t *cfg) {
-  kefu_redis_endpoint_t ep;
-  char errstr[512], db[16];
-  int ms = (int)kefu_config_int(cfg, "redis.timeout_ms");
-  struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-  redisContext *ctx = NULL;
-  redisReply *r = NULL;
-  if (kefu_config_redis_endpoint(cfg, &ep, errstr, sizeof errstr)) {
+/* Connects as the redis.* keys say, without loading kefu's functions (it only reads). */
+static kefu_redis_t *connect_redis(const kefu_config_t *cfg) {
+  char errstr[512];
+  kefu_redis_opts_t o = {
+      .url = kefu_config_str(cfg, "redis.url"),
+      .user = kefu_config_str(cfg, "redis.user"),
+      .password = kefu_config_str(cfg, "redis.password"),
+      .timeout_ms = (int)kefu_config_int(cfg, "redis.timeout_ms"),
+      .cluster = kefu_config_str(cfg, "redis.cluster"),
+      .no_functions = true,
+  };
+  kefu_redis_t *r = kefu_redis_connect(&o, errstr, sizeof errstr);
+  if (!r)
     fprintf(stderr, "kefu state show: %s\n", errstr);
-    goto fail;
-  }
-  ctx = redisConnectWithTimeout(ep.host, ep.port, tv);
-  if (!ctx || ctx->err) {
-    fprintf(stderr, "kefu state show: redis %s:%d: %s\n", ep.host, ep.port,
-            ctx ? ctx->errstr : "out of memory");
-    goto fail;
-  }
-  redisSetTimeout(ctx, tv);
-  if (ep.password[0]) {
-    const char *auth_user[] = {"AUTH", ep.user, ep.password};
-    const char *auth[] = {"AUTH", ep.password};
-    r = ep.user[0] ? redisCommandArgv(ctx, 3, auth_user, NULL)
-                   : redisCommandArgv(ctx, 2, auth, NULL);
-    if (!r || r->type == REDIS_REPLY_ERROR) { /* the reply never echoes the password */
-      fprintf(stderr, "kefu state show: redis AUTH: %s\n", r ? r->str : ctx->errstr);
-      goto fail;
-    }
-    freeReplyObject(r);
-    r = NULL;
-  }
-  if (ep.db) {
-    snprintf(db, sizeof db, "%d", ep.db);
-    const char *select[] = {"SELECT", db};
-    r = redisCommandArgv(ctx, 2, select, NULL);
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-      fprintf(stderr, "kefu state show: redis SELECT %s: %s\n", db, r ? r->str : ctx->errstr);
-      goto fail;
-    }
-    freeReplyObject(r);
-  }
-  memset(&ep, 0, sizeof ep);
-  return ctx;
-fail:
-  memset(&ep, 0, sizeof ep);
-  if (r)
-    freeReplyObject(r);
-  if (ctx)
-    redisFree(ctx);
-  return NULL;
+  return r;
 }
 
 int kefu_cmd_state(int argc, char **argv) {
@@ -609,16 +584,16 @@ int kefu_cmd_state(int argc, char **argv) {
   show_t s = {0};
   snprintf(s.ns, sizeof s.ns, "%s", kefu_config_str(cfg, "redis.namespace"));
   snprintf(s.shop, sizeof s.shop, "%s", pos[0]);
-  s.ctx = connect_redis(cfg);
+  s.r = connect_redis(cfg);
   kefu_config_destroy(cfg);
-  if (!s.ctx)
+  if (!s.r)
     return KEFU_EXIT_FAIL;
   json_t *out = NULL;
   rc = npos == 1                     ? show_shop(&s, &out)
        : npos == 3                   ? show_entity(&s, pos[1], pos[2], &out)
        : strcmp(pos[1], "seen") == 0 ? show_seen(&s, &out)
                                      : show_all(&s, pos[1], &out);
-  redisFree(s.ctx);
+  kefu_redis_close(s.r);
   if (rc)
     return KEFU_EXIT_FAIL;
   json_dumpf(out, stdout, JSON_INDENT(2));

@@ -1,7 +1,7 @@
-/* redis://[user[:password]@]host[:port][/db]: the one parser of Redis URLs, used by the
- * configuration (to validate redis.url when it is set) and by the connection (to
- * connect), so that both read a URL the same way. The user information ends at the
- * last '@', so a password may contain '@' and '/' unescaped; %XX escapes are decoded. */
+/* redis://[user[:password]@]host[:port][,host[:port]...][/db]: the one parser of Redis URLs, used
+ * by the configuration (to validate redis.url when it is set) and by the connection (to connect),
+ * so that both read a URL the same way. The user information ends at the last '@', so a password
+ * may contain '@' and '/' unescaped; %XX escapes are decoded. */
 #include "common/redis_url.h"
 
 #include <ctype.h>
@@ -50,12 +50,13 @@ static int parse_number(const char *s, size_t len, long lo, long hi, int *out) {
 }
 
 static int url_fail(char *why, size_t whylen, const char *msg) {
-  snprintf(why, whylen, "%s (expected redis://[user[:password]@]host[:port][/db])", msg);
+  snprintf(why, whylen, "%s (expected redis://[user[:password]@]host[:port][,host:port...][/db])",
+           msg);
   return -1;
 }
 
-/* host[:port] or [v6]:port, @p len bytes, into ep->host and ep->port. */
-static int parse_hostport(const char *s, size_t len, kefu_redis_endpoint_t *ep, char *why,
+/* host[:port] or [v6]:port, @p len bytes, into @p ep. */
+static int parse_hostport(const char *s, size_t len, struct kefu_redis_seed *ep, char *why,
                           size_t whylen) {
   const char *host = s, *port = NULL;
   size_t hostlen = len;
@@ -108,9 +109,18 @@ int kefu_redis_url_parse(const char *url, kefu_redis_endpoint_t *ep, char *why, 
   if (strpbrk(rest, "?#"))
     return url_fail(why, whylen, "query parameters are not supported");
   const char *slash = strchr(rest, '/');
-  size_t hplen = slash ? (size_t)(slash - rest) : strlen(rest);
-  if (parse_hostport(rest, hplen, ep, why, whylen) != 0)
-    return -1;
+  const char *end = slash ? slash : rest + strlen(rest);
+  while (rest <= end) { /* the seeds, comma-separated */
+    const char *comma = memchr(rest, ',', (size_t)(end - rest));
+    const char *stop = comma ? comma : end;
+    if (ep->nseeds == KEFU_REDIS_MAX_SEEDS)
+      return url_fail(why, whylen, "too many hosts");
+    if (parse_hostport(rest, (size_t)(stop - rest), &ep->seeds[ep->nseeds++], why, whylen) != 0)
+      return -1;
+    rest = stop + 1;
+  }
+  memcpy(ep->host, ep->seeds[0].host, sizeof ep->host);
+  ep->port = ep->seeds[0].port;
   if (slash && slash[1] && parse_number(slash + 1, strlen(slash + 1), 0, 1000000, &ep->db) != 0)
     return url_fail(why, whylen, "bad database number");
   return 0;

@@ -803,7 +803,8 @@ static void written(shop_entry_t *e, const kefu_store_write_t *w) {
   }
 }
 
-/* Remembered outputs first, then one atomic kefu_apply per changed shop. */
+/* Remembered outputs first, then one atomic kefu_apply per changed shop (docs/DECISIONS.md
+ * 55 on the order). */
 int engine_store_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, int64_t max_ts,
                        char *errstr, size_t errlen) {
   redisReply **r;
@@ -814,6 +815,9 @@ int engine_store_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs,
   int rc = -1;
 
   n += remember_outputs(p, b, bs);
+  /* On a cluster the outputs and the index live on the tasks' nodes, the state on the
+   * shops': they are written (and acknowledged) first, as one connection orders them. */
+  kefu_redis_barrier(p->redis);
   first_apply = n;
   for (size_t i = 0; i < bs->nshops; i++) {
     write_of(bs->shops[i], max_ts, &writes[i]);

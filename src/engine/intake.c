@@ -253,9 +253,7 @@ static void drop_committed_outputs(kefu_processor_t *p, int task,
 static int load_task_position(kefu_processor_t *p, int task, int64_t pos[KEFU_KEYED_INPUTS]) {
   char key[128], errstr[256];
   redisReply **r;
-  if (!p->redis &&
-      !(p->redis = kefu_redis_connect(p->o->redis_url, p->o->redis_user, p->o->redis_password,
-                                      p->o->redis_timeout_ms, errstr, sizeof errstr))) {
+  if (!p->redis && !(p->redis = kefu_redis_connect(&p->o->redis, errstr, sizeof errstr))) {
     KEFU_ERROR("engine", "task %d: %s", task, errstr);
     return -1;
   }

@@ -46,8 +46,7 @@ static void close_redis(kefu_processor_t *p, const char *why) {
 
 static int reconnect_redis(kefu_processor_t *p, char *errstr, size_t errlen) {
   close_redis(p, "reconnecting");
-  p->redis = kefu_redis_connect(p->o->redis_url, p->o->redis_user, p->o->redis_password,
-                                p->o->redis_timeout_ms, errstr, errlen);
+  p->redis = kefu_redis_connect(&p->o->redis, errstr, errlen);
   if (p->redis && engine_state_check_reconnect(p)) {
     snprintf(errstr, errlen, "Redis lost kefu's state");
     return -1;
@@ -904,8 +903,7 @@ kefu_processor_t *kefu_processor_new(const kefu_processor_opts_t *o, char *errst
   p->env.couriers = &p->couriers;
   /* A replay's source and sink stand for the consumer group, the producer and the
    * courier table (replay.c). */
-  if (!(p->redis = kefu_redis_connect(o->redis_url, o->redis_user, o->redis_password,
-                                      o->redis_timeout_ms, errstr, errlen)) ||
+  if (!(p->redis = kefu_redis_connect(&o->redis, errstr, errlen)) ||
       (o->replay ? engine_replay_setup(p, errstr, errlen)
                  : open_consumer(p, errstr, errlen) || check_copartitioning(p, errstr, errlen) ||
                        open_producer(p, errstr, errlen) || open_courier_table(p, errstr, errlen) ||

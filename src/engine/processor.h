@@ -13,6 +13,7 @@
 #include "io/archive.h"
 
 #include "rules/rules.h"
+#include "store/redis.h"
 
 /* Replay (SPEC §7): the records come from a source instead of a consumer group and the
  * outputs go to a sink instead of a producer; everything between is the engine of `run`.
@@ -37,9 +38,10 @@ typedef struct kefu_replay_io {
 
 typedef struct kefu_processor_opts {
   const char *bootstrap, *group_id, *instance_id, *transactional_id_prefix;
-  const char *redis_url, *redis_user, *redis_password, *redis_namespace;
+  kefu_redis_opts_t redis; /* redis.url, .user, .password, .timeout_ms, .cluster, .wait_* */
+  const char *redis_namespace;
   bool exactly_once;
-  int task_idle_ms, batch_max_records, batch_max_ms, redis_timeout_ms, redis_retry_max_ms;
+  int task_idle_ms, batch_max_records, batch_max_ms, redis_retry_max_ms;
   int64_t lateness_ms;
   bool idle_advance; /* SPEC §1.3: live mode only; replays keep it off */
   int64_t idle_advance_ms;

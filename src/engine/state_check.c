@@ -167,9 +167,7 @@ int engine_state_check_assign(kefu_processor_t *p, const rd_kafka_topic_partitio
     }
     task->committed[t] = tp->err ? -1 : tp->offset;
   }
-  if (!p->redis &&
-      !(p->redis = kefu_redis_connect(p->o->redis_url, p->o->redis_user, p->o->redis_password,
-                                      p->o->redis_timeout_ms, errstr, sizeof errstr))) {
+  if (!p->redis && !(p->redis = kefu_redis_connect(&p->o->redis, errstr, sizeof errstr))) {
     KEFU_WARN("engine", "checking the tasks' state in Redis: %s (checked again on reconnect)",
               errstr);
     return 0;

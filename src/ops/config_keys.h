@@ -53,16 +53,25 @@ KEY_STR("instance.id", "", check_instance_id, "empty or 1 to 64 of [A-Za-z0-9._-
         FIELD(instance_id), "Name of this instance in logs and metrics; empty: hostname-pid"),
 /* Redis */
 KEY_STR("redis.url", "redis://127.0.0.1:6379/0", check_redis_url, "redis:// URL",
-        FIELD(redis_url),
-        "redis://[user[:password]@]host[:port][/db]; the password part is never printed"),
+        FIELD(redis.url),
+        "redis://[user[:password]@]host[:port][/db], or a Redis Cluster's seeds "
+        "redis://[user[:password]@]host:port,host:port...; the password part is never printed"),
+KEY_ENUM("redis.cluster", "auto", SYMS("auto", "on", "off"), FIELD(redis.cluster),
+         "auto: a Redis Cluster when the first seed that answers has cluster_enabled:1; on: "
+         "always one (CLUSTER SLOTS); off: one node"),
+KEY_INT("redis.wait_replicas", "0", 0, 16, FIELD(redis.wait_replicas),
+        "After each batch's writes to a node, WAIT until this many replicas acknowledged "
+        "them (a shortfall fails the write, which is retried); 0: no WAIT"),
+KEY_INT("redis.wait_timeout_ms", "1000", 1, 600000, FIELD(redis.wait_timeout_ms),
+        "How long WAIT waits for redis.wait_replicas (ms)"),
 KEY_STR("redis.namespace", "kefu", check_id, "1 to 64 of [A-Za-z0-9._-]",
         FIELD(redis_namespace),
         "First part of every Redis key kefu writes (replays use a private one)"),
-KEY_STR("redis.user", "", NULL, "", FIELD(redis_user),
+KEY_STR("redis.user", "", NULL, "", FIELD(redis.user),
         "Redis ACL user (AUTH user password); overrides the URL's user"),
-KEY_SECRET("redis.password", "", FIELD(redis_password),
+KEY_SECRET("redis.password", "", FIELD(redis.password),
            "Redis password; overrides the URL's password"),
-KEY_INT("redis.timeout_ms", "2000", 1, 600000, FIELD(redis_timeout_ms),
+KEY_INT("redis.timeout_ms", "2000", 1, 600000, FIELD(redis.timeout_ms),
         "Connect and command timeout of Redis calls (ms)"),
 KEY_INT("redis.retry_max_ms", "5000", 1, 3600000, FIELD(redis_retry_max_ms),
         "Longest pause between retries while Redis is unavailable (ms); the backoff doubles "

@@ -445,6 +445,26 @@ static void test_redis_endpoint(void **state) {
   assert_int_equal(set(c, "redis.url", "redis://localhost"), 0);
   assert_int_equal(kefu_config_redis_endpoint(c, &ep, errbuf, sizeof errbuf), 0);
   assert_int_equal(ep.port, 6379);
+  assert_int_equal(ep.nseeds, 1);
+
+  /* a Redis Cluster's seeds: any of its nodes, the first one also as host:port */
+  assert_int_equal(set(c, "redis.url", "redis://k:p%2Cw@n0:7001,n1:7002,[::1]:7003,n3"), 0);
+  assert_int_equal(kefu_config_redis_endpoint(c, &ep, errbuf, sizeof errbuf), 0);
+  assert_int_equal(ep.nseeds, 4);
+  assert_string_equal(ep.host, "n0");
+  assert_int_equal(ep.port, 7001);
+  assert_string_equal(ep.seeds[1].host, "n1");
+  assert_int_equal(ep.seeds[1].port, 7002);
+  assert_string_equal(ep.seeds[2].host, "::1");
+  assert_int_equal(ep.seeds[3].port, 6379);
+  assert_string_equal(ep.password, "override"); /* redis.password still wins */
+  assert_int_not_equal(set(c, "redis.url", "redis://n0:7001,,n1:7002"), 0);
+  assert_int_not_equal(set(c, "redis.url", "redis://n0:7001,"), 0);
+  assert_int_not_equal(set(c, "redis.url", "redis://n0:7001,n1:x"), 0);
+  char many[512] = "redis://n";
+  for (int i = 0; i < KEFU_REDIS_MAX_SEEDS; i++)
+    strcat(many, ",n");
+  assert_int_not_equal(set(c, "redis.url", many), 0);
   kefu_config_destroy(c);
 }
 
@@ -481,12 +501,12 @@ static void test_docs_config_md_matches_table(void **state) {
 /* Values to try on a key whose field has C type [t], first to last: the first that the
  * key accepts and that changes the field is used (redis.url needs a URL; a default may
  * equal the first try). */
-static const char *const tries[][3] = {
+static const char *const tries[][4] = {
     [KEFU_CONFIG_C_INT] = {"1", "2", NULL},
     [KEFU_CONFIG_C_INT64] = {"1", "2", NULL},
     [KEFU_CONFIG_C_DOUBLE] = {"0.5", "0.25", NULL},
     [KEFU_CONFIG_C_BOOL] = {"false", "true", NULL},
-    [KEFU_CONFIG_C_STR] = {"kefu-test", "redis://kefu-test:6380/3", NULL},
+    [KEFU_CONFIG_C_STR] = {"kefu-test", "redis://kefu-test:6380/3", "off", NULL}, /* off: an enum */
     [KEFU_CONFIG_C_LIST] = {"JT", "ZTO", NULL},
 };
 
@@ -583,7 +603,7 @@ static void test_spec7_fill_refuses_a_field_that_cannot_hold_the_key(void **stat
       {{"threshold", escalate, KEFU_CONFIG_C_INT}},    /* double key, int field */
       {{"group.id", escalate, KEFU_CONFIG_C_INT}},     /* string key */
       {{"idle_advance", escalate, KEFU_CONFIG_C_INT}}, /* bool key */
-      {{"logistics_couriers", offsetof(kefu_processor_opts_t, redis_user), KEFU_CONFIG_C_STR}},
+      {{"logistics_couriers", offsetof(kefu_processor_opts_t, redis.user), KEFU_CONFIG_C_STR}},
       {{"no.such.key", escalate, KEFU_CONFIG_C_INT}},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -592,12 +612,12 @@ static void test_spec7_fill_refuses_a_field_that_cannot_hold_the_key(void **stat
     assert_non_null(strstr(errbuf, bad[i][0].key));
   }
   assert_int_equal(o.params.escalate_after, 0);
-  assert_null(o.redis_user);
+  assert_null(o.redis.user);
   /* An enum may land in a string field: its canonical symbol. */
-  const kefu_config_binding_t level = {"log.level", offsetof(kefu_processor_opts_t, redis_user),
+  const kefu_config_binding_t level = {"log.level", offsetof(kefu_processor_opts_t, redis.user),
                                        KEFU_CONFIG_C_STR};
   assert_int_equal(kefu_config_fill(c, &o, &level, 1, errbuf, sizeof errbuf), 0);
-  assert_string_equal(o.redis_user, "info");
+  assert_string_equal(o.redis.user, "info");
   kefu_config_destroy(c);
 }
 
