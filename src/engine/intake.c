@@ -14,8 +14,10 @@ int64_t engine_wall_ms(void) {
  * are taken here, and the caller sees only its own. */
 int engine_redis_flush(kefu_processor_t *p, redisReply ***replies, char *errstr, size_t errlen) {
   int64_t start = engine_wall_ms();
+  uint64_t redirects = kefu_redis_redirects(p->redis);
   int k = p->pos_pending, n = kefu_redis_flush(p->redis, replies, errstr, errlen);
   kefu_histogram_observe(p->m.redis_seconds, (double)(engine_wall_ms() - start) / 1000.0);
+  kefu_metric_add(p->m.redis_redirects, (double)(kefu_redis_redirects(p->redis) - redirects));
   if (k) {
     const char *why = n < 0 ? errstr : NULL;
     for (int i = 0; i < k && i < n && !why; i++)

@@ -869,6 +869,11 @@ static void register_metrics(engine_metrics_t *m) {
   m->rebalances = kefu_metrics_counter("kefu_rebalances_total", "Consumer group rebalances", NULL);
   m->producer_restarts = kefu_metrics_counter(
       "kefu_producer_restarts_total", "Producers replaced after fencing or a fatal error", NULL);
+  m->redis_redirects = kefu_metrics_counter(
+      "kefu_redis_redirects_total",
+      "Redis Cluster replies followed: MOVED, ASK, TRYAGAIN, CLUSTERDOWN (slots migrating, a "
+      "failover)",
+      NULL);
   m->batch_seconds =
       kefu_metrics_histogram("kefu_batch_seconds", "Time to process one batch", NULL,
                              kefu_metrics_buckets_short, kefu_metrics_buckets_short_n);
@@ -910,6 +915,8 @@ kefu_processor_t *kefu_processor_new(const kefu_processor_opts_t *o, char *errst
                        subscribe(p, errstr, errlen)) ||
       (o->pipeline && engine_committer_start(p, errstr, errlen)))
     goto fail;
+  if (kefu_redis_is_cluster(p->redis))
+    KEFU_INFO("engine", "Redis Cluster: %d masters", kefu_redis_nodes(p->redis));
   return p;
 fail:
   kefu_processor_destroy(p);

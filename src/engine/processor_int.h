@@ -168,7 +168,7 @@ typedef struct engine_metrics {
   kefu_metric_t *in[KEFU_T__COUNT], *out[KEFU_T__COUNT], *lag[MAX_TASKS][KEFU_KEYED_INPUTS];
   kefu_metric_t *watermark[MAX_TASKS];
   kefu_metric_t *processed, *dlq, *duplicates, *encode_errors, *commits, *aborts, *rebalances,
-      *late, *producer_restarts;
+      *late, *producer_restarts, *redis_redirects;
   kefu_histogram_t *batch_seconds, *redis_seconds, *event_to_output;
   kefu_metric_t *timer_shops[MAX_TASKS];
   int64_t last_gauges_ms;

@@ -420,12 +420,23 @@ kefu_redis_t *kefu_redis_connect(const kefu_redis_opts_t *o, char *errstr, size_
       continue;
     bool cluster = strcmp(mode, "on") == 0;
     if (strcmp(mode, "auto") == 0) {
-      const char *info[] = {"INFO", "cluster"};
-      redisReply *reply = call(r, ctx, 2, info);
-      cluster =
-          reply && reply->type == REDIS_REPLY_STRING && strstr(reply->str, "cluster_enabled:1");
-      if (reply)
-        freeReplyObject(reply);
+      /* CLUSTER SLOTS, not INFO: the ACL user needs it on a cluster anyway, and a
+       * node without cluster support says so in its error (any other error, such as
+       * NOPERM, is reported: guessing could take a cluster for a single node) */
+      const char *slots[] = {"CLUSTER", "SLOTS"};
+      redisReply *reply = call(r, ctx, 2, slots);
+      bool single = reply && reply->type == REDIS_REPLY_ERROR &&
+                    strstr(reply->str, "cluster support disabled");
+      if (!single && (!reply || reply->type != REDIS_REPLY_ARRAY)) {
+        snprintf(errstr, errlen, "redis %s:%d: CLUSTER SLOTS: %s", seed->host, seed->port,
+                 reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply");
+        if (reply)
+          freeReplyObject(reply);
+        redisFree(ctx);
+        continue;
+      }
+      cluster = !single;
+      freeReplyObject(reply);
     }
     if (!cluster && r->ep.nseeds > 1) {
       snprintf(errstr, errlen, "redis %s:%d is not a cluster node, and redis.url names %d hosts",
