@@ -8,8 +8,14 @@
   the runtime libraries that the built binary actually needs;
 - Kubernetes: the Deployment's probes (/readyz, /healthz), grace period, env sources,
   instance.id from the pod name; Service, PDB, ServiceMonitor select the pods; KEDA and
-  the HPA scale on the four keyed inputs up to the partition count; the TLS-tunnel
-  variant is the same Deployment plus the sidecar;
+  the HPA scale on the four keyed inputs up to the partition count that kafka-topics.sh
+  creates (KEDA also only up to the partitions with lag); the TLS-tunnel variant is the
+  same Deployment plus the sidecar, on one Redis node without WAIT;
+- Redis Cluster: the ConfigMap's seeds are the pods of redis-cluster-values.yaml's
+  cluster, with redis.cluster=on and WAIT; the values and deploy/redis/redis-cluster.conf
+  set the same node settings (AOF fsync always, min-replicas-to-write >= the WAIT,
+  noeviction) and kefu-acl.conf's user line, and Debian's redis-server started with each
+  of them comes up with those settings and that user; compose stays on one node;
 - every KEFU_* variable named in deploy/ (and OPERATIONS.md) is a key of docs/CONFIG.md
   or a kafka.* pass-through of a real librdkafka property, and kefu itself accepts every
   environment that deploy/ gives it (`kefu run --list-config`, no warning);
@@ -34,7 +40,8 @@ import unittest
 
 import yaml
 
-from kefutest import KEFU, SHARED, SOURCE, TOPICS, main
+from kefutest import KEFU, SHARED, SOURCE, TOPICS, main, wait_for
+from rediscluster import free_cluster_port
 
 DEPLOY = os.path.join(SOURCE, "deploy")
 K8S = os.path.join(DEPLOY, "k8s")
@@ -73,6 +80,32 @@ def k8s_objects():
                 key += "@tunnel"
             objs[key] = d
     return objs
+
+
+def script_partitions():
+    """The partition count deploy/kafka-topics.sh gives the keyed topics by default."""
+    m = re.search(r"^PARTITIONS=\$\{2:-\$\{PARTITIONS:-(\d+)\}\}$",
+                  read(os.path.join(DEPLOY, "kafka-topics.sh")), re.M)
+    assert m, "kafka-topics.sh's default PARTITIONS not found"
+    return int(m.group(1))
+
+
+def redis_conf(text):
+    """A redis.conf's directives: {name: [arguments, ...] per occurrence}."""
+    directives = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, args = line.partition(" ")
+            directives.setdefault(name.lower(), []).append(args.strip())
+    return directives
+
+
+def acl_line():
+    lines = [l for l in read(os.path.join(DEPLOY, "redis", "kefu-acl.conf")).splitlines()
+             if l.startswith("user ")]
+    assert len(lines) == 1, lines
+    return lines[0]
 
 
 def config_keys():
@@ -241,6 +274,9 @@ class ComposeTest(unittest.TestCase):
         self.assertEqual(env["KEFU_HTTP_LISTEN"], "0.0.0.0:9464")
         self.assertEqual(env["KEFU_BOOTSTRAP_SERVERS"], "kafka:9092")
         self.assertTrue(env["KEFU_REDIS_URL"].startswith("redis://redis:6379"))
+        self.assertNotIn(",", env["KEFU_REDIS_URL"], "compose runs one Redis node")
+        self.assertEqual(env["KEFU_REDIS_CLUSTER"], "off")
+        self.assertEqual(env["KEFU_REDIS_WAIT_REPLICAS"], "0")
         self.assertNotIn("KEFU_REDIS_PASSWORD", env, "the password comes from the secret file")
         self.assertIn("kefu run", " ".join(kefu["entrypoint"]))
         self.assertIn("/healthz", " ".join(kefu["healthcheck"]["test"]))
@@ -432,10 +468,20 @@ class KubernetesTest(unittest.TestCase):
                 self.assertEqual(target[k], v, key)
         self.assertEqual(self.objs["ServiceMonitor/kefu"]["spec"]["endpoints"][0]["port"], "metrics")
 
+    def test_partition_count(self):
+        self.assertEqual(script_partitions(), PARTITIONS)
+
     def test_keda_scales_on_the_four_keyed_inputs_up_to_the_partition_count(self):
         so = self.objs["ScaledObject/kefu"]["spec"]
         self.assertEqual(so["scaleTargetRef"]["name"], "kefu")
-        self.assertEqual(so["maxReplicaCount"], PARTITIONS)
+        self.assertEqual(so["maxReplicaCount"], script_partitions())
+        for t in so["triggers"]:
+            # at most one replica per partition that has lag (KEDA >= 2.13), which
+            # needs a topic and no idle consumers
+            self.assertEqual(t["metadata"]["limitToPartitionsWithLag"], "true")
+            self.assertEqual(t["metadata"]["allowIdleConsumers"], "false")
+            self.assertTrue(t["metadata"]["topic"])
+        self.assertIn("KEDA >= 2.13", read(os.path.join(K8S, "keda-scaledobject.yaml")))
         self.assertLessEqual(so["minReplicaCount"], so["maxReplicaCount"])
         group = self.objs["ConfigMap/kefu-config"]["data"]["KEFU_GROUP_ID"]
         topics = set()
@@ -453,7 +499,9 @@ class KubernetesTest(unittest.TestCase):
 
     def test_hpa_alternative(self):
         hpa = self.objs["HorizontalPodAutoscaler/kefu"]["spec"]
-        self.assertEqual(hpa["maxReplicas"], PARTITIONS)
+        self.assertEqual(hpa["maxReplicas"], script_partitions())
+        self.assertEqual(hpa["maxReplicas"], self.objs["ScaledObject/kefu"]["spec"]["maxReplicaCount"])
+        self.assertEqual(hpa["minReplicas"], self.objs["ScaledObject/kefu"]["spec"]["minReplicaCount"])
         metric = hpa["metrics"][0]
         self.assertEqual(metric["type"], "External")
         self.assertEqual(metric["external"]["metric"]["name"], "kefu_consumer_lag")
@@ -466,7 +514,12 @@ class KubernetesTest(unittest.TestCase):
         url = [e for e in kefu["env"] if e["name"] == "KEFU_REDIS_URL"]
         self.assertEqual(len(url), 1)
         port = re.match(r"redis://(?:[^@/]*@)?127\.0\.0\.1:(\d+)", url[0]["value"]).group(1)
-        same = dict(kefu, env=[e for e in kefu["env"] if e["name"] != "KEFU_REDIS_URL"])
+        # one node behind the tunnel: the ConfigMap's cluster settings are overridden
+        overrides = {e["name"]: e.get("value") for e in kefu["env"]}
+        self.assertEqual(overrides["KEFU_REDIS_CLUSTER"], "off")
+        self.assertEqual(overrides["KEFU_REDIS_WAIT_REPLICAS"], "0")
+        tunnel_only = {"KEFU_REDIS_URL", "KEFU_REDIS_CLUSTER", "KEFU_REDIS_WAIT_REPLICAS"}
+        same = dict(kefu, env=[e for e in kefu["env"] if e["name"] not in tunnel_only])
         self.assertEqual(same, self.kefu, "the kefu container drifted from deployment.yaml")
         for k in ("terminationGracePeriodSeconds", "securityContext", "enableServiceLinks"):
             self.assertEqual(pod[k], self.pod[k], k)
@@ -480,6 +533,13 @@ class KubernetesTest(unittest.TestCase):
         self.assertRegex(conf, r"(?m)^verifyChain = yes$")
         self.assertRegex(conf, r"(?m)^checkHost = ")
 
+    def test_pdb_lets_one_pod_go_at_a_time(self):
+        pdb = self.objs["PodDisruptionBudget/kefu"]["spec"]
+        self.assertEqual(pdb["maxUnavailable"], 1)
+        self.assertNotIn("minAvailable", pdb)
+        self.assertGreater(self.objs["ScaledObject/kefu"]["spec"]["minReplicaCount"],
+                           pdb["maxUnavailable"])
+
     def test_kustomization_lists_existing_files(self):
         kust = yaml_docs(os.path.join(K8S, "kustomization.yaml"))[0]
         for r in kust["resources"]:
@@ -487,6 +547,140 @@ class KubernetesTest(unittest.TestCase):
         self.assertIn("deployment.yaml", kust["resources"])
         self.assertFalse({"hpa-prometheus-adapter.yaml", "redis-tls-tunnel.yaml",
                           "secret.yaml"} & set(kust["resources"]))
+
+
+class RedisClusterTest(unittest.TestCase):
+    """deploy/k8s/configmap.yaml on the cluster of redis-cluster-values.yaml, whose node
+    settings are deploy/redis/redis-cluster.conf's."""
+    CONF = os.path.join(DEPLOY, "redis", "redis-cluster.conf")
+    VALUES = os.path.join(K8S, "redis-cluster-values.yaml")
+    # what kefu's exactly-once needs of every node, the same in both files
+    NODE_SETTINGS = ("cluster-node-timeout", "appendonly", "appendfsync",
+                     "min-replicas-to-write", "min-replicas-max-lag", "maxmemory-policy")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.config = k8s_objects()["ConfigMap/kefu-config"]["data"]
+        cls.values = yaml_docs(cls.VALUES)[0]
+        cls.values_conf = cls.values["redis"]["configmap"]
+        cls.conf = read(cls.CONF)
+
+    def test_configmap_uses_the_cluster(self):
+        c = self.config
+        self.assertEqual(c["KEFU_REDIS_CLUSTER"], "on")
+        self.assertGreaterEqual(int(c["KEFU_REDIS_WAIT_REPLICAS"]), 1)
+        self.assertLessEqual(int(c["KEFU_REDIS_WAIT_REPLICAS"]), self.values["cluster"]["replicas"])
+        # WAIT gives up before the read timeout would drop the connections
+        self.assertLess(int(c["KEFU_REDIS_WAIT_TIMEOUT_MS"]), int(c["KEFU_REDIS_TIMEOUT_MS"]))
+        self.assertEqual(c["KEFU_REDIS_USER"], acl_line().split()[1])
+
+    def test_the_seeds_are_the_clusters_pods(self):
+        url = self.config["KEFU_REDIS_URL"]
+        self.assertTrue(url.startswith("redis://"), url)
+        self.assertNotIn("@", url, "credentials come from the Secret")
+        self.assertNotIn("/", url[len("redis://"):], "a cluster has database 0 only")
+        seeds = url[len("redis://"):].split(",")
+        nodes = self.values["cluster"]["nodes"]
+        release = "redis-cluster"  # the helm release name of redis-cluster-values.yaml
+        self.assertIn("helm install %s " % release, read(self.VALUES))
+        self.assertEqual(seeds, ["%s-%d.%s-headless:6379" % (release, i, release)
+                                 for i in range(nodes)])
+
+    def test_three_masters_with_a_replica_each(self):
+        cluster = self.values["cluster"]
+        self.assertEqual(cluster["replicas"], 1)
+        self.assertEqual(cluster["nodes"] // (1 + cluster["replicas"]), 3)
+        self.assertEqual(cluster["nodes"] % (1 + cluster["replicas"]), 0)
+        self.assertIs(self.values["persistence"]["enabled"], True)
+        self.assertEqual(self.values["redis"]["useAOFPersistence"], "yes")
+
+    def test_the_acl_user_is_on_every_node(self):
+        for name, text in (("values", self.values_conf), ("conf", self.conf)):
+            with self.subTest(file=name):
+                self.assertEqual(redis_conf(text)["user"], [acl_line()[len("user "):]])
+
+    def test_node_settings_protect_exactly_once(self):
+        values, conf = redis_conf(self.values_conf), redis_conf(self.conf)
+        wait = int(self.config["KEFU_REDIS_WAIT_REPLICAS"])
+        for d in (values, conf):
+            self.assertEqual(d["appendonly"], ["yes"])
+            self.assertEqual(d["appendfsync"], ["always"])
+            self.assertEqual(d["maxmemory-policy"], ["noeviction"])
+            self.assertGreaterEqual(int(d["min-replicas-to-write"][0]), wait)
+            # a master cut off stops taking writes about when its replica may take over
+            self.assertLessEqual(int(d["min-replicas-max-lag"][0]) * 1000,
+                                 int(d["cluster-node-timeout"][0]))
+        for k in self.NODE_SETTINGS:
+            self.assertEqual(values[k], conf[k], k)
+        self.assertEqual(conf["cluster-enabled"], ["yes"])
+
+    def start_redis(self, conf_text, tmp):
+        """Debian's redis-server with @p conf_text as its configuration file (plus port,
+        bind and dir of the test): its process and port."""
+        path = os.path.join(tmp, "node.conf")
+        with open(path, "w") as f:
+            f.write(conf_text)
+        port = free_cluster_port()  # cluster-enabled: port + 10000 is its bus
+        with open(os.path.join(tmp, "log"), "wb") as log:
+            proc = subprocess.Popen(["redis-server", path, "--port", str(port), "--bind",
+                                     "127.0.0.1", "--dir", tmp, "--daemonize", "no"],
+                                    stdout=log, stderr=subprocess.STDOUT)
+        return proc, port
+
+    def cli(self, port, *args):
+        out = subprocess.run(["redis-cli", "-p", str(port), "--raw", *args],
+                             capture_output=True, text=True, timeout=30)
+        return out.stdout
+
+    def check_node(self, conf_text):
+        if not (shutil.which("redis-server") and shutil.which("redis-cli")):
+            self.skipTest("redis-server missing")
+        with tempfile.TemporaryDirectory() as tmp:
+            proc, port = self.start_redis(conf_text, tmp)
+            try:
+                wait_for(lambda: proc.poll() is not None or
+                         self.cli(port, "PING").strip() == "PONG", 20, "redis-server")
+                if proc.poll() is not None:
+                    self.fail("redis-server refused the file: " + read(os.path.join(tmp, "log"))[-2000:])
+                want = redis_conf(conf_text)
+                for k in self.NODE_SETTINGS + ("cluster-enabled",):
+                    if k in want:
+                        got = self.cli(port, "CONFIG", "GET", k).split("\n")
+                        self.assertEqual(got[:2], [k, want[k][-1]], k)
+                acl = [l for l in self.cli(port, "ACL", "LIST").splitlines()
+                       if l.startswith("user kefu ")]
+                self.assertEqual(len(acl), 1, "the kefu user is not defined")
+                granted = set(acl[0].split())
+                for token in acl_line().split()[2:]:
+                    if token.startswith(("+", "-", "~")) or token in ("on", "resetchannels"):
+                        self.assertIn(token, granted, token)
+                self.cli(port, "SHUTDOWN", "NOSAVE")
+                proc.wait(20)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(10)
+
+    def test_redis_server_takes_redis_cluster_conf(self):
+        self.check_node(self.conf)
+
+    def test_redis_server_takes_the_values_configuration(self):
+        # the chart writes cluster-enabled itself
+        self.check_node("cluster-enabled yes\n" + self.values_conf + "\n")
+
+    def test_the_check_catches_a_bad_file(self):
+        """The same start refuses what redis-server does not accept."""
+        if not shutil.which("redis-server"):
+            self.skipTest("redis-server missing")
+        with tempfile.TemporaryDirectory() as tmp:
+            proc, _ = self.start_redis(self.conf.replace("appendfsync always",
+                                                         "appendfsync sometimes"), tmp)
+            try:
+                self.assertNotEqual(proc.wait(20), 0)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(10)
 
 
 class ConfigurationTest(unittest.TestCase):
@@ -553,6 +747,7 @@ class ConfigurationTest(unittest.TestCase):
                 env[e["name"]] = e.get("value", "kefu-7d4b9c-x2x5q")
             with self.subTest(deployment=dep_key):
                 values, text = self.run_list_config(env)
+                self.assertEqual(values["redis.cluster"], "off" if "@tunnel" in dep_key else "on")
                 self.assertEqual(values["http.listen"], "0.0.0.0:9464")
                 self.assertEqual(values["instance.id"], "kefu-7d4b9c-x2x5q")
                 self.assertIn("kafka.security.protocol", values)
