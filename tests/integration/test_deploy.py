@@ -971,6 +971,20 @@ class OperationsDocTest(unittest.TestCase):
                        "kefu replay", "kefu archive"):
             self.assertIn(needle, ops)
 
+    def test_redis_cluster_section(self):
+        ops = read(OPERATIONS)
+        self.assertIn("\n## Redis Cluster\n", ops)
+        section = ops.split("\n## Redis Cluster\n", 1)[1].split("\n## ", 1)[0]
+        for needle in ("redis.cluster", "`auto`", "`on`", "`off`", "CLUSTER SLOTS", "MOVED",
+                       "ASK", "kefu_redis_redirects_total", "FUNCTION LOAD",
+                       "redis.wait_replicas", "min-replicas-to-write", "appendfsync always",
+                       "everysec", "cluster-node-timeout", "kefu-acl.conf", "every node",
+                       "redis-cluster-values.yaml", "redis-cluster.conf", "Bitnami",
+                       "OT-Container-Kit", "Spotahome", "Sentinel", "KubeDB", "ElastiCache",
+                       "Memorystore", "<!-- measured: failover recovery time -->"):
+            self.assertIn(needle, section)
+        self.assertNotIn("Redis Cluster is not\n  supported", ops)
+
 
 if __name__ == "__main__":
     main()
