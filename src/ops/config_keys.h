@@ -57,8 +57,9 @@ KEY_STR("redis.url", "redis://127.0.0.1:6379/0", check_redis_url, "redis:// URL"
         "redis://[user[:password]@]host[:port][/db], or a Redis Cluster's seeds "
         "redis://[user[:password]@]host:port,host:port...; the password part is never printed"),
 KEY_ENUM("redis.cluster", "auto", SYMS("auto", "on", "off"), FIELD(redis.cluster),
-         "auto: a Redis Cluster when the first seed that answers has cluster_enabled:1; on: "
-         "always one (CLUSTER SLOTS); off: one node"),
+         "auto: a Redis Cluster when the first seed to answer CLUSTER SLOTS gives a slot map, "
+         "one node when it says cluster support is disabled; on: always a cluster; off: one "
+         "node"),
 KEY_INT("redis.wait_replicas", "0", 0, 16, FIELD(redis.wait_replicas),
         "After each batch's writes to a node, WAIT until this many replicas acknowledged "
         "them (a shortfall fails the write, which is retried); 0: no WAIT"),
