@@ -2,7 +2,7 @@
 # Installs what kefu needs from Debian 12's packages, only when something is missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config librdkafka-dev libavro-dev libhiredis-dev
-      libjansson-dev libmicrohttpd-dev libcmocka-dev zlib1g-dev redis-server kcat python3
+      libjansson-dev libmicrohttpd-dev libcmocka-dev zlib1g-dev libcurl4-openssl-dev redis-server kcat python3
       python3-confluent-kafka python3-avro python3-yaml clang-format valgrind clang
       libclang-rt-14-dev)
 missing=()
