@@ -5,8 +5,8 @@ ones of schemas/ids.tsv.
 - kefu registers each output schema under <topic>-value and its outputs carry the ids
   the registry assigned (decoded here with python3-avro from the registry's text);
 - an input written with a registry id kefu did not know (by `kefu produce
-  --schema-registry`) is fetched and decoded; an id the registry does not know goes to
-  the DLQ with the reason;
+  --schema-registry`) is fetched and decoded; an id the registry does not know, and a
+  writer's schema that does not resolve against kefu's, go to the DLQ with the reason;
 - basic auth: kefu authenticates, and the user info never appears in its log;
 - registry down at start: /readyz 503 naming the registry, retried; it comes up ->
   ready and processing;
@@ -70,6 +70,11 @@ class RegistryTest(KefuTestCase):
         self.assertGreaterEqual(chat_id, 1000)
         # An id the registry never assigned, on a record otherwise well formed.
         self.produce_raw("chat", b"s1", b"\x00" + struct.pack(">i", 4242) + b"\x00")
+        # A writer's schema kefu's chat schema cannot resolve: event_id an int.
+        bad = reg.add("elsewhere-value", json.dumps(
+            {"type": "record", "name": "ChatEvent", "namespace": "other",
+             "fields": [{"name": "event_id", "type": "int"}]}))
+        self.produce_raw("chat", b"s1", b"\x00" + struct.pack(">i", bad) + b"\x02")
         env = dict(os.environ, KEFU_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO=user_info)
         args = [KEFU, "run", "-b", self.broker.bootstrap, "--redis", self.redis.url,
                 "--exit-when-idle", "--set", "http.listen=", "--set", "idle_advance=false",
@@ -94,6 +99,9 @@ class RegistryTest(KefuTestCase):
         self.assertIn(("GET", "/schemas/ids/%d" % chat_id), reg.requests)
         dlq = json.dumps(self.consume("dlq"))
         self.assertIn("schema id 4242: not in the schema registry", dlq)
+        self.assertIn("schema id %d cannot be resolved against kefu's schema of %s: "
+                      "event_id: the writer's int cannot be read as string" % (bad, TOPICS["chat"]),
+                      dlq)
 
     def test_registry_down_at_start_not_ready_then_ready(self):
         # The inputs carry a registry id: a registry that is down later restarts with it.
