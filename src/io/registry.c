@@ -328,7 +328,10 @@ static int resolves_record(const kefu_schemas_t *s, avro_schema_t w, avro_schema
   size_t n = avro_schema_record_size(rd), base = strlen(path);
   for (size_t i = 0; i < n; i++) {
     const char *name = avro_schema_record_field_name(rd, (int)i);
-    avro_schema_t wf = avro_schema_record_field_get(w, name);
+    /* avro_schema_record_field_get() answers garbage, not NULL, for a name it lacks
+     * (avro-c 1.11.1): ask for the index. */
+    int wi = avro_schema_record_field_get_index(w, name);
+    avro_schema_t wf = wi < 0 ? NULL : avro_schema_record_field_get_by_index(w, wi);
     snprintf(path + base, pathlen - base, "%s%s", base ? "." : "", name);
     if (!wf) {
       if (!kefu_schemas_field_default(s, rd, i)) {
