@@ -12,6 +12,7 @@
 #include "cli/produce.h"
 #include "io/codec.h"
 #include "io/kafka.h"
+#include "io/registry.h"
 #include "io/schemas.h"
 #include "io/topics.h"
 
@@ -28,9 +29,12 @@ typedef struct produce_ctx {
 } produce_ctx_t;
 
 static void usage(FILE *out) {
-  fprintf(out, "usage: kefu produce -b BOOTSTRAP -t TOPIC [-X key=value]... [FILE]\n"
+  fprintf(out, "usage: kefu produce -b BOOTSTRAP -t TOPIC [--schema-registry URL] [-X key=value]..."
+               " [FILE]\n"
                "  Reads JSON lines (SPEC §1.2 JSON form) from FILE or stdin and writes them\n"
-               "  as Avro records. -X passes a property to librdkafka.\n"
+               "  as Avro records. -X passes a property to librdkafka. --schema-registry\n"
+               "  registers the topic's schema under <topic>-value and writes its id\n"
+               "  (basic auth from KEFU_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO).\n"
                "  {\"$key\": \"K\", \"$value\": null} writes a tombstone for key K.\n");
 }
 
@@ -128,8 +132,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 }
 
 static int parse_args(int argc, char **argv, const char **bootstrap, const char **topic,
-                      char **props, int *nprops, const char **file) {
+                      char **props, int *nprops, const char **file, const char **registry) {
   static const struct option opts[] = {{"bootstrap", required_argument, 0, 'b'},
+                                       {"schema-registry", required_argument, 0, 'R'},
                                        {"topic", required_argument, 0, 't'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
@@ -139,6 +144,7 @@ static int parse_args(int argc, char **argv, const char **bootstrap, const char 
     switch (c) {
     case 'b': *bootstrap = optarg; break;
     case 't': *topic = optarg; break;
+    case 'R': *registry = optarg; break;
     case 'X':
       if (*nprops == MAX_PROPS)
         return KEFU_EXIT_USAGE;
@@ -156,10 +162,36 @@ static int parse_args(int argc, char **argv, const char **bootstrap, const char 
   return 0;
 }
 
+/* --schema-registry: kefu's schema of @p topic registered under "<topic>-value", and its
+ * id the one the records carry (what a registry-aware consumer looks up). The basic-auth
+ * user info comes from KEFU_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO, never a flag. */
+static int use_registry(kefu_schemas_t *schemas, kefu_topic_t topic, const char *url, char *errstr,
+                        size_t errlen) {
+  const char *auth = getenv("KEFU_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO");
+  kefu_registry_opts_t o = {.url = url, .user_info = auth ? auth : "", .timeout_ms = 10000};
+  kefu_registry_t *r = kefu_registry_new(&o, errstr, errlen);
+  const char *text = kefu_schemas_current_text(schemas, topic);
+  char subject[300], why[512];
+  int32_t id = -1;
+  int rc = -1;
+  snprintf(subject, sizeof subject, "%s-value", kefu_topic_name(topic));
+  if (r && kefu_registry_register(r, subject, text, &id, errstr, errlen) == KEFU_REGISTRY_OK) {
+    kefu_schemas_unlist(schemas);
+    if (kefu_schemas_add(schemas, id, topic, text, strlen(text), why, sizeof why) ||
+        kefu_schemas_set_current(schemas, topic, id))
+      snprintf(errstr, errlen, "subject %.200s: id %d: %.200s", subject, (int)id, why);
+    else
+      rc = 0;
+  }
+  kefu_registry_destroy(r);
+  return rc;
+}
+
 int kefu_cmd_produce(int argc, char **argv) {
-  const char *bootstrap = NULL, *topic = NULL, *file = NULL;
+  const char *bootstrap = NULL, *topic = NULL, *file = NULL, *registry_url = NULL;
   char *props[MAX_PROPS], errstr[512], *line = NULL;
-  int nprops = 0, rc = parse_args(argc, argv, &bootstrap, &topic, props, &nprops, &file);
+  int nprops = 0,
+      rc = parse_args(argc, argv, &bootstrap, &topic, props, &nprops, &file, &registry_url);
   produce_ctx_t p = {0};
   kefu_schemas_t *schemas = NULL;
   FILE *in = stdin;
@@ -191,6 +223,9 @@ int kefu_cmd_produce(int argc, char **argv) {
   if (!(schemas = kefu_schemas_new(errstr, sizeof errstr)))
     goto fail;
   p.codec = kefu_codec_new(schemas);
+  if (registry_url && *registry_url &&
+      use_registry(schemas, p.topic, registry_url, errstr, sizeof errstr))
+    goto fail;
 
   while (getline(&line, &linecap, in) > 0) {
     lineno++;

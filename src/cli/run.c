@@ -132,10 +132,11 @@ int kefu_cmd_run(int argc, char **argv) {
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   signal(SIGPIPE, SIG_IGN);
+  st.o.stop = &stop_requested;
   kefu_processor_t *p = kefu_processor_new(&st.o, errstr, sizeof errstr);
   if (!p) {
     KEFU_ERROR("run", "%s", errstr);
-    rc = KEFU_EXIT_FAIL;
+    rc = stop_requested ? KEFU_EXIT_OK : KEFU_EXIT_FAIL;
   } else {
     KEFU_INFO("run", "instance %s processing (%s)", st.o.instance_id,
               st.o.exactly_once ? "exactly_once" : "at_least_once");

@@ -114,6 +114,29 @@ static void override_config(const kefu_processor_t *p, input_t *in) {
     in->ev.config_reset = false;
 }
 
+/* With a Schema Registry, a framed value whose id the table lacks: the id is fetched and
+ * added (a writer's schema beside kefu's reader schema), so the fast path and the codec
+ * below find it. A writer's schema equal to kefu's own opens the fast path for its id.
+ * Returns 0, or -1 with the reason for the DLQ in @p err (an unknown id, a schema that
+ * does not resolve, the registry unreachable). */
+static int learn_schema_id(kefu_processor_t *p, kefu_topic_t topic, const void *payload, size_t len,
+                           char *err, size_t errlen) {
+  const uint8_t *b = payload;
+  if (!p->registry || len < KEFU_CODEC_HEADER_LEN || b[0] != 0)
+    return 0; /* the codec names bad framing */
+  int32_t id = (int32_t)((uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4]);
+  if (kefu_schemas_by_id(p->schemas, id, NULL))
+    return 0;
+  if (kefu_registry_learn(p->registry, p->schemas, topic, id, err, errlen) != KEFU_REGISTRY_OK)
+    return -1;
+  avro_schema_t w = kefu_schemas_by_id(p->schemas, id, NULL);
+  if (topic <= KEFU_T_SHOP_CONFIG && p->fast_id[topic] < 0 &&
+      avro_schema_equal(w, kefu_schemas_current(p->schemas, topic)))
+    p->fast_id[topic] = id;
+  KEFU_INFO("registry", "learnt schema id %d of %s", (int)id, kefu_topic_name(topic));
+  return 0;
+}
+
 /* SPEC §1.3: the "now" of the ts checks is the wall clock, in a replay the record's
  * Kafka timestamp (so that a replay decides as the live run did). */
 static void decode_input(kefu_processor_t *p, input_t *in) {
@@ -134,6 +157,8 @@ static void decode_input(kefu_processor_t *p, input_t *in) {
     }
     return;
   }
+  if (learn_schema_id(p, in->topic, in->payload, in->len, in->error, sizeof in->error))
+    return;
   /* The fast path: a record of the current schema goes straight to the typed event. */
   int rc = kefu_event_decode(
       &in->ev, in->topic, in->topic <= KEFU_T_SHOP_CONFIG ? p->fast_id[in->topic] : -1, in->payload,
@@ -171,7 +196,8 @@ void engine_apply_courier(kefu_processor_t *p, const void *payload, size_t len, 
     kefu_courier_table_delete(&p->couriers, key);
     return;
   }
-  if (kefu_codec_decode(p->codec, KEFU_T_COURIER_STATUS, payload, len, &rec, err, sizeof err) ==
+  if (learn_schema_id(p, KEFU_T_COURIER_STATUS, payload, len, err, sizeof err) == 0 &&
+      kefu_codec_decode(p->codec, KEFU_T_COURIER_STATUS, payload, len, &rec, err, sizeof err) ==
           0 &&
       kefu_courier_status_validate(rec, err, sizeof err) == 0)
     kefu_courier_table_put(&p->couriers, rec);

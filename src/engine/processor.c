@@ -886,6 +886,51 @@ static void register_metrics(engine_metrics_t *m) {
                              kefu_metrics_buckets_short, kefu_metrics_buckets_short_n);
 }
 
+/* With schema.registry.url: the built-in ids leave the table (kefu's schemas stay as the
+ * readers' and writers' schemas) and every output schema is registered, its id pinned as
+ * the one kefu writes. An unreachable registry is retried with backoff, not ready (never
+ * the built-in ids instead); a refusal (HTTP 409 incompatible, 401, 422) fails the start
+ * with the registry's message and the subject. */
+static int setup_registry(kefu_processor_t *p, char *errstr, size_t errlen) {
+  const kefu_processor_opts_t *o = p->o;
+  int backoff = 100;
+  if (!o->registry.url || !*o->registry.url)
+    return 0;
+  if (!(p->registry = kefu_registry_new(&o->registry, errstr, errlen)))
+    return -1;
+  kefu_schemas_unlist(p->schemas);
+  for (;;) {
+    char why[768];
+    kefu_registry_err_t rc =
+        kefu_registry_register_outputs(p->registry, p->schemas, why, sizeof why);
+    if (rc == KEFU_REGISTRY_OK)
+      break;
+    if (rc != KEFU_REGISTRY_UNAVAILABLE) {
+      snprintf(errstr, errlen, "schema registry: %s", why);
+      return -1;
+    }
+    char ready_why[800];
+    snprintf(ready_why, sizeof ready_why, "schema registry unavailable: %s", why);
+    kefu_http_set_ready(false, ready_why);
+    KEFU_WARN("registry", "%s; retrying in %d ms", ready_why, backoff);
+    for (int waited = 0; waited < backoff; waited += 50) {
+      if (o->stop && *o->stop) {
+        snprintf(errstr, errlen, "stopped while waiting for the schema registry");
+        return -1;
+      }
+      kefu_http_heartbeat();
+      usleep(50000);
+    }
+    backoff = backoff * 2 > o->redis_retry_max_ms ? o->redis_retry_max_ms : backoff * 2;
+  }
+  for (int t = KEFU_T_COURIER_STATUS + 1; t < KEFU_T__COUNT; t++)
+    if (kefu_schemas_current_id(p->schemas, (kefu_topic_t)t) >= 0)
+      KEFU_INFO("registry", "subject %s-value: writing schema id %d",
+                kefu_topic_name((kefu_topic_t)t),
+                (int)kefu_schemas_current_id(p->schemas, (kefu_topic_t)t));
+  return 0;
+}
+
 kefu_processor_t *kefu_processor_new(const kefu_processor_opts_t *o, char *errstr, size_t errlen) {
   /* A batch allocates and frees megabytes (inputs, outputs, Redis replies): glibc would
    * hand the top of the heap back to the kernel after each, and the next batch takes
@@ -902,6 +947,8 @@ kefu_processor_t *kefu_processor_new(const kefu_processor_opts_t *o, char *errst
   if (!(p->schemas = kefu_schemas_new(errstr, errlen)))
     goto fail;
   p->codec = kefu_codec_new(p->schemas);
+  if (setup_registry(p, errstr, errlen))
+    goto fail;
   for (int t = 0; t <= KEFU_T_SHOP_CONFIG; t++)
     p->fast_id[t] = kefu_event_fast_id(p->schemas, (kefu_topic_t)t);
   p->env.params = &o->params;
@@ -953,6 +1000,7 @@ void kefu_processor_destroy(kefu_processor_t *p) {
   free(p->index_next);
   if (p->codec)
     kefu_codec_destroy(p->codec);
+  kefu_registry_destroy(p->registry);
   if (p->schemas)
     kefu_schemas_destroy(p->schemas);
   engine_cache_clear(p);

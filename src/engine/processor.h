@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "io/archive.h"
+#include "io/registry.h"
 
 #include "rules/rules.h"
 #include "store/redis.h"
@@ -38,7 +39,10 @@ typedef struct kefu_replay_io {
 
 typedef struct kefu_processor_opts {
   const char *bootstrap, *group_id, *instance_id, *transactional_id_prefix;
-  kefu_redis_opts_t redis; /* redis.url, .user, .password, .timeout_ms, .cluster, .wait_* */
+  kefu_redis_opts_t redis;       /* redis.url, .user, .password, .timeout_ms, .cluster, .wait_* */
+  kefu_registry_opts_t registry; /* schema.registry.*: .url "" = the built-in ids */
+  /* Set by a signal while kefu_processor_new waits for the registry (NULL: never). */
+  volatile sig_atomic_t *stop;
   const char *redis_namespace;
   bool exactly_once;
   int task_idle_ms, batch_max_records, batch_max_ms, redis_retry_max_ms;

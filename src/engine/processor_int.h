@@ -184,7 +184,8 @@ struct kefu_processor {
   rd_kafka_topic_t *out_topics[KEFU_T__COUNT]; /* the producer's output topics (warm) */
   kefu_redis_t *redis;
   kefu_schemas_t *schemas;
-  kefu_codec_t *codec; /* the loop's: decoding inputs, encoding outputs (outputs.c) */
+  kefu_codec_t *codec;       /* the loop's: decoding inputs, encoding outputs (outputs.c) */
+  kefu_registry_t *registry; /* NULL: the built-in ids; used by the loop thread only */
   int32_t fast_id[KEFU_T_SHOP_CONFIG + 1]; /* kefu_event_fast_id() per keyed input topic */
   kefu_courier_table_t couriers;
   kefu_rules_env_t env;

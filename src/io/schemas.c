@@ -35,12 +35,13 @@ typedef struct schema_entry {
   char *text;           /* owned: the JSON text as added */
   schema_record_t *records;
   size_t nrecords;
+  int unlisted; /* a reader's schema only: not found by its id (kefu_schemas_unlist) */
 } schema_entry_t;
 
 struct kefu_schemas {
   schema_entry_t *entries;
   size_t n, cap;
-  int32_t current[KEFU_T__COUNT]; /* -1: the topic has no schema */
+  int current[KEFU_T__COUNT]; /* index of the entry kefu writes and reads with; -1: none */
 };
 
 static avro_schema_t resolve(avro_schema_t t) {
@@ -192,11 +193,18 @@ static void entry_free(schema_entry_t *e) {
   memset(e, 0, sizeof *e);
 }
 
+/* The entry of wire id @p id (unlisted entries have none), or NULL. */
 static const schema_entry_t *find(const kefu_schemas_t *s, int32_t id) {
   for (size_t i = 0; i < s->n; i++)
-    if (s->entries[i].id == id)
+    if (s->entries[i].id == id && !s->entries[i].unlisted)
       return &s->entries[i];
   return NULL;
+}
+
+static const schema_entry_t *current_entry(const kefu_schemas_t *s, kefu_topic_t topic) {
+  if ((int)topic < 0 || topic >= KEFU_T__COUNT || s->current[topic] < 0)
+    return NULL;
+  return &s->entries[s->current[topic]];
 }
 
 /* Parses one schema into @p e; on failure @p e holds whatever was built so far. */
@@ -258,8 +266,10 @@ int kefu_schemas_add(kefu_schemas_t *s, int32_t id, kefu_topic_t topic, const ch
     s->cap = cap;
   }
   s->entries[s->n++] = e;
-  if (id > s->current[topic])
-    s->current[topic] = id;
+  /* An unlisted current one is kefu's own reader schema: only set_current replaces it. */
+  const schema_entry_t *cur = current_entry(s, topic);
+  if (!cur || (!cur->unlisted && id > cur->id))
+    s->current[topic] = (int)s->n - 1;
   return 0;
 fail:
   entry_free(&e);
@@ -360,14 +370,23 @@ int kefu_schemas_set_current(kefu_schemas_t *s, kefu_topic_t topic, int32_t id) 
   const schema_entry_t *e = find(s, id);
   if (!e || e->topic != topic)
     return -1;
-  s->current[topic] = id;
+  s->current[topic] = (int)(e - s->entries);
   return 0;
 }
 
 int32_t kefu_schemas_current_id(const kefu_schemas_t *s, kefu_topic_t topic) {
-  if ((int)topic < 0 || topic >= KEFU_T__COUNT)
-    return -1;
-  return s->current[topic];
+  const schema_entry_t *e = current_entry(s, topic);
+  return e && !e->unlisted ? e->id : -1;
+}
+
+const char *kefu_schemas_current_text(const kefu_schemas_t *s, kefu_topic_t topic) {
+  const schema_entry_t *e = current_entry(s, topic);
+  return e ? e->text : NULL;
+}
+
+void kefu_schemas_unlist(kefu_schemas_t *s) {
+  for (size_t i = 0; i < s->n; i++)
+    s->entries[i].unlisted = 1;
 }
 
 avro_schema_t kefu_schemas_by_id(const kefu_schemas_t *s, int32_t id, kefu_topic_t *topic_out) {
@@ -378,8 +397,8 @@ avro_schema_t kefu_schemas_by_id(const kefu_schemas_t *s, int32_t id, kefu_topic
 }
 
 avro_schema_t kefu_schemas_current(const kefu_schemas_t *s, kefu_topic_t topic) {
-  int32_t id = kefu_schemas_current_id(s, topic);
-  return id < 0 ? NULL : kefu_schemas_by_id(s, id, NULL);
+  const schema_entry_t *e = current_entry(s, topic);
+  return e ? e->schema : NULL;
 }
 
 const char *kefu_schemas_text(const kefu_schemas_t *s, int32_t id) {

@@ -46,8 +46,18 @@ int kefu_schemas_add(kefu_schemas_t *s, int32_t id, kefu_topic_t topic, const ch
 int kefu_schemas_set_current(kefu_schemas_t *s, kefu_topic_t topic, int32_t id);
 
 /** @brief The id kefu writes @p topic with (by default the highest id of the topic),
- *  or -1 when the topic has no schema (the DLQ). */
+ *  or -1 when the topic has no schema (the DLQ) or its current schema is unlisted. */
 int32_t kefu_schemas_current_id(const kefu_schemas_t *s, kefu_topic_t topic);
+
+/** @brief With a Schema Registry the built-in ids mean nothing on the wire: every schema
+ *  now in the table stays the current (reader's) schema of its topic (kefu_schemas_current,
+ *  kefu_schemas_current_text) but is no longer found by its id, and the id is free for
+ *  what the registry assigns. Ids added later are listed as usual; a topic's unlisted
+ *  current schema changes only by kefu_schemas_set_current(). */
+void kefu_schemas_unlist(kefu_schemas_t *s);
+
+/** @brief The JSON text of the current schema of @p topic (listed or not), or NULL. */
+const char *kefu_schemas_current_text(const kefu_schemas_t *s, kefu_topic_t topic);
 
 /** @brief The schema with @p id, or NULL when unknown; its topic in @p *topic_out when
  *  @p topic_out is not NULL. The schema is borrowed: it lives as long as the table. */

@@ -45,10 +45,23 @@ KEY_ENUM("processing.guarantee", "exactly_once", SYMS("exactly_once", "at_least_
          NO_FIELD,
          "exactly_once: outputs and input offsets in one Kafka transaction; at_least_once: "
          "idempotent producer, offsets committed after delivery (SPEC §5)"),
-KEY_STR("schema.registry.url", "", check_registry_url, "empty (no registry client yet)",
-        NO_FIELD,
-        "Confluent-compatible Schema Registry; kefu has no registry client yet, so only "
-        "empty is accepted: the built-in schema ids of schemas/ids.tsv"),
+KEY_STR("schema.registry.url", "", check_registry_url, "empty or http(s)://host[:port][/path]",
+        FIELD(registry.url),
+        "Confluent Schema Registry: kefu registers its output schemas under <topic>-value and "
+        "writes the ids it returns, and looks up input ids it does not know; empty: the "
+        "built-in ids of schemas/ids.tsv"),
+KEY_SECRET("schema.registry.basic.auth.user.info", "", FIELD(registry.user_info),
+           "user:password for the registry's basic auth; empty: none"),
+KEY_STR("schema.registry.ssl.ca.location", "", NULL, "", FIELD(registry.ca_location),
+        "CA certificate file (PEM) that verifies an https registry; empty: the system's"),
+KEY_STR("schema.registry.ssl.certificate.location", "", NULL, "",
+        FIELD(registry.certificate_location),
+        "Client certificate file (PEM) for an https registry that asks for one"),
+KEY_STR("schema.registry.ssl.key.location", "", NULL, "", FIELD(registry.key_location),
+        "Private key file (PEM) of schema.registry.ssl.certificate.location"),
+KEY_INT("schema.registry.timeout_ms", "5000", 1, 600000, FIELD(registry.timeout_ms),
+        "Connect and request timeout of each registry call (ms); at start kefu retries "
+        "with backoff up to redis.retry_max_ms"),
 KEY_STR("instance.id", "", check_instance_id, "empty or 1 to 64 of [A-Za-z0-9._-]",
         FIELD(instance_id), "Name of this instance in logs and metrics; empty: hostname-pid"),
 /* Redis */

@@ -1,0 +1,148 @@
+"""SPEC §1.2 with a Schema Registry (DECISIONS 57): kefu against the stand-in of
+tests/lib/registry_standin.py, whose ids start at 1000 so they differ from the built-in
+ones of schemas/ids.tsv.
+
+- kefu registers each output schema under <topic>-value and its outputs carry the ids
+  the registry assigned (decoded here with python3-avro from the registry's text);
+- an input written with a registry id kefu did not know (by `kefu produce
+  --schema-registry`) is fetched and decoded; an id the registry does not know, and a
+  writer's schema that does not resolve against kefu's, go to the DLQ with the reason;
+- basic auth: kefu authenticates, and the user info never appears in its log;
+- registry down at start: /readyz 503 naming the registry, retried; it comes up ->
+  ready and processing;
+- HTTP 409 on registering (the stand-in's FORBID switch): kefu exits 1 naming the subject.
+"""
+import io
+import json
+import os
+import secrets
+import struct
+import subprocess
+import tempfile
+
+import avro.io
+import avro.schema
+
+from kefutest import (KEFU, SLOW, TOPICS, KefuTestCase, free_port, http_get, kefu_run_command,
+                      main, wait_for)
+from registry_standin import Registry
+
+T0 = 1773068400000
+OUTPUTS = ["decisions", "invitations", "violations", "responses", "cards", "insights"]
+
+
+def query(eid, ts):
+    return {"event_id": eid, "shop_id": "s1", "ts": ts, "type": "DELIVERABILITY_QUERY",
+            "agent_id": "a1", "buyer_id": "b1", "region_code": "440305"}
+
+
+class RegistryTest(KefuTestCase):
+    def start_registry(self, port=0, user_info=None):
+        reg = Registry(port, user_info=user_info)
+        self.addCleanup(reg.stop)
+        return reg
+
+    def produce_registered(self, reg, topic, records, auth=None):
+        env = dict(os.environ)
+        if auth:
+            env["KEFU_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"] = auth
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        out = subprocess.run([KEFU, "produce", "-b", self.broker.bootstrap, "-t", TOPICS[topic],
+                              "--schema-registry", reg.url], input=text, capture_output=True,
+                             text=True, env=env)
+        self.assertEqual(out.returncode, 0, out.stderr)
+
+    def outputs(self):
+        from kefutest import read_raw
+        found = []
+        for t in OUTPUTS:
+            if t not in TOPICS:
+                continue
+            found += [(TOPICS[t], m.value()) for m in read_raw(self.broker.bootstrap, TOPICS[t])]
+        return found
+
+    def test_registered_ids_on_the_wire_unknown_id_to_dlq_basic_auth(self):
+        user_info = "kefu:" + secrets.token_hex(8)
+        reg = self.start_registry(user_info=user_info)
+        self.produce_registered(reg, "chat", [query("q%d" % i, T0 + i) for i in range(5)],
+                                auth=user_info)
+        chat_id = reg.subjects[TOPICS["chat"] + "-value"][0]
+        self.assertGreaterEqual(chat_id, 1000)
+        # An id the registry never assigned, on a record otherwise well formed.
+        self.produce_raw("chat", b"s1", b"\x00" + struct.pack(">i", 4242) + b"\x00")
+        # A writer's schema kefu's chat schema cannot resolve: event_id an int.
+        bad = reg.add("elsewhere-value", json.dumps(
+            {"type": "record", "name": "ChatEvent", "namespace": "other",
+             "fields": [{"name": "event_id", "type": "int"}]}))
+        self.produce_raw("chat", b"s1", b"\x00" + struct.pack(">i", bad) + b"\x02")
+        env = dict(os.environ, KEFU_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO=user_info)
+        args = [KEFU, "run", "-b", self.broker.bootstrap, "--redis", self.redis.url,
+                "--exit-when-idle", "--set", "http.listen=", "--set", "idle_advance=false",
+                "--set", "log.level=debug", "--set", "schema.registry.url=" + reg.url]
+        out = subprocess.run(kefu_run_command(args), capture_output=True, text=True, env=env,
+                             timeout=120 * SLOW)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertNotIn(user_info.split(":")[1], out.stderr)
+        # Every output subject registered, with ids of the stand-in.
+        for t in OUTPUTS:
+            if t in TOPICS and t != "dlq":
+                self.assertIn(TOPICS[t] + "-value", reg.subjects)
+        outs = self.outputs()
+        self.assertTrue(outs, "kefu wrote no output")
+        for topic, value in outs:
+            self.assertEqual(value[0], 0)
+            sid = struct.unpack(">i", value[1:5])[0]
+            self.assertEqual(reg.subjects[topic + "-value"], [sid])
+            schema = avro.schema.parse(reg.schemas[sid])
+            rec = avro.io.DatumReader(schema).read(avro.io.BinaryDecoder(io.BytesIO(value[5:])))
+            self.assertIsInstance(rec, dict)
+        self.assertIn(("GET", "/schemas/ids/%d" % chat_id), reg.requests)
+        dlq = json.dumps(self.consume("dlq"))
+        self.assertIn("schema id 4242: not in the schema registry", dlq)
+        self.assertIn("schema id %d cannot be resolved against kefu's schema of %s: "
+                      "event_id: the writer's int cannot be read as string" % (bad, TOPICS["chat"]),
+                      dlq)
+
+    def test_registry_down_at_start_not_ready_then_ready(self):
+        # The inputs carry a registry id: a registry that is down later restarts with it.
+        before = Registry()
+        self.produce_registered(before, "chat", [query("q%d" % i, T0 + i) for i in range(5)])
+        before.stop()
+        port, http_port = free_port(), free_port()
+        args = [KEFU, "run", "-b", self.broker.bootstrap, "--redis", self.redis.url,
+                "--exit-when-idle", "--set", "http.listen=127.0.0.1:%d" % http_port,
+                "--set", "idle_advance=false", "--set", "redis.retry_max_ms=500",
+                "--set", "schema.registry.url=http://127.0.0.1:%d" % port]
+        log = tempfile.NamedTemporaryFile("w+", prefix="kefu-registry-", suffix=".log")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen(kefu_run_command(args), stderr=log, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+
+        def not_ready():
+            status, body = http_get(http_port, "/readyz", timeout=2)
+            return status == 503 and "schema registry" in body
+        wait_for(not_ready, 30 * SLOW, "/readyz 503 naming the registry")
+        def retried():
+            with open(log.name) as f:
+                return f.read().count("retrying") >= 2
+        wait_for(retried, 30 * SLOW, "retries")
+        reg = Registry(port, state_of=before)
+        self.addCleanup(reg.stop)
+        self.assertEqual(proc.wait(120 * SLOW), 0)
+        self.assertIn(TOPICS["decisions"] + "-value", reg.subjects)
+        outs = self.outputs()
+        self.assertTrue(outs)
+        for topic, value in outs:
+            self.assertGreaterEqual(struct.unpack(">i", value[1:5])[0], 1000)
+
+    def test_incompatible_409_stops_kefu_naming_the_subject(self):
+        reg = self.start_registry()
+        reg.compat[TOPICS["decisions"] + "-value"] = "FORBID"
+        err = self.run_kefu("schema.registry.url=" + reg.url, expect=1)
+        self.assertIn("subject %s-value" % TOPICS["decisions"], err)
+        self.assertIn("incompatible", err)
+        self.assertIn("HTTP 409", err)
+
+
+if __name__ == "__main__":
+    main()
