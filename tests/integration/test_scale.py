@@ -14,7 +14,9 @@ Afterwards, over the whole stream:
 Rebalance pauses are measured, not asserted: for every task at every handover, from its
 revocation on the old owner (the "revoked task N" log line, with its timestamp) to the
 first batch of the new owner (the first advance of ns:{task-N}:pos after the new owner's
-"assigned ... [N]" line, sampled every 50 ms straight from the task's master). The range
+"assigned ... [N]" line, sampled every 50 ms straight from the task's master), when
+the task had input to read at its assignment (else its next batch waits for input, not
+for the rebalance, and no pause is counted). The range
 assignor is eager, so every task pauses at every change, also one that stays where it
 is. The table and the max/median are printed:
 
@@ -161,7 +163,8 @@ STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z ")
 
 
 def log_events(path):
-    """[(time, "revoke"|"assign", task)] from one kefu log."""
+    """[(time, "revoke"|"assign", task, idle)] from one kefu log; idle: an assigned
+    partition with nothing to read."""
     out = []
     with open(path, errors="replace") as f:
         for line in f:
@@ -173,17 +176,17 @@ def log_events(path):
             a = re.search(r"assigned \S+ \[(\d+)\]", line)
             r = re.search(r"revoked task (\d+)", line)
             if a:
-                out.append((t, "assign", int(a.group(1))))
+                out.append((t, "assign", int(a.group(1)), "(nothing to read)" in line))
             elif r:
-                out.append((t, "revoke", int(r.group(1))))
+                out.append((t, "revoke", int(r.group(1)), False))
     return out
 
 
 def pauses(changes, runs, sampler, partitions):
     """[(change index, what, task, old, new, ms)]: per task, each revocation in a
     change's window to the first advance after the next assignment of the task."""
-    events = sorted((t, kind, task, proc.name) for proc in runs
-                    for t, kind, task in log_events(proc.log_path))
+    events = sorted((t, kind, task, proc.name, idle) for proc in runs
+                    for t, kind, task, idle in log_events(proc.log_path))
     out = []
     for i, (t0, what) in enumerate(changes):
         t1 = changes[i + 1][0] if i + 1 < len(changes) else float("inf")
@@ -198,8 +201,12 @@ def pauses(changes, runs, sampler, partitions):
                 nxt = next((e for e in evs[k + 1:] if e[1] == "assign"), None)
                 if nxt is None:
                     break  # the last leave of the run: no new owner in this window
+                # the same assignment's lines for the task's other partitions: a task
+                # with nothing to read on any of them has no pause to measure
+                same = [e for e in evs if e[1] == "assign" and e[3] == nxt[3] and
+                        nxt[0] <= e[0] < nxt[0] + 1]
                 first = next((a for a in sampler.advances[task] if a > nxt[0]), None)
-                if first is not None and first < t1:
+                if first is not None and first < t1 and not all(e[4] for e in same):
                     out.append((i, what, task, old, nxt[3], (first - revoked) * 1000))
                 k = evs.index(nxt) + 1
     return out
@@ -252,7 +259,7 @@ class ScaleTest(KefuTestCase):
             and then processed a batch, or has nothing to read."""
             assigned = {}
             for proc in up.values():
-                for at, kind, task in log_events(proc.log_path):
+                for at, kind, task, _ in log_events(proc.log_path):
                     if kind == "assign" and at > since:
                         assigned[task] = max(at, assigned.get(task, 0))
             if len(assigned) < self.partitions:
