@@ -18,7 +18,13 @@ by tests/lib/rediscluster.py with Debian's redis-server and `redis-cli --cluster
   - asynchronous replication (no WAIT, no min-replicas-to-write): a master's replica is
     cut off (it can no longer authenticate to its master), kefu's writes to that master
     are acknowledged, the master is SIGKILLed and the stale replica promoted. What kefu
-    then does is printed as `ASYNC_LOSS ...` (see test_async_loss_without_wait).
+    then does is printed as `ASYNC_LOSS ...`. The test asserts what kefu must guarantee
+    (nothing applied twice, re-emits identical, and either exact state or the loss
+    reported); as of this commit it FAILS: the task's position and the shops' applied
+    offsets come back lower, not missing, and kefu's lost-state check (EXISTS of
+    ns:{task-N}:pos, src/engine/state_check.c) does not see it, so the lost inputs stay
+    lost, silently, and a batch retried across the failover can re-emit an output with
+    other bytes.
 
 KEFU_CRASH_SEED=<n> reproduces a workload.
 """
