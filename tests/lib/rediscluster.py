@@ -88,6 +88,11 @@ class RedisCluster:
             if out.returncode != 0:
                 raise RuntimeError("redis-cli --cluster create: " + out.stdout + out.stderr)
             self.wait_ok(masters)
+            if replicas:  # with min-replicas-to-write, a master takes writes only then
+                wait_for(lambda: all("connected_slaves:%d" % replicas in
+                                     m.cli("INFO", "replication") for m in self.masters()),
+                         60, "every master's replicas to connect")
+                self.wait_replicated()
         except BaseException:
             self.stop()
             raise
