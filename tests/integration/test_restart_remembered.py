@@ -3,11 +3,18 @@ but whose Kafka transaction never committed re-emits exactly its outputs, howeve
 new instance batches its input (issue 9: the owner cache reads remembered outputs only
 when an input may have been processed before).
 
-The first run applies a 120-query batch to Redis, then cannot commit (EndTxn answers
-COORDINATOR_NOT_AVAILABLE) and is killed. The second run reads the same
-inputs in batches of 7: the first batch meets applied inputs, and so does every batch
-after it up to the 120th, so their cards come from what the first run remembered. Every
-query's card must be written by the second run, every copy byte for byte the same."""
+The first run applies its first batch of the 120 queries to Redis (all of them, or as
+many as it had fetched and merged), then cannot commit (EndTxn answers
+COORDINATOR_NOT_AVAILABLE) and is killed. The second run reads the same inputs in
+batches of 7: its batches meet the applied inputs, whose cards come from what the first
+run remembered. Every query's card must be written by the second run, every copy byte for
+byte the same.
+
+The kill comes as soon as the first batch's state is in Redis. Waiting for every shop's
+state instead was a flaky test: a busy machine splits the first run's input into two
+batches, the second batch's state waits for the first's commit (the pipelined loop), and
+that commit went through once EndTxn's 60 errors ran out (about 30 s), so the second run
+found everything committed and wrote no card (CI of 5c73714)."""
 import os
 import signal
 import subprocess
@@ -23,10 +30,12 @@ class RestartRememberedTest(KefuTestCase):
     broker_control = True
 
     def killed_after_its_state_write(self, shops, task_idle_ms):
-        """A first run that applies its batch to Redis but cannot commit it (EndTxn answers
-        COORDINATOR_NOT_AVAILABLE), killed then: the cards it wrote (uncommitted: the mock
-        cluster does not hide aborted records from a reader, so they may be seen) by id,
-        and the last offset per partition they reached."""
+        """A first run that applies its first batch to Redis but cannot commit it (EndTxn
+        answers COORDINATOR_NOT_AVAILABLE), killed once one of @p shops has state: the
+        cards it wrote (uncommitted: the mock cluster does not hide aborted records from a
+        reader, so they may be seen) by id, and the last offset per partition they
+        reached. Nothing of a later batch is applied: its state waits for the first
+        batch's commit, which the errors hold up for far longer than the kill takes."""
         self.broker.control("errors EndTxn " + " ".join(["COORDINATOR_NOT_AVAILABLE"] * 60))
         log = tempfile.NamedTemporaryFile("w+", prefix="kefu-restart-", delete=False)
         self.addCleanup(os.unlink, log.name)
@@ -36,7 +45,7 @@ class RestartRememberedTest(KefuTestCase):
              "--set", "batch.max_records=1000", "--set", "task_idle_ms=%d" % task_idle_ms],
             stdout=subprocess.DEVNULL, stderr=log)
         self.addCleanup(lambda: proc.poll() is None and proc.kill())
-        wait_for(lambda: all(self.redis.state(s)["applied"] for s in shops), 120,
+        wait_for(lambda: any(self.redis.state(s)["applied"] for s in shops), 120,
                  "the first run to write its batch's state")
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
