@@ -886,6 +886,43 @@ static void register_metrics(engine_metrics_t *m) {
                              kefu_metrics_buckets_short, kefu_metrics_buckets_short_n);
 }
 
+/* Not ready for @p why: logged, then @p *backoff ms of waiting (beating, so /healthz
+ * stays 200), doubled up to redis.retry_max_ms for the next time. -1: a stop came. */
+static int wait_at_start(const kefu_processor_opts_t *o, const char *subsystem, const char *why,
+                         int *backoff) {
+  kefu_http_set_ready(false, why);
+  KEFU_WARN(subsystem, "%s; retrying in %d ms", why, *backoff);
+  for (int waited = 0; waited < *backoff; waited += 50) {
+    if (o->stop && *o->stop)
+      return -1;
+    kefu_http_heartbeat();
+    usleep(50000);
+  }
+  *backoff = *backoff * 2 > o->redis_retry_max_ms ? o->redis_retry_max_ms : *backoff * 2;
+  return 0;
+}
+
+/* kefu run's Redis: a Redis that is not ready yet (down, loading its AOF, a cluster
+ * electing a master, a master refusing writes without its replica: NOREPLICAS) is
+ * waited for, not ready, as the retry loop waits for it later; a Redis kefu may not use
+ * (a wrong password, missing ACL permissions, another kefu's functions) fails the start.
+ * A replay fails at once: an analyst's job should say so rather than wait. */
+static kefu_redis_t *connect_redis_at_start(const kefu_processor_opts_t *o, char *errstr,
+                                            size_t errlen) {
+  int backoff = 100;
+  for (;;) {
+    kefu_redis_t *r = kefu_redis_connect(&o->redis, errstr, errlen);
+    if (r || o->replay || !o->stop || !kefu_redis_error_is_transient(errstr))
+      return r;
+    char why[600];
+    snprintf(why, sizeof why, "redis unavailable: %s", errstr);
+    if (wait_at_start(o, "redis", why, &backoff)) {
+      snprintf(errstr, errlen, "stopped while waiting for Redis (%s)", why);
+      return NULL;
+    }
+  }
+}
+
 /* With schema.registry.url: the built-in ids leave the table (kefu's schemas stay as the
  * readers' and writers' schemas) and every output schema is registered, its id pinned as
  * the one kefu writes. An unreachable registry is retried with backoff, not ready (never
@@ -911,17 +948,10 @@ static int setup_registry(kefu_processor_t *p, char *errstr, size_t errlen) {
     }
     char ready_why[800];
     snprintf(ready_why, sizeof ready_why, "schema registry unavailable: %s", why);
-    kefu_http_set_ready(false, ready_why);
-    KEFU_WARN("registry", "%s; retrying in %d ms", ready_why, backoff);
-    for (int waited = 0; waited < backoff; waited += 50) {
-      if (o->stop && *o->stop) {
-        snprintf(errstr, errlen, "stopped while waiting for the schema registry");
-        return -1;
-      }
-      kefu_http_heartbeat();
-      usleep(50000);
+    if (wait_at_start(o, "registry", ready_why, &backoff)) {
+      snprintf(errstr, errlen, "stopped while waiting for the schema registry");
+      return -1;
     }
-    backoff = backoff * 2 > o->redis_retry_max_ms ? o->redis_retry_max_ms : backoff * 2;
   }
   for (int t = KEFU_T_COURIER_STATUS + 1; t < KEFU_T__COUNT; t++)
     if (kefu_schemas_current_id(p->schemas, (kefu_topic_t)t) >= 0)
@@ -955,7 +985,7 @@ kefu_processor_t *kefu_processor_new(const kefu_processor_opts_t *o, char *errst
   p->env.couriers = &p->couriers;
   /* A replay's source and sink stand for the consumer group, the producer and the
    * courier table (replay.c). */
-  if (!(p->redis = kefu_redis_connect(&o->redis, errstr, errlen)) ||
+  if (!(p->redis = connect_redis_at_start(o, errstr, errlen)) ||
       (o->replay ? engine_replay_setup(p, errstr, errlen)
                  : open_consumer(p, errstr, errlen) || check_copartitioning(p, errstr, errlen) ||
                        open_producer(p, errstr, errlen) || open_courier_table(p, errstr, errlen) ||

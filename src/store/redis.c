@@ -455,6 +455,35 @@ fail:
   return NULL;
 }
 
+bool kefu_redis_error_is_transient(const char *errstr) {
+  /* hiredis's texts for a connection that got no answer (strerror and its own), and
+   * the codes of Redis's error replies that mean "try again later" */
+  static const char *const later[] = {"Connection refused",
+                                      "Connection reset",
+                                      "timed out",
+                                      "Resource temporarily unavailable",
+                                      "Server closed the connection",
+                                      "No route to host",
+                                      "Name or service not known",
+                                      "Temporary failure in name resolution",
+                                      "Network is unreachable"};
+  static const char *const codes[] = {"LOADING",  "NOREPLICAS", "CLUSTERDOWN",
+                                      "TRYAGAIN", "MASTERDOWN", "BUSY"};
+  if (strncmp(errstr, "redis ", 6) != 0) /* "redis.url: ...": the configuration's */
+    return false;
+  for (size_t i = 0; i < sizeof later / sizeof *later; i++)
+    if (strstr(errstr, later[i]))
+      return true;
+  /* a reply's code follows "redis WHAT: " (command_ok, read_slots) */
+  const char *reply = strstr(errstr, ": ");
+  for (; reply; reply = strstr(reply + 2, ": "))
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
+      if (strncmp(reply + 2, codes[i], strlen(codes[i])) == 0 &&
+          (reply[2 + strlen(codes[i])] == ' ' || reply[2 + strlen(codes[i])] == '\0'))
+        return true;
+  return strstr(errstr, "(the cluster is not ok)") != NULL; /* a slot without a master */
+}
+
 void kefu_redis_close(kefu_redis_t *r) {
   if (!r)
     return;

@@ -51,6 +51,13 @@ typedef struct kefu_redis_opts {
  *  loaded (on every master of a cluster). NULL with @p errstr (never containing the
  *  password). */
 kefu_redis_t *kefu_redis_connect(const kefu_redis_opts_t *o, char *errstr, size_t errlen);
+
+/** @brief True when @p errstr, as kefu_redis_connect wrote it, names a Redis that is not
+ *  ready yet rather than one kefu may not use: no answer (refused, reset, timed out, a
+ *  name not resolving yet) or an error reply whose code says "later" (LOADING,
+ *  NOREPLICAS, CLUSTERDOWN, TRYAGAIN, MASTERDOWN, BUSY). A wrong password, a missing
+ *  permission or a configuration error is not transient. */
+bool kefu_redis_error_is_transient(const char *errstr);
 void kefu_redis_close(kefu_redis_t *r);
 
 /** @brief Queues @p c (arguments copied) in the pipeline. On a cluster it goes to the

@@ -277,6 +277,29 @@ class RedisFaultsTest(KefuTestCase):
                 self.assertIn("is gone after reconnecting", line)
                 self.assert_nothing_written()
 
+    def test_redis_down_at_start_waited_for_SPEC6(self):
+        """A kefu (re)started while Redis is down (in a failover: its master not elected
+        yet, or refusing writes with NOREPLICAS) waits for it, not ready, instead of
+        exiting 1 into a CrashLoopBackOff that outlasts the outage; once Redis answers it
+        processes everything, exactly once. A wrong password still fails the start
+        (test_secrets.py)."""
+        w = self.workload("exactly_once", events=400)
+        self.produce("courier", COURIER_STATUS)
+        for chunk in w.chunks(1):
+            produce_chunk(self, chunk)
+        self.use_aof_redis()
+        self.redis.kill()
+        proc = self.start("exactly_once")
+        wait_for(lambda: self.log().count("redis unavailable") >= 2 or proc.poll() is not None,
+                 60, "kefu to retry the connection")
+        self.assertIsNone(proc.poll(), "kefu exited: " + self.log()[-3000:])
+        status, body = self.readyz()
+        self.assertEqual(status, 503, body)
+        self.assertIn("redis unavailable", body)
+        self.assertEqual(http(self.http_port, "/healthz")[0], 200)  # alive, just not ready
+        self.redis.start()
+        self.finish(proc, w)
+
     def test_redis_empty_at_start_refused_at_least_once(self):
         """Case a: Kafka has the group's committed offsets, Redis has nothing. Then the
         remedy the ERROR line names (offsets reset to the earliest) reprocesses
