@@ -409,6 +409,10 @@ int engine_load_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
           goto done;
         }
         shop_read(p, e, &l);
+        if ((bad = engine_acked_check(p, e, errstr, errlen))) {
+          rc = bad;
+          goto done;
+        }
       } else if (e->seen_reply >= 0) {
         int bad = kefu_store_seen_parse(r[e->seen_reply], seen_loaded, &e->seen, errstr, errlen);
         e->seen_reply = -1;
@@ -838,7 +842,8 @@ int engine_store_state(kefu_processor_t *p, const batch_t *b, batch_state_t *bs,
       goto done;
     }
   for (size_t i = 0; i < bs->nshops; i++)
-    if (reply_of[i] >= 0 && kefu_store_apply_check(r[reply_of[i]], errstr, errlen))
+    if (reply_of[i] >= 0 &&
+        (rc = kefu_store_apply_check(r[reply_of[i]], &writes[i], errstr, errlen)) != 0)
       goto done;
   for (size_t i = 0; i < bs->nshops; i++) {
     written(bs->shops[i], &writes[i]);

@@ -435,6 +435,7 @@ static void on_revoke(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
     json_decref(p->tasks[id].timer_index);
     p->tasks[id].timer_index = NULL;
     engine_cache_drop_task(p, id); /* its next owner reads its shops from Redis */
+    engine_acked_forget(p, id);
     KEFU_INFO("engine", "revoked task %d", id);
   }
   rd_kafka_resume_partitions(p->consumer, parts); /* see on_assign */

@@ -64,12 +64,15 @@ static void batch_state_init(batch_state_t *bs) {
 }
 
 /* The batch's shops leave memory: Redis has their state (their memory may be ahead of it,
- * or behind after a conflict). */
+ * or behind after a conflict). What Redis acknowledged of them stays, to be checked when
+ * they are read again (a failover may have lost it). */
 static void drop_batch_shops(kefu_processor_t *p, batch_state_t *bs) {
   for (size_t i = 0; i < bs->nshops; i++)
     bs->shops[i]->in_batch = false;
-  for (size_t i = 0; i < bs->nshops; i++)
+  for (size_t i = 0; i < bs->nshops; i++) {
+    engine_acked_keep(p, bs->shops[i]);
     engine_cache_drop(p, bs->shops[i]);
+  }
   bs->nshops = 0;
 }
 
@@ -84,6 +87,7 @@ static int state_once(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
       max_ts = b->items[i]->ev.ts;
   int64_t wm[MAX_TASKS];
   snapshot_watermarks(p, wm);
+  int rc = 0;
   for (int attempt = 0;; attempt++) {
     bool missed = false;
     for (size_t i = 0; i < b->n; i++)
@@ -91,7 +95,7 @@ static int state_once(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
           false;
     if (!p->redis && reconnect_redis(p, errstr, errlen))
       return p->fatal ? -1 : 1;
-    if (engine_load_state(p, b, bs, errstr, errlen) != 0)
+    if ((rc = engine_load_state(p, b, bs, errstr, errlen)) != 0)
       break;
     engine_run_rules(p, b, bs);
     for (size_t i = 0; i < b->n; i++)
@@ -111,9 +115,14 @@ static int state_once(kefu_processor_t *p, const batch_t *b, batch_state_t *bs, 
       batch_state_init(bs);
       continue;
     }
-    if (engine_store_state(p, b, bs, max_ts, errstr, errlen) == 0)
+    if ((rc = engine_store_state(p, b, bs, max_ts, errstr, errlen)) == 0)
       return 0;
     break;
+  }
+  if (rc == KEFU_STORE_WENT_BACK) {
+    engine_state_went_back(p, errstr);
+    snprintf(errstr, errlen, "Redis lost kefu's state");
+    return -1;
   }
   close_redis(p, errstr);
   drop_batch_shops(p, bs);
@@ -1035,6 +1044,7 @@ void kefu_processor_destroy(kefu_processor_t *p) {
     kefu_schemas_destroy(p->schemas);
   engine_cache_clear(p);
   kefu_map_clear(&p->cache, NULL);
+  kefu_map_clear(&p->acked, free);
   kefu_buf_free(&p->scratch);
   kefu_courier_table_clear(&p->couriers);
   free(p->enc_buf);

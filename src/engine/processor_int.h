@@ -190,6 +190,9 @@ struct kefu_processor {
   kefu_courier_table_t couriers;
   kefu_rules_env_t env;
   kefu_map_t cache; /* shop_id -> shop_entry_t*: the owner cache */
+  /* shop_id -> shop_acked_t*: the applied offsets Redis acknowledged of shops dropped
+   * after a failed write, checked when they are read again (state_check.c) */
+  kefu_map_t acked;
   size_t cache_bytes;
   uint64_t batch_no;
   uint64_t batches_made; /* batches taken from the merge (not only committed ones) */
@@ -409,6 +412,27 @@ int engine_state_check_assign(kefu_processor_t *p, const rd_kafka_topic_partitio
 /** @brief After a reconnect: -1 (as above) when a task's state that this instance saw in
  *  Redis is gone; 0 otherwise. */
 int engine_state_check_reconnect(kefu_processor_t *p);
+
+/* What Redis acknowledged of a shop that left memory after a failed write. */
+typedef struct shop_acked {
+  int task;
+  int64_t offsets[KEFU_KEYED_INPUTS]; /* -1: none */
+} shop_acked_t;
+
+/** @brief Keeps @p e's acknowledged applied offsets before it leaves memory after a failed
+ *  write, so that reading it again can tell a Redis that lost them. state_check.c. */
+void engine_acked_keep(kefu_processor_t *p, const shop_entry_t *e);
+
+/** @brief @p e just read from Redis: KEFU_STORE_WENT_BACK with @p errstr when an applied
+ *  offset is below one Redis acknowledged before (engine_acked_keep), else 0. */
+int engine_acked_check(kefu_processor_t *p, const shop_entry_t *e, char *errstr, size_t errlen);
+
+/** @brief Forgets the acknowledged offsets of @p task's shops (-1: of every task). */
+void engine_acked_forget(kefu_processor_t *p, int task);
+
+/** @brief Refuses to go on (logged with the remedy, /readyz 503, p->fatal): Redis went
+ *  back, @p what says where. */
+void engine_state_went_back(kefu_processor_t *p, const char *what);
 /** @brief Sends p->redis's pipeline; the replies of the caller's commands (positions queued
  *  before them are taken out) and their number, or -1. */
 int engine_redis_flush(kefu_processor_t *p, redisReply ***replies, char *errstr, size_t errlen);

@@ -175,6 +175,78 @@ int engine_state_check_assign(kefu_processor_t *p, const rd_kafka_topic_partitio
   return check_tasks(p, want);
 }
 
+/* ---------------------------------------------------------------- a Redis that went back
+ *
+ * A Redis can also come back with less than it acknowledged: a replica promoted before
+ * it had the master's last writes (asynchronous replication, without redis.wait_replicas),
+ * a master restarted from an AOF that was not fsynced. Its positions and shops exist,
+ * older. The applied offsets tell: they only move forward (another writer's, a zombie's,
+ * too), so one below what Redis acknowledged to this instance is a lost write. Found at
+ * the shop's next write (kefu_apply's compare-and-set answers with the stored offset)
+ * for a shop in memory, and when it is read again for one dropped after a failed write
+ * (its acknowledged offsets are kept until then). Not found: a shop whose lost write this
+ * instance does not meet again (evicted, or its task moved). */
+void engine_state_went_back(kefu_processor_t *p, const char *what) {
+  KEFU_ERROR("engine",
+             "Redis lost kefu's state: %s. Redis went back to older state (a failover "
+             "promoted a replica without the master's last writes: set redis.wait_replicas "
+             "and min-replicas-to-write, docs/OPERATIONS.md \"Redis Cluster\"). Refusing to "
+             "go on (the inputs of the lost writes are committed in Kafka: going on would give "
+             "wrong answers). Restore Redis from the old master's AOF if it has them and "
+             "restart kefu; or reset the offsets of consumer group \"%s\" to the earliest "
+             "(kafka-consumer-groups --group %s --reset-offsets --to-earliest --all-topics "
+             "--execute) after emptying Redis, and restart kefu",
+             what, p->o->group_id, p->o->group_id);
+  kefu_http_set_ready(false, "Redis lost kefu's state (it went back to older state): see the log");
+  p->fatal = true;
+}
+
+void engine_acked_keep(kefu_processor_t *p, const shop_entry_t *e) {
+  shop_acked_t *a = kefu_map_get(&p->acked, e->shop->id);
+  if (!a) {
+    a = malloc(sizeof *a);
+    for (int k = 0; k < KEFU_KEYED_INPUTS; k++)
+      a->offsets[k] = -1;
+    kefu_map_put(&p->acked, e->shop->id, a);
+  }
+  a->task = e->task;
+  for (int k = 0; k < KEFU_KEYED_INPUTS; k++)
+    if (e->stored[k] > a->offsets[k])
+      a->offsets[k] = e->stored[k];
+}
+
+int engine_acked_check(kefu_processor_t *p, const shop_entry_t *e, char *errstr, size_t errlen) {
+  shop_acked_t *a = kefu_map_del(&p->acked, e->shop->id);
+  int rc = 0;
+  for (int k = 0; a && k < KEFU_KEYED_INPUTS && !rc; k++)
+    if (a->offsets[k] >= 0 && e->stored[k] < a->offsets[k]) {
+      snprintf(errstr, errlen,
+               "shop %s's applied offset of %s [%d] is %lld in Redis, below %lld, which Redis "
+               "acknowledged to this instance",
+               e->shop->id, kefu_topic_name((kefu_topic_t)k), e->task, (long long)e->stored[k],
+               (long long)a->offsets[k]);
+      rc = KEFU_STORE_WENT_BACK;
+    }
+  free(a);
+  return rc;
+}
+
+void engine_acked_forget(kefu_processor_t *p, int task) {
+  const char *id;
+  void *v;
+  const char **gone = NULL;
+  size_t n = 0;
+  kefu_map_foreach(&p->acked, it, id, v) {
+    if (task >= 0 && ((shop_acked_t *)v)->task != task)
+      continue;
+    gone = realloc(gone, (n + 1) * sizeof *gone);
+    gone[n++] = id;
+  }
+  for (size_t i = 0; i < n; i++)
+    free(kefu_map_del(&p->acked, gone[i]));
+  free(gone);
+}
+
 int engine_state_check_reconnect(kefu_processor_t *p) {
   bool want[MAX_TASKS] = {0};
   for (int t = 0; t < MAX_TASKS; t++)

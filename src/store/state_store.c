@@ -518,14 +518,34 @@ int kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_store_write_t 
   return any ? 1 : 0;
 }
 
-int kefu_store_apply_check(const redisReply *reply, char *errstr, size_t errlen) {
+bool kefu_store_went_back(const char *stored, int64_t acked) {
+  if (acked < 0)
+    return false;
+  long long v = stored && *stored ? strtoll(stored, NULL, 10) : -1;
+  return v < acked;
+}
+
+int kefu_store_apply_check(const redisReply *reply, const kefu_store_write_t *w, char *errstr,
+                           size_t errlen) {
   if (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_STRING) {
     if (strcmp(reply->str, "OK") == 0)
       return 0;
   }
-  if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3)
-    FAIL("state conflict on %s (stored offset %s): another instance applied it",
-         reply->element[1]->str, reply->element[2]->str);
+  if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3) {
+    const redisReply *field = reply->element[1], *stored = reply->element[2];
+    const char *f = field->type == REDIS_REPLY_STRING ? field->str : "";
+    const char *v = stored->type == REDIS_REPLY_STRING ? stored->str : "";
+    for (int i = 0; i < w->ncas; i++)
+      if (strcmp(w->cas[i].field, f) == 0 && w->cas[i].expected[0] &&
+          kefu_store_went_back(v, strtoll(w->cas[i].expected, NULL, 10))) {
+        snprintf(errstr, errlen,
+                 "shop %s's applied offset of %s is %s in Redis, below %s, which Redis "
+                 "acknowledged to this instance",
+                 w->shop->id, f, *v ? v : "(none)", w->cas[i].expected);
+        return KEFU_STORE_WENT_BACK;
+      }
+    FAIL("state conflict on %s (stored offset %s): another instance applied it", f, v);
+  }
   FAIL("kefu_apply: %s", reply->str ? reply->str : "unexpected reply");
 }
 

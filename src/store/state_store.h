@@ -122,8 +122,17 @@ typedef struct kefu_store_write {
 int kefu_store_apply_append(kefu_redis_t *r, const char *ns, kefu_store_write_t *w,
                             kefu_buf_t *scratch);
 
-/** @brief 0 when the kefu_apply reply is OK; -1 with errstr on a conflict or error. */
-int kefu_store_apply_check(const redisReply *reply, char *errstr, size_t errlen);
+/** @brief 0 when the kefu_apply reply for @p w is OK; -1 with errstr on a conflict or
+ *  error; KEFU_STORE_WENT_BACK with errstr when the conflict's stored offset is below the
+ *  one @p w expected (which Redis had acknowledged): Redis lost a write it had taken,
+ *  not another writer's doing (those only move offsets forward). */
+int kefu_store_apply_check(const redisReply *reply, const kefu_store_write_t *w, char *errstr,
+                           size_t errlen);
+#define KEFU_STORE_WENT_BACK (-2)
+
+/** @brief True when an offset Redis holds (@p stored, "" or absent: none) is below
+ *  @p acked, one it acknowledged before (-1: none). */
+bool kefu_store_went_back(const char *stored, int64_t acked);
 
 /** @brief The earliest deadline of the pending timers of the shop and of the buyers it
  *  holds, INT64_MAX for none. */

@@ -17,16 +17,12 @@ by tests/lib/rediscluster.py with Debian's redis-server and `redis-cli --cluster
     printed as `RECOVERY cluster_failover_wait <s> s`;
   - asynchronous replication (no WAIT, no min-replicas-to-write): a master's replica is
     cut off (it can no longer authenticate to its master), kefu's writes to that master
-    are acknowledged, the master is SIGKILLed and the stale replica promoted. What kefu
-    then does is printed as `ASYNC_LOSS ...`. The test pins what kefu does today: the
-    promoted replica's applied offsets are below what was acknowledged (what is missing
-    can be read from them), and kefu does not notice — the task's position and the
-    shops' applied offsets come back lower, not missing, and kefu's lost-state check
-    (EXISTS of ns:{task-N}:pos, src/engine/state_check.c) does not see it, so the lost
-    inputs stay lost, silently, and a batch retried across the failover can re-emit an
-    output with other bytes. Hence WAIT in deploy/ (the failover test above). Kefu
-    noticing is left to do (DECISIONS 56); this test fails once it does, to assert the
-    guarantee then.
+    are acknowledged, the master is SIGKILLed and the stale replica promoted; more input
+    follows. The promoted replica's applied offsets are below what was acknowledged
+    (what is missing can be read from them), and kefu notices (DECISIONS 60): a shop's
+    applied offset below one Redis acknowledged to it, at the shop's next write or read,
+    stops it with "Redis lost kefu's state" and exit 1, never applying an input twice.
+    Printed as `ASYNC_LOSS ...`. Hence WAIT in deploy/ (the failover test above).
 
 KEFU_CRASH_SEED=<n> reproduces a workload.
 """
@@ -299,10 +295,10 @@ class RedisClusterTest(KefuTestCase):
         wait_for(lambda: "connected_slaves:0" in master.cli("INFO", "replication"), 30,
                  "the replica to be cut off")
 
-    def test_async_loss_without_wait(self):
+    def test_async_loss_without_wait_is_reported(self):
         self.use_cluster()
         w = self.workload()
-        chunks = w.chunks(2)
+        chunks = w.chunks(3)
         self.produce("courier", COURIER_STATUS)
         produce_chunk(self, chunks[0])
         proc = self.start("redis.wait_replicas=0")
@@ -325,6 +321,7 @@ class RedisClusterTest(KefuTestCase):
             self.assertLess(promoted, acked, "the promoted replica has every acknowledged write")
             replica.cli("CONFIG", "SET", "masteruser", "")
             replica.cli("CONFIG", "SET", "masterauth", "")
+            produce_chunk(self, chunks[2])  # the victim's shops are written again
             print("ASYNC_LOSS applied offsets (sum) of %s: %d when the replica was cut off, "
                   "%d acknowledged before the SIGKILL (not replicated)" % (
                       its_shops, base, acked), flush=True)
@@ -341,14 +338,12 @@ class RedisClusterTest(KefuTestCase):
             print("ASYNC_LOSS kefu exit %s, loss reported in its log: %s; inputs applied twice "
                   "or differing copies: %d; inputs or outputs lost: %d; re-emits identical: %s" %
                   (proc.returncode, lost_reported, twice, lost, identical), flush=True)
-            # What kefu should guarantee: never an input applied twice, and either the
-            # state exact or the loss reported. Today it does not notice a store that went
-            # back (DECISIONS 56; OPERATIONS says to run with WAIT: test_failover_with_wait):
-            # this pins today's behaviour, the loss itself, and fails once kefu notices,
-            # to be turned into the guarantee then.
+            # The guarantee: never an input applied twice, and the loss reported.
             self.assertGreater(lost, 0, "no acknowledged write lost: the test lost its point")
-            self.assertFalse(lost_reported, "kefu now reports the loss: assert the guarantee "
-                             "(twice == 0, identical, lost_reported) instead (DECISIONS 56)")
+            self.assertTrue(lost_reported, "kefu went on from the older state without a word")
+            self.assertIn("went back to older state", self.log())
+            self.assertEqual(proc.returncode, 1, "kefu should stop (exit 1) on the loss")
+            self.assertEqual(twice, 0, "an input applied twice after the failover")
         except BaseException:
             self.keep_log = True
             print("kefu log %s (kept):\n%s" % (self.log_path, self.log()[-3000:]))
