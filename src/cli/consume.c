@@ -12,13 +12,14 @@
 #include "common/base64.h"
 #include "io/codec.h"
 #include "io/kafka.h"
+#include "io/registry.h"
 #include "io/schemas.h"
 #include "io/topics.h"
 
 #define MAX_PROPS 64
 
 typedef struct consume_opts {
-  const char *bootstrap, *topic;
+  const char *bootstrap, *topic, *registry_url;
   int from_beginning, exit_at_end, meta;
   char *props[MAX_PROPS];
   int nprops;
@@ -26,9 +27,12 @@ typedef struct consume_opts {
 
 static void usage(FILE *out) {
   fprintf(out, "usage: kefu consume -b BOOTSTRAP -t TOPIC [--from-beginning] [--exit] [--meta]\n"
-               "                    [-X key=value]...\n"
+               "                    [--schema-registry URL] [-X key=value]...\n"
                "  Prints each record as one JSON line. --exit stops at the end of every\n"
-               "  partition; --meta adds partition, offset, timestamp, key and headers.\n");
+               "  partition; --meta adds partition, offset, timestamp, key and headers.\n"
+               "  --schema-registry reads the schema ids of that registry (fetched by id;\n"
+               "  basic auth from KEFU_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO, a CA file from\n"
+               "  KEFU_SCHEMA_REGISTRY_SSL_CA_LOCATION) instead of the built-in ones.\n");
 }
 
 json_t *kefu_cli_dlq_json(const void *key, size_t key_len, const void *val, size_t len,
@@ -60,16 +64,19 @@ static json_t *headers_json(const rd_kafka_message_t *m) {
   return o;
 }
 
-static void print_record(const consume_opts_t *o, kefu_codec_t *codec, kefu_topic_t t,
+static void print_record(const consume_opts_t *o, kefu_registry_t *registry,
+                         kefu_schemas_t *schemas, kefu_codec_t *codec, kefu_topic_t t,
                          const rd_kafka_message_t *m) {
-  char errstr[256], *text = NULL;
+  char errstr[512], *text = NULL;
   json_t *value = NULL;
 
   if (t == KEFU_T_DLQ)
     value = dlq_json(m);
   else if (!m->payload)
     value = json_null();
-  else if (kefu_codec_decode(codec, t, m->payload, m->len, &value, errstr, sizeof errstr)) {
+  else if (kefu_registry_learn_framed(registry, schemas, t, m->payload, m->len, errstr,
+                                      sizeof errstr) ||
+           kefu_codec_decode(codec, t, m->payload, m->len, &value, errstr, sizeof errstr)) {
     fprintf(stderr, "kefu consume: %s [%d] @%lld: %s\n", o->topic, (int)m->partition,
             (long long)m->offset, errstr);
     return;
@@ -96,6 +103,7 @@ static int parse_args(int argc, char **argv, consume_opts_t *o) {
                                        {"from-beginning", no_argument, 0, 'B'},
                                        {"exit", no_argument, 0, 'e'},
                                        {"meta", no_argument, 0, 'm'},
+                                       {"schema-registry", required_argument, 0, 'R'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   int c;
@@ -107,6 +115,7 @@ static int parse_args(int argc, char **argv, consume_opts_t *o) {
     case 'B': o->from_beginning = 1; break;
     case 'e': o->exit_at_end = 1; break;
     case 'm': o->meta = 1; break;
+    case 'R': o->registry_url = optarg; break;
     case 'X':
       if (o->nprops == MAX_PROPS)
         return KEFU_EXIT_USAGE;
@@ -121,6 +130,20 @@ static int parse_args(int argc, char **argv, consume_opts_t *o) {
     return KEFU_EXIT_USAGE;
   }
   return 0;
+}
+
+/* --schema-registry: the built-in ids leave the table (a registry numbers its schemas
+ * from 1 too), and ids are fetched as records need them. */
+static kefu_registry_t *open_registry(const char *url, kefu_schemas_t *schemas, char *errstr,
+                                      size_t errlen) {
+  const char *auth = getenv("KEFU_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO");
+  const char *ca = getenv("KEFU_SCHEMA_REGISTRY_SSL_CA_LOCATION");
+  kefu_registry_opts_t ro = {
+      .url = url, .user_info = auth ? auth : "", .ca_location = ca, .timeout_ms = 10000};
+  kefu_registry_t *r = kefu_registry_new(&ro, errstr, errlen);
+  if (r)
+    kefu_schemas_unlist(schemas);
+  return r;
 }
 
 static rd_kafka_t *open_consumer(const consume_opts_t *o, int *npart, char *errstr, size_t errlen) {
@@ -163,6 +186,7 @@ int kefu_cmd_consume(int argc, char **argv) {
   int npart = 0, at_end = 0, rc = parse_args(argc, argv, &o);
   kefu_schemas_t *schemas = NULL;
   kefu_codec_t *codec = NULL;
+  kefu_registry_t *registry = NULL;
   rd_kafka_t *rk = NULL;
 
   if (rc)
@@ -173,6 +197,8 @@ int kefu_cmd_consume(int argc, char **argv) {
     return KEFU_EXIT_USAGE;
   }
   if (!(schemas = kefu_schemas_new(errstr, sizeof errstr)) ||
+      (o.registry_url &&
+       !(registry = open_registry(o.registry_url, schemas, errstr, sizeof errstr))) ||
       !(rk = open_consumer(&o, &npart, errstr, sizeof errstr))) {
     fprintf(stderr, "kefu consume: %s\n", errstr);
     rc = KEFU_EXIT_FAIL;
@@ -193,7 +219,7 @@ int kefu_cmd_consume(int argc, char **argv) {
     } else if (m->err) {
       fprintf(stderr, "kefu consume: %s\n", rd_kafka_message_errstr(m));
     } else {
-      print_record(&o, codec, t, m);
+      print_record(&o, registry, schemas, codec, t, m);
     }
     rd_kafka_message_destroy(m);
   }
@@ -205,6 +231,7 @@ done:
     rd_kafka_destroy(rk);
   if (codec)
     kefu_codec_destroy(codec);
+  kefu_registry_destroy(registry);
   if (schemas)
     kefu_schemas_destroy(schemas);
   return rc;

@@ -18,6 +18,8 @@
  * kefu_registry_resolvable() does once per id, when the id is learnt. */
 #include "io/registry.h"
 
+#include "io/codec.h"
+
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -182,7 +184,13 @@ static kefu_registry_err_t request(kefu_registry_t *r, const char *path, const c
   CURLcode rc = curl_easy_perform(c);
   if (rc != CURLE_OK) {
     snprintf(errstr, errlen, "%s %s: %s", body ? "POST" : "GET", path, curl_easy_strerror(rc));
-    return KEFU_REGISTRY_UNAVAILABLE;
+    /* a certificate refused, a file of ours unreadable: a configuration to fix, which
+     * waiting would never fix (a registry that is down or slow is waited for) */
+    bool config = rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CERTPROBLEM ||
+                  rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_SSL_CIPHER ||
+                  rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT ||
+                  rc == CURLE_LOGIN_DENIED;
+    return config ? KEFU_REGISTRY_REJECTED : KEFU_REGISTRY_UNAVAILABLE;
   }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
   if (*status >= 200 && *status < 300)
@@ -428,6 +436,16 @@ static int recent_miss(const kefu_registry_t *r, int32_t id, int64_t now) {
 static void remember_miss(kefu_registry_t *r, int32_t id, int64_t now) {
   r->misses[r->next_miss] = (miss_t){.id = id, .until_ms = now + MISS_TTL_MS};
   r->next_miss = (r->next_miss + 1) % MISSES;
+}
+
+kefu_registry_err_t kefu_registry_learn_framed(kefu_registry_t *r, kefu_schemas_t *s,
+                                               kefu_topic_t topic, const void *payload, size_t len,
+                                               char *errstr, size_t errlen) {
+  const uint8_t *b = payload;
+  if (!r || len < KEFU_CODEC_HEADER_LEN || b[0] != 0)
+    return KEFU_REGISTRY_OK;
+  int32_t id = (int32_t)((uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4]);
+  return kefu_registry_learn(r, s, topic, id, errstr, errlen);
 }
 
 kefu_registry_err_t kefu_registry_learn(kefu_registry_t *r, kefu_schemas_t *s, kefu_topic_t topic,

@@ -83,6 +83,13 @@ kefu_registry_err_t kefu_registry_register_outputs(kefu_registry_t *r, kefu_sche
 kefu_registry_err_t kefu_registry_learn(kefu_registry_t *r, kefu_schemas_t *s, kefu_topic_t topic,
                                         int32_t id, char *errstr, size_t errlen);
 
+/** @brief kefu_registry_learn for the id of a framed Avro value (magic byte 0, 4-byte
+ *  big-endian id), when @p s does not know it. KEFU_REGISTRY_OK when @p r is NULL, the
+ *  value is not framed (the codec names that), or the id is known. */
+kefu_registry_err_t kefu_registry_learn_framed(kefu_registry_t *r, kefu_schemas_t *s,
+                                               kefu_topic_t topic, const void *payload, size_t len,
+                                               char *errstr, size_t errlen);
+
 /** @brief Checks that data written with @p writer can be read as @p reader (a record of
  *  @p s), by Avro's resolution rules with the defaults @p s keeps for @p reader.
  *  @returns 0, or -1 with what does not resolve, and where, in @p errstr. */

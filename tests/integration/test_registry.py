@@ -10,12 +10,17 @@ ones of schemas/ids.tsv.
 - basic auth: kefu authenticates, and the user info never appears in its log;
 - registry down at start: /readyz 503 naming the registry, retried; it comes up ->
   ready and processing;
-- HTTP 409 on registering (the stand-in's FORBID switch): kefu exits 1 naming the subject.
+- HTTP 409 on registering (the stand-in's FORBID switch): kefu exits 1 naming the subject;
+- TLS: the schema.registry.ssl.* keys reach libcurl: kefu talks to the stand-in over
+  HTTPS with mutual TLS (its own CA, a client certificate); without the CA the server's
+  certificate is refused and kefu exits 1 saying so (a configuration to fix, not an
+  outage to wait for).
 """
 import io
 import json
 import os
 import secrets
+import shutil
 import struct
 import subprocess
 import tempfile
@@ -97,6 +102,22 @@ class RegistryTest(KefuTestCase):
             rec = avro.io.DatumReader(schema).read(avro.io.BinaryDecoder(io.BytesIO(value[5:])))
             self.assertIsInstance(rec, dict)
         self.assertIn(("GET", "/schemas/ids/%d" % chat_id), reg.requests)
+        # `kefu consume --schema-registry` reads the registry's ids, as python3-avro did;
+        # without it the built-in ids cannot decode them, and it says so
+        cards = [TOPICS[t] for t in ("cards",) if t in TOPICS]
+        for topic in cards:
+            args = [KEFU, "consume", "-b", self.broker.bootstrap, "-t", topic,
+                    "--from-beginning", "--exit"]
+            got = subprocess.run(args + ["--schema-registry", reg.url], capture_output=True,
+                                 text=True, env=env, timeout=60 * SLOW)
+            self.assertEqual(got.returncode, 0, got.stderr)
+            lines = [json.loads(line) for line in got.stdout.splitlines()]
+            self.assertEqual(sorted(c["card_id"] for c in lines),
+                             sorted("q%d-c0" % i for i in range(5)), got.stderr)
+            plain = subprocess.run(args, capture_output=True, text=True, timeout=60 * SLOW)
+            self.assertEqual(plain.stdout, "")
+            self.assertIn("schema id", plain.stderr)
+        self.assertTrue(cards)
         dlq = json.dumps(self.consume("dlq"))
         self.assertIn("schema id 4242: not in the schema registry", dlq)
         self.assertIn("schema id %d cannot be resolved against kefu's schema of %s: "
@@ -142,6 +163,50 @@ class RegistryTest(KefuTestCase):
         self.assertIn("subject %s-value" % TOPICS["decisions"], err)
         self.assertIn("incompatible", err)
         self.assertIn("HTTP 409", err)
+
+    def make_certs(self):
+        """A CA, a server certificate for 127.0.0.1 and a client certificate, by openssl
+        in a temporary directory: their paths."""
+        d = tempfile.mkdtemp(prefix="kefu-tls-")
+        self.addCleanup(shutil.rmtree, d, True)
+        p = lambda name: os.path.join(d, name)
+
+        def ssl_(*args):
+            subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+        ssl_("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+             "/CN=kefu test CA", "-keyout", p("ca.key"), "-out", p("ca.pem"))
+        with open(p("san.cnf"), "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\n")
+        for who, ext in (("server", ["-extfile", p("san.cnf")]), ("client", [])):
+            ssl_("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + who,
+                 "-keyout", p(who + ".key"), "-out", p(who + ".csr"))
+            ssl_("x509", "-req", "-in", p(who + ".csr"), "-CA", p("ca.pem"), "-CAkey",
+                 p("ca.key"), "-CAcreateserial", "-days", "2", "-out", p(who + ".pem"), *ext)
+        return p
+
+    def test_tls_options_reach_libcurl(self):
+        p = self.make_certs()
+        # the input carries a registry id: registered over HTTP, then served over HTTPS
+        plain = Registry()
+        self.produce_registered(plain, "chat", [query("q1", T0)])
+        plain.stop()
+        reg = Registry(tls=(p("server.pem"), p("server.key"), p("ca.pem")), state_of=plain)
+        self.addCleanup(reg.stop)
+        self.assertTrue(reg.url.startswith("https://"))
+        tls = ["schema.registry.url=" + reg.url,
+               "schema.registry.ssl.ca.location=" + p("ca.pem"),
+               "schema.registry.ssl.certificate.location=" + p("client.pem"),
+               "schema.registry.ssl.key.location=" + p("client.key")]
+        self.run_kefu(*tls)
+        self.assertIn(TOPICS["decisions"] + "-value", reg.subjects)
+        outs = self.outputs()
+        self.assertTrue(outs)
+        for topic, value in outs:
+            self.assertGreaterEqual(struct.unpack(">i", value[1:5])[0], 1000)
+        # without the CA: the server's certificate is not trusted, and kefu stops saying so
+        err = self.run_kefu(tls[0], *tls[2:], expect=1)
+        self.assertIn("schema registry", err)
+        self.assertIn("certificate", err.lower())
 
 
 if __name__ == "__main__":

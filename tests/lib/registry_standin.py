@@ -19,12 +19,15 @@ for the calls kefu and common clients make (docs/DECISIONS.md 57 says what it co
        error_code 409), so tests can force the 409 path.
 
 Ids start at 1000 (so they differ from kefu's built-in ids). With user_info set, every
-request needs that basic auth (401, error_code 401 otherwise). Errors are
+request needs that basic auth (401, error_code 401 otherwise). With tls=(cert, key) it
+serves HTTPS (url https://127.0.0.1:port); tls=(cert, key, client_ca) also requires a
+client certificate signed by client_ca (mutual TLS). Errors are
 {"error_code": ..., "message": ...} as Confluent sends them.
 """
 import base64
 import json
 import re
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -36,7 +39,7 @@ def canonical(text):
 
 
 class Registry:
-    def __init__(self, port=0, user_info=None, first_id=1000, state_of=None):
+    def __init__(self, port=0, user_info=None, first_id=1000, state_of=None, tls=None):
         """state_of: a stopped Registry whose schemas and subjects this one starts with
         (a registry that restarts keeps its ids)."""
         self.lock = threading.Lock()
@@ -69,6 +72,14 @@ class Registry:
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.url = "http://127.0.0.1:%d" % self.port
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls[0], tls[1])
+            if len(tls) > 2:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(tls[2])
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.url = "https://127.0.0.1:%d" % self.port
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
