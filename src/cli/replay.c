@@ -593,8 +593,8 @@ static int sink_open(sink_t *s, const replay_opts_t *o, int partitions, kefu_sch
           return -1;
     }
   } else {
-    rd_kafka_conf_t *conf =
-        kefu_kafka_conf(o->bootstrap, (char **)o->props, o->nprops, errstr, errlen);
+    rd_kafka_conf_t *conf = kefu_kafka_conf_for(KEFU_KAFKA_PRODUCER, o->bootstrap,
+                                                (char **)o->props, o->nprops, errstr, errlen);
     if (!conf || kefu_kafka_set(conf, "enable.idempotence", "true", errstr, errlen) ||
         kefu_kafka_set(conf, "partitioner", "murmur2_random", errstr, errlen)) {
       if (conf)

@@ -682,8 +682,11 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
 
 /* ---------------------------------------------------------------- set-up */
 
-static rd_kafka_conf_t *base_conf(const kefu_processor_opts_t *o, char *errstr, size_t errlen) {
-  return kefu_kafka_conf(o->bootstrap, o->kafka_props, o->nkafka_props, errstr, errlen);
+/* The kafka.* properties that apply to @p role (librdkafka's scope of each): no client
+ * warns at start about a property meant for the other. */
+static rd_kafka_conf_t *base_conf(const kefu_processor_opts_t *o, kefu_kafka_role_t role,
+                                  char *errstr, size_t errlen) {
+  return kefu_kafka_conf_for(role, o->bootstrap, o->kafka_props, o->nkafka_props, errstr, errlen);
 }
 
 /* The output topics' metadata when the producer opens, not at its first record: librdkafka
@@ -712,15 +715,25 @@ static void destroy_producer(kefu_processor_t *p) {
   p->producer = NULL;
 }
 
+/* Whether the operator set librdkafka property @p key (kafka.<key>). */
+static bool user_kafka_set(const kefu_processor_opts_t *o, const char *key) {
+  size_t n = strlen(key);
+  for (int i = 0; i < o->nkafka_props; i++)
+    if (strncmp(o->kafka_props[i], key, n) == 0 && o->kafka_props[i][n] == '=')
+      return true;
+  return false;
+}
+
 static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen) {
   const kefu_processor_opts_t *o = p->o;
   char txn_id[256];
-  rd_kafka_conf_t *conf = base_conf(o, errstr, errlen);
+  rd_kafka_conf_t *conf = base_conf(o, KEFU_KAFKA_PRODUCER, errstr, errlen);
   if (!conf)
     return -1;
   snprintf(txn_id, sizeof txn_id, "%s-%s", o->transactional_id_prefix, o->instance_id);
   if (kefu_kafka_set(conf, "enable.idempotence", "true", errstr, errlen) ||
-      kefu_kafka_set(conf, "linger.ms", "5", errstr, errlen) ||
+      (!user_kafka_set(o, "linger.ms") && !user_kafka_set(o, "queue.buffering.max.ms") &&
+       kefu_kafka_set(conf, "linger.ms", "5", errstr, errlen)) ||
       kefu_kafka_set(conf, "partitioner", "murmur2_random", errstr, errlen) ||
       (o->exactly_once && kefu_kafka_set(conf, "transactional.id", txn_id, errstr, errlen))) {
     rd_kafka_conf_destroy(conf);
@@ -746,21 +759,12 @@ static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen) {
   return 0;
 }
 
-/* Whether the operator set librdkafka property @p key (kafka.<key>). */
-static bool user_kafka_set(const kefu_processor_opts_t *o, const char *key) {
-  size_t n = strlen(key);
-  for (int i = 0; i < o->nkafka_props; i++)
-    if (strncmp(o->kafka_props[i], key, n) == 0 && o->kafka_props[i][n] == '=')
-      return true;
-  return false;
-}
-
 /* The consumer prefetches at most 8 MiB (librdkafka's default is 64 MiB): the merge's
  * own queues hold what is decoded (at most 4 batches: kefu_processor_run), and a backlog read ahead
  * of them is memory and nothing else. kafka.queued.max.messages.kbytes overrides it. */
 static int open_consumer(kefu_processor_t *p, char *errstr, size_t errlen) {
   const kefu_processor_opts_t *o = p->o;
-  rd_kafka_conf_t *conf = base_conf(o, errstr, errlen);
+  rd_kafka_conf_t *conf = base_conf(o, KEFU_KAFKA_CONSUMER, errstr, errlen);
   if (!conf)
     return -1;
   if ((!user_kafka_set(o, "queued.max.messages.kbytes") &&
@@ -825,7 +829,7 @@ static int subscribe(kefu_processor_t *p, char *errstr, size_t errlen) {
 
 static int open_courier_table(kefu_processor_t *p, char *errstr, size_t errlen) {
   char group[300];
-  rd_kafka_conf_t *conf = base_conf(p->o, errstr, errlen);
+  rd_kafka_conf_t *conf = base_conf(p->o, KEFU_KAFKA_CONSUMER, errstr, errlen);
   snprintf(group, sizeof group, "%s-couriers-%s", p->o->group_id, p->o->instance_id);
   if (!conf || kefu_kafka_set(conf, "group.id", group, errstr, errlen) ||
       kefu_kafka_set(conf, "enable.auto.commit", "false", errstr, errlen) ||

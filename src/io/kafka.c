@@ -1,6 +1,8 @@
 #include "io/kafka.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops/log.h"
@@ -18,8 +20,53 @@ int kefu_kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value, ch
   return 0;
 }
 
+/* librdkafka's property table (rd_kafka_conf_properties_show, its CONFIGURATION.md):
+ * "name | C/P | range | default | importance | description" rows, read once. */
+static struct {
+  char **names;
+  char *scopes;
+  size_t n;
+} table;
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+static void read_table(void) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  if (!f)
+    return;
+  rd_kafka_conf_properties_show(f);
+  fclose(f);
+  for (char *line = text, *next; line && *line; line = next) {
+    next = strchr(line, '\n');
+    if (next)
+      *next++ = '\0';
+    char name[128], scope[8];
+    if (sscanf(line, "%127[a-z0-9._] | %7[CP*] |", name, scope) != 2)
+      continue;
+    table.names = realloc(table.names, (table.n + 1) * sizeof *table.names);
+    table.scopes = realloc(table.scopes, table.n + 1);
+    table.names[table.n] = strdup(name);
+    table.scopes[table.n++] = scope[0];
+  }
+  free(text);
+}
+
+char kefu_kafka_property_scope(const char *name) {
+  pthread_once(&table_once, read_table);
+  for (size_t i = 0; i < table.n; i++)
+    if (strcmp(table.names[i], name) == 0)
+      return table.scopes[i];
+  return '?';
+}
+
 rd_kafka_conf_t *kefu_kafka_conf(const char *bootstrap, char **props, int nprops, char *errstr,
                                  size_t errlen) {
+  return kefu_kafka_conf_for(KEFU_KAFKA_ANY, bootstrap, props, nprops, errstr, errlen);
+}
+
+rd_kafka_conf_t *kefu_kafka_conf_for(kefu_kafka_role_t role, const char *bootstrap, char **props,
+                                     int nprops, char *errstr, size_t errlen) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   rd_kafka_conf_set_log_cb(conf, log_cb);
   if (bootstrap && *bootstrap &&
@@ -34,6 +81,10 @@ rd_kafka_conf_t *kefu_kafka_conf(const char *bootstrap, char **props, int nprops
     }
     memcpy(key, props[i], (size_t)(eq - props[i]));
     key[eq - props[i]] = '\0';
+    char scope = role == KEFU_KAFKA_ANY ? '*' : kefu_kafka_property_scope(key);
+    if ((scope == 'C' && role == KEFU_KAFKA_PRODUCER) ||
+        (scope == 'P' && role == KEFU_KAFKA_CONSUMER))
+      continue;
     if (kefu_kafka_set(conf, key, eq + 1, errstr, errlen))
       goto fail;
   }

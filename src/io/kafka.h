@@ -11,6 +11,25 @@
 rd_kafka_conf_t *kefu_kafka_conf(const char *bootstrap, char **props, int nprops, char *errstr,
                                  size_t errlen);
 
+/** What a librdkafka configuration is for: a property of the other kind is left out. */
+typedef enum kefu_kafka_role {
+  KEFU_KAFKA_ANY,
+  KEFU_KAFKA_CONSUMER,
+  KEFU_KAFKA_PRODUCER
+} kefu_kafka_role_t;
+
+/** @brief kefu_kafka_conf with only the properties of @p props that apply to @p role, by
+ *  the scope librdkafka's own table gives them (C, P or both): a consumer-only property
+ *  does not reach a producer, which would warn that it ignores it, and the reverse.
+ *  A property librdkafka does not list (an alias it resolves, a typo it then rejects)
+ *  goes to every role. */
+rd_kafka_conf_t *kefu_kafka_conf_for(kefu_kafka_role_t role, const char *bootstrap, char **props,
+                                     int nprops, char *errstr, size_t errlen);
+
+/** @brief The scope of librdkafka property @p name: 'C' consumer, 'P' producer, '*' both,
+ *  or '?' when its table does not list it. */
+char kefu_kafka_property_scope(const char *name);
+
 /** @brief Sets one property; returns -1 with @p errstr on failure. */
 int kefu_kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *errstr,
                    size_t errlen);

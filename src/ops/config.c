@@ -462,8 +462,33 @@ void kefu_config_destroy(kefu_config_t *c) {
   free(c);
 }
 
+/* The librdkafka properties kefu run sets itself because its guarantees rest on them
+ * (src/engine/processor.c): an operator's value would be overridden without a word, so it
+ * is refused. Aliases count (librdkafka resolves them to the same property). */
+static const char *const kefu_owned_kafka[] = {"group.id",
+                                               "partition.assignment.strategy",
+                                               "enable.auto.commit",
+                                               "enable.auto.offset.store",
+                                               "enable.partition.eof",
+                                               "isolation.level",
+                                               "auto.offset.reset",
+                                               "enable.idempotence",
+                                               "partitioner",
+                                               "transactional.id",
+                                               "bootstrap.servers",
+                                               "metadata.broker.list",
+                                               NULL};
+
 /* Asks librdkafka whether it accepts @p name = @p value, without keeping anything. */
 static int kafka_validate(const char *name, const char *value, char *why, size_t whylen) {
+  for (const char *const *k = kefu_owned_kafka; *k; k++)
+    if (strcmp(name, *k) == 0) {
+      snprintf(why, whylen,
+               "kefu sets %s itself (its guarantees rest on it; group.id and bootstrap.servers "
+               "have keys of their own)",
+               name);
+      return -1;
+    }
   rd_kafka_conf_t *scratch = rd_kafka_conf_new();
   rd_kafka_conf_res_t res = rd_kafka_conf_set(scratch, name, value, why, whylen);
   rd_kafka_conf_destroy(scratch);
@@ -929,7 +954,13 @@ static const char md_outro[] =
     "## librdkafka properties\n"
     "\n"
     "`kafka.<property> = value` passes `<property>` to the Kafka clients kefu creates, in\n"
-    "the order first given; librdkafka checks each one when it is set.\n"
+    "the order first given; librdkafka checks each one when it is set. `kefu run` gives a\n"
+    "property to its consumers, its producer or both, by the scope librdkafka's own table\n"
+    "gives it (no client warns about a property meant for the other). The properties\n"
+    "kefu sets itself are refused: `group.id`, `bootstrap.servers` (keys of their own),\n"
+    "`partition.assignment.strategy`, `enable.auto.commit`, `enable.auto.offset.store`,\n"
+    "`enable.partition.eof`, `isolation.level`, `auto.offset.reset`, `enable.idempotence`,\n"
+    "`partitioner`, `transactional.id`.\n"
     "As environment variables: `KEFU_KAFKA_<PROPERTY>` with underscores for dots\n"
     "(`KEFU_KAFKA_SASL_PASSWORD` sets `kafka.sasl.password`).\n"
     "\n"

@@ -294,6 +294,11 @@ static void test_kafka_passthrough(void **state) {
   assert_non_null(strstr(errbuf, "no.such.property"));
   assert_int_equal(set(c, "kafka.linger.ms", "not-a-number"), -1);
   assert_int_equal(set(c, "kafka.", "x"), -1);
+  /* what kefu run sets itself is refused, not silently overridden */
+  assert_int_equal(set(c, "kafka.auto.offset.reset", "latest"), -1);
+  assert_non_null(strstr(errbuf, "kefu sets auto.offset.reset itself"));
+  assert_int_equal(set(c, "kafka.isolation.level", "read_uncommitted"), -1);
+  assert_int_equal(set(c, "kafka.transactional.id", "x"), -1);
   kefu_config_each_kafka(c, collect_kafka, seen);
   assert_string_equal(seen, "acks=1;linger.ms=5;");
   assert_string_equal(kefu_config_str(c, "kafka.linger.ms"), "5");
