@@ -102,6 +102,7 @@ void engine_queue_drop_all(queue_t *q) {
   while (q->head < q->tail)
     engine_input_free(q->items[q->head++]);
   q->head = q->tail = 0;
+  q->flow_paused = false; /* the next assignment resumes its partition */
 }
 
 /* ---------------------------------------------------------------- decoding */

@@ -552,6 +552,79 @@ static bool replay_end(kefu_processor_t *p, batch_t *b) {
   return true;
 }
 
+/* Flow control, as Kafka Streams' buffered.records.per.partition: while a task waits for
+ * records that have not arrived (starved), a partition whose queue holds two batches'
+ * worth is paused until it is down to one, or nobody waits. librdkafka's consumer has
+ * one queue, filled in fetch order: a hot partition's backlog, fetched first, stood in
+ * front of every other partition's records, and the merge saw nothing else until it had
+ * taken it all (test_fairness.py). Pausing a partition drops its fetched records from that
+ * queue (librdkafka fetches them again from the last one kefu read when it resumes), so
+ * the others' come through. Only while another task starves: each pause costs a fetch
+ * again, for nothing when nobody is behind it. Not while a retry pauses everything
+ * (p->paused): resuming is its business. DECISIONS 63. */
+static void flow_control(kefu_processor_t *p) {
+  size_t full = 2 * (size_t)p->o->batch_max_records;
+  bool starved = false;
+  for (int id = 0; id < p->partitions && id < MAX_TASKS; id++)
+    starved |= p->tasks[id].assigned && p->tasks[id].starved;
+  for (int id = 0; id < p->partitions && id < MAX_TASKS && !p->paused && !p->o->replay; id++)
+    for (int k = 0; k < KEFU_KEYED_INPUTS && p->tasks[id].assigned; k++) {
+      queue_t *q = &p->tasks[id].q[k];
+      size_t n = q->tail - q->head;
+      bool pause = starved && !p->tasks[id].starved && n >= (q->flow_paused ? full / 2 : full);
+      if (pause == q->flow_paused)
+        continue;
+      rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+      rd_kafka_topic_partition_list_add(one, kefu_topic_name((kefu_topic_t)k), id);
+      rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(p->consumer, one)
+                                      : rd_kafka_resume_partitions(p->consumer, one);
+      rd_kafka_topic_partition_list_destroy(one);
+      if (!err)
+        q->flow_paused = pause;
+      KEFU_DEBUG("engine", "%s %s [%d]: %zu records queued%s", pause ? "pausing" : "resuming",
+                 kefu_topic_name((kefu_topic_t)k), id, n, err ? " (failed)" : "");
+    }
+}
+
+/* A batch of records from every task that has some ready, in shares (DECISIONS 63): each
+ * assigned task takes up to max / (assigned tasks) first, then what room is left goes to
+ * the tasks in turn, starting with the next one each batch. A hot task's backlog then
+ * takes the room the others leave, not all of it: under load every task's lag falls from
+ * the start, and a task with a small backlog is done long before the hot one. A task's
+ * own order is its merge; the order of tasks within a batch does not matter. */
+static int fair_fill(kefu_processor_t *p, batch_t *b, size_t max) {
+  int n = p->partitions < MAX_TASKS ? p->partitions : MAX_TASKS, assigned = 0;
+  int first = n > 0 ? (int)(p->batches_made % (uint64_t)n) : 0;
+  for (int i = 0; i < n; i++)
+    assigned += p->tasks[i].assigned;
+  size_t share = assigned ? (max + (size_t)assigned - 1) / (size_t)assigned : max;
+  for (int pass = 0; pass < 2 && b->n < max; pass++)
+    for (int i = 0; i < n && b->n < max; i++) {
+      task_t *task = &p->tasks[(first + i) % n];
+      if (!task->assigned)
+        continue;
+      size_t limit = pass == 0 && b->n + share < max ? b->n + share : max;
+      engine_take_ready(p, task, b, limit);
+      if (pass == 0)
+        engine_maybe_idle_tick(p, task, b);
+    }
+  return 0;
+}
+
+/* A replay's batch: its tasks in turn, each read from its source as it takes records. */
+static int replay_fill(kefu_processor_t *p, batch_t *b, size_t max) {
+  int n = p->partitions < MAX_TASKS ? p->partitions : MAX_TASKS;
+  int first = n > 0 ? (int)(p->batches_made % (uint64_t)n) : 0;
+  for (int i = 0; i < n && b->n < max; i++)
+    if (replay_take(p, &p->tasks[(first + i) % n], b, max)) {
+      for (size_t k = 0; k < b->n; k++)
+        engine_input_free(b->items[k]);
+      b->n = 0;
+      return -1;
+    }
+  return 0;
+}
+
 int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
   batch_t b = {0};
   int idle_polls = 0, rc = 0;
@@ -570,7 +643,10 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
     bool starved = false;
     for (int i = 0; i < p->partitions && i < MAX_TASKS; i++)
       starved |= p->tasks[i].starved;
-    size_t queued = 0, limit = !starved && engine_queued(p) >= 4 * max ? 0 : max;
+    /* A starved task's records may stand behind another partition's in librdkafka's
+     * queue: up to 4 batches are polled at once then, so that flow_control sees that
+     * partition's queue fill and pauses it. */
+    size_t queued = 0, limit = starved ? 4 * max : engine_queued(p) >= 4 * max ? 0 : max;
     if (p->o->replay) /* the merge reads its source as it takes records (replay_take) */
       limit = 1;
     else if (!limit)
@@ -589,6 +665,7 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
       rc = -1;
       break;
     }
+    flow_control(p);
     if (p->failed) { /* the committer's job came back failed in a rebalance callback */
       commit_job_t *job = p->failed;
       p->failed = NULL;
@@ -596,28 +673,12 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
         break;
     }
     b.n = 0;
-    /* Each batch starts with the next task, so a full batch never starves the higher
-     * ones (a task's own order is its merge; which task comes first does not matter). */
-    int first = p->partitions > 0 ? (int)(p->batches_made % (uint64_t)p->partitions) : 0;
     for (int i = 0; i < p->partitions && i < MAX_TASKS; i++)
       p->tasks[i].starved = false;
-    for (int i = 0; i < p->partitions && i < MAX_TASKS && b.n < max; i++) {
-      task_t *task = &p->tasks[(first + i) % p->partitions];
-      if (p->o->replay) {
-        if (replay_take(p, task, &b, max)) {
-          for (size_t k = 0; k < b.n; k++)
-            engine_input_free(b.items[k]);
-          b.n = 0;
-          rc = -1;
-          break;
-        }
-      } else if (task->assigned) {
-        engine_take_ready(p, task, &b, max);
-        engine_maybe_idle_tick(p, task, &b);
-      }
-    }
-    if (rc)
+    if (p->o->replay ? replay_fill(p, &b, max) : fair_fill(p, &b, max)) {
+      rc = -1;
       break;
+    }
     if (p->o->replay && b.n == 0 && replay_end(p, &b))
       break;
     kefu_http_heartbeat();

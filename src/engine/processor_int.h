@@ -62,6 +62,7 @@ typedef struct queue {
   bool at_end;       /* read to its end offset (an EOF from a fetch, or nothing to read at
                         assignment): only then may the task go on without it (SPEC §1.3) */
   int64_t end_since; /* wall-clock ms it was read to its end (at_end since then) */
+  bool flow_paused;  /* its partition paused: the queue is full (flow_control) */
 } queue_t;
 
 /* Event ids a shop has seen (hash -> latest ts), open addressing; key 0 is empty. */
