@@ -35,6 +35,7 @@
 #include "cli/cli.h"
 #include "cli/archive_run.h"
 #include "cli/options.h"
+#include "cli/progress.h"
 #include "cli/redis_child.h"
 #include "engine/processor.h"
 #include "io/codec.h"
@@ -150,13 +151,17 @@ static int produce_traffic(const char *bootstrap, kefu_codec_t *codec, const jso
     rd_kafka_conf_destroy(conf);
     return -1;
   }
+  kefu_progress_t prog;
+  kefu_progress_start(&prog, "kefu demo: producing", "records", (int64_t)json_array_size(traffic));
   json_array_foreach(traffic, i, pair) {
     kefu_topic_t t = (kefu_topic_t)json_integer_value(json_array_get(pair, 0));
     if (stop_requested ||
         produce_one(rk, codec, t, json_array_get(pair, 1), &buf, &cap, errstr, errlen))
       goto done;
     counts[t]++;
+    kefu_progress_update(&prog, (int64_t)i + 1, (int64_t)i + 1);
   }
+  kefu_progress_end(&prog);
   for (double deadline = now_s() + 60; rd_kafka_outq_len(rk) > 0 && now_s() < deadline;)
     if (stop_requested)
       goto done;
@@ -176,14 +181,27 @@ done:
 
 /* ================================================================ processing */
 
-/* Runs the processor until every input is read (@p until_idle), or until SIGINT. */
-static int run_processor(const kefu_config_t *cfg, bool until_idle, char *errstr, size_t errlen) {
+static void on_progress(void *arg, uint64_t records) {
+  kefu_progress_t *prog = arg;
+  kefu_progress_update(prog, (int64_t)records, (int64_t)records);
+}
+
+/* Runs the processor until every input is read (@p until_idle; @p inputs of them: the
+ * progress line's total), or until SIGINT. */
+static int run_processor(const kefu_config_t *cfg, bool until_idle, int64_t inputs, char *errstr,
+                         size_t errlen) {
   kefu_cli_options_t st;
+  kefu_progress_t prog;
   int rc = -1;
   if (kefu_cli_options_init(&st, cfg, errstr, errlen) != 0)
     return -1;
   /* about a second of idle polls at the end: nothing more is coming */
   st.o.exit_when_idle_polls = until_idle ? 20 : 0;
+  kefu_progress_start(&prog, "kefu demo: processing", "input records", inputs);
+  if (until_idle && prog.out) {
+    st.o.on_progress = on_progress;
+    st.o.progress_arg = &prog;
+  }
   kefu_processor_t *p = kefu_processor_new(&st.o, errstr, errlen);
   if (p) {
     rc = kefu_processor_run(p, &stop_requested);
@@ -191,6 +209,7 @@ static int run_processor(const kefu_config_t *cfg, bool until_idle, char *errstr
       snprintf(errstr, errlen, "the processor stopped on an error (see the log above)");
     kefu_processor_destroy(p);
   }
+  kefu_progress_end(&prog);
   kefu_cli_options_clear(&st);
   return rc;
 }
@@ -650,7 +669,7 @@ static void keep_running(const kefu_config_t *cfg) {
           kefu_config_str(cfg, "bootstrap.servers"), kefu_config_str(cfg, "redis.url"),
           kefu_config_str(cfg, "topic.prefix"), kefu_config_str(cfg, "bootstrap.servers"),
           kefu_topic_name(KEFU_T_ROUTING_DECISIONS));
-  if (run_processor(cfg, false, errstr, sizeof errstr))
+  if (run_processor(cfg, false, -1, errstr, sizeof errstr))
     fprintf(stderr, "kefu demo: %s\n", errstr);
 }
 
@@ -708,7 +727,10 @@ static int run_pipeline(const demo_args_t *a, const kefu_config_t *cfg, const de
   if (produce_traffic(bootstrap, env->codec, traffic, s->in, errstr, errlen))
     goto done;
   s->produce_s = lap(&t);
-  if (run_processor(cfg, true, errstr, errlen) || stop_requested)
+  int64_t inputs = 0;
+  for (int k = 0; k < KEFU_T__COUNT; k++)
+    inputs += kefu_topics[k].input && k != KEFU_T_COURIER_STATUS ? s->in[k] : 0;
+  if (run_processor(cfg, true, inputs, errstr, errlen) || stop_requested)
     goto done;
   s->process_s = lap(&t);
   if (read_outputs(bootstrap, env->codec, s, errstr, errlen))

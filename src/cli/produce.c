@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include "cli/cli.h"
 #include "cli/produce.h"
+#include "cli/progress.h"
 #include "io/codec.h"
 #include "io/kafka.h"
 #include "io/registry.h"
@@ -227,8 +229,17 @@ int kefu_cmd_produce(int argc, char **argv) {
       use_registry(schemas, p.topic, registry_url, errstr, sizeof errstr))
     goto fail;
 
-  while (getline(&line, &linecap, in) > 0) {
+  struct stat st;
+  kefu_progress_t prog; /* by bytes of a file (a pipe has no size) */
+  kefu_progress_start(&prog, "kefu produce", "bytes",
+                      fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode) ? (int64_t)st.st_size
+                                                                         : -1);
+  int64_t bytes = 0;
+  ssize_t got;
+  while ((got = getline(&line, &linecap, in)) > 0) {
     lineno++;
+    bytes += got;
+    kefu_progress_update(&prog, bytes, p.produced);
     if (strspn(line, " \t\r\n") == strlen(line))
       continue;
     if (produce_line(&p, line, errstr, sizeof errstr)) {
@@ -237,6 +248,7 @@ int kefu_cmd_produce(int argc, char **argv) {
     }
     rd_kafka_poll(p.rk, 0);
   }
+  kefu_progress_end(&prog);
   rd_kafka_flush(p.rk, 60000);
   rc = bad || p.failed || rd_kafka_outq_len(p.rk) ? KEFU_EXIT_FAIL : KEFU_EXIT_OK;
   fprintf(stderr, "kefu produce: %ld records written to %s, %ld rejected, %ld failed\n", p.produced,

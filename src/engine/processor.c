@@ -242,6 +242,8 @@ static void book_batch(kefu_processor_t *p, const batch_t *b, int64_t start, int
   p->m.last_commit_ms = done;
   p->m.records += b->n;
   kefu_metric_add(p->m.processed, (double)b->n);
+  if (p->o->on_progress)
+    p->o->on_progress(p->o->progress_arg, p->m.records);
   p->m.batches++;
   for (size_t i = 0; i < b->n; i++)
     if (!b->items[i]->idle)

@@ -64,6 +64,10 @@ typedef struct kefu_processor_opts {
   /* --shop-config: shop_id (or "*": every shop) -> fields that override the shop's config,
    * from the start (a replay's what-if); NULL: none. */
   const json_t *shop_overrides;
+  /* Called after each committed batch with the records processed so far (kefu demo's
+   * progress line); NULL: none. From the loop's thread or the committer's. */
+  void (*on_progress)(void *arg, uint64_t records);
+  void *progress_arg;
 } kefu_processor_opts_t;
 
 typedef struct kefu_processor kefu_processor_t;
