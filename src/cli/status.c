@@ -10,8 +10,8 @@
  *     (ns:{task-N}:timers): what kefu itself starts a task from;
  *   - each instance's /metrics, when given: who owns which task, the group's generation,
  *     rebalances, DLQ records, the last commit of each task, queue lengths and open timers.
- *     Kafka's DescribeGroups would name the members too, but neither it nor librdkafka's
- *     mock cluster tells generation or assignment in a form worth decoding here.
+ *     Not Kafka's DescribeGroups: librdkafka's mock cluster does not answer it, and on a
+ *     real Kafka it names the members but not the generation.
  * A task's committed position is the later of Kafka's committed offset and Redis's
  * position, as on assignment (the mock cluster does not store transactional offsets; a
  * real Kafka has both). Lag is the end offset minus it. Rates (events/s, DLQ/s) are the
@@ -30,13 +30,13 @@
 
 #include "cli/cli.h"
 #include "cli/options.h"
+#include "cli/status_metrics.h"
 #include "io/kafka.h"
 #include "io/topics.h"
 #include "ops/config.h"
 #include "store/redis.h"
 
 #define MAX_INSTANCES 64
-#define NO_VALUE (-1.0) /* a gauge an instance does not expose */
 
 static void usage(FILE *out) {
   fprintf(out, "usage: kefu status -b BOOTSTRAP [--redis URL] [--metrics URL]... [--json]\n"
@@ -54,20 +54,6 @@ static void usage(FILE *out) {
                "  -c FILE, --set KEY=VALUE, --redis URL: configuration as kefu run's\n"
                "  Exit status: 0 ok, 1 Kafka or Redis unreachable, 2 usage error.\n");
 }
-
-/* The per-task series of /metrics that status shows. */
-enum { ASSIGNED, COMMITTED_AT, QUEUE, OPEN_TIMERS, PER_TASK };
-static const char *const per_task_series[PER_TASK] = {
-    "kefu_task_assigned", "kefu_task_committed_ms", "kefu_queue_length", "kefu_open_timers"};
-
-/* What one instance's /metrics said. */
-typedef struct scrape {
-  const char *url;
-  bool up;
-  char instance[128];
-  double generation, rebalances, dlq;
-  double *per_task[PER_TASK]; /* [series][task]; NO_VALUE: absent */
-} scrape_t;
 
 /* One look at everything, at time_ms (wall clock). */
 typedef struct sample {
@@ -213,44 +199,6 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg) {
   return size * n;
 }
 
-/* The value of label @p name in @p labels (`a="1",b="2"`), or -1. */
-static long label_int(const char *labels, const char *name) {
-  char pat[64];
-  snprintf(pat, sizeof pat, "%s=\"", name);
-  const char *at = labels ? strstr(labels, pat) : NULL;
-  return at ? strtol(at + strlen(pat), NULL, 10) : -1;
-}
-
-/* A per-task series: summed over its other labels (a queue per topic). */
-static void add_task(double *by_task, int tasks, const char *labels, double v) {
-  long t = label_int(labels, "task");
-  if (t >= 0 && t < tasks)
-    by_task[t] = (by_task[t] < 0 ? 0 : by_task[t]) + v;
-}
-
-/* One line of the text exposition format (comments skipped). */
-static void parse_line(scrape_t *m, int tasks, char *line) {
-  char *labels = NULL, *value = strchr(line, ' ');
-  if (line[0] == '#' || !value)
-    return;
-  *value++ = '\0';
-  if ((labels = strchr(line, '{')))
-    *labels++ = '\0';
-  double v = strtod(value, NULL);
-  if (strcmp(line, "kefu_instance_info") == 0 && labels && strstr(labels, "instance=\"")) {
-    const char *id = strstr(labels, "instance=\"") + 10;
-    snprintf(m->instance, sizeof m->instance, "%.*s", (int)strcspn(id, "\""), id);
-  } else if (strcmp(line, "kefu_group_generation") == 0)
-    m->generation = v;
-  else if (strcmp(line, "kefu_rebalances_total") == 0)
-    m->rebalances = v;
-  else if (strcmp(line, "kefu_dlq_total") == 0)
-    m->dlq = v;
-  for (int k = 0; k < PER_TASK; k++)
-    if (strcmp(line, per_task_series[k]) == 0)
-      add_task(m->per_task[k], tasks, labels, v);
-}
-
 /* GET of the instance's /metrics; an instance that does not answer is shown down. */
 static void scrape(status_t *st, scrape_t *m) {
   char url[1024];
@@ -260,10 +208,6 @@ static void scrape(status_t *st, scrape_t *m) {
            path && path[1] ? ""
            : path          ? "metrics"
                            : "/metrics");
-  for (int k = 0; k < PER_TASK; k++)
-    for (int t = 0; t < st->tasks; t++)
-      m->per_task[k][t] = NO_VALUE;
-  m->generation = m->rebalances = m->dlq = NO_VALUE;
   body_t body = {0};
   long code = 0;
   curl_easy_reset(st->curl);
@@ -275,10 +219,8 @@ static void scrape(status_t *st, scrape_t *m) {
   curl_easy_setopt(st->curl, CURLOPT_PROTOCOLS_STR, "http,https");
   m->up = curl_easy_perform(st->curl) == CURLE_OK &&
           curl_easy_getinfo(st->curl, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code == 200;
-  char *save = NULL;
-  for (char *line = m->up && body.text ? strtok_r(body.text, "\n", &save) : NULL; line;
-       line = strtok_r(NULL, "\n", &save))
-    parse_line(m, st->tasks, line);
+  char empty[1] = "";
+  kefu_status_parse_metrics(m, st->tasks, m->up && body.text ? body.text : empty);
   free(body.text);
 }
 
@@ -365,8 +307,9 @@ static json_t *task_json(const status_t *st, const sample_t *s, const sample_t *
   double dt = (double)(s->time_ms - prev->time_ms) / 1000.0;
   json_t *parts = partitions_json(s, t, lag);
   int64_t wm = s->watermark[t];
+  double overdue = max_of(s, st->ninst, OVERDUE, t);
   return json_pack(
-      "{s:i, s:o, s:I, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "task", t, "owners",
+      "{s:i, s:o, s:I, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o}", "task", t, "owners",
       owners_json(st, s, t), "lag", (json_int_t)*lag, "partitions", parts, "watermark_ms",
       opt_int(wm), "watermark_behind_ms", opt_int(wm < 0 ? -1 : s->time_ms - wm), "events_per_s",
       json_real(dt > 0 ? (double)(task_position(s, t) - task_position(prev, t)) / dt : 0),
@@ -374,12 +317,13 @@ static json_t *task_json(const status_t *st, const sample_t *s, const sample_t *
       "open_timers", opt_num(max_of(s, st->ninst, OPEN_TIMERS, t)), "queue_length",
       opt_num(max_of(s, st->ninst, QUEUE, t)), "last_commit_ms",
       opt_num(max_of(s, st->ninst, COMMITTED_AT, t) > 0 ? max_of(s, st->ninst, COMMITTED_AT, t)
-                                                        : NO_VALUE));
+                                                        : NO_VALUE),
+      "oldest_overdue_timer_s", overdue < 0 ? json_null() : json_real(overdue));
 }
 
 static json_t *group_json(const status_t *st, const sample_t *s, const sample_t *prev,
                           int64_t lag) {
-  json_t *members = json_array(), *down = json_array();
+  json_t *members = json_array(), *down = json_array(), *not_ready = json_array();
   double generation = NO_VALUE, rebalances = 0, dlq = 0, dlq_before = 0;
   int up = 0;
   for (int i = 0; i < st->ninst; i++) {
@@ -390,18 +334,20 @@ static json_t *group_json(const status_t *st, const sample_t *s, const sample_t 
     }
     json_array_append_new(members, json_string(*m->instance ? m->instance : m->url));
     up++;
+    if (m->ready == 0) /* kefu_ready, when the instance has it */
+      json_array_append_new(not_ready, json_string(*m->instance ? m->instance : m->url));
     generation = m->generation > generation ? m->generation : generation;
     rebalances += m->rebalances > 0 ? m->rebalances : 0;
     dlq += m->dlq > 0 ? m->dlq : 0;
     dlq_before += prev->inst[i].up && prev->inst[i].dlq > 0 ? prev->inst[i].dlq : 0;
   }
   double dt = (double)(s->time_ms - prev->time_ms) / 1000.0;
-  return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:I}", "id", st->group, "members", members,
-                   "down", down, "generation", opt_num(generation), "rebalances",
-                   up ? json_integer((json_int_t)rebalances) : json_null(), "dlq_per_s",
-                   up && dt > 0 ? json_real(dlq > dlq_before ? (dlq - dlq_before) / dt : 0)
-                                : json_null(),
-                   "lag", (json_int_t)lag);
+  return json_pack(
+      "{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:I}", "id", st->group, "members", members, "down", down,
+      "not_ready", not_ready, "generation", opt_num(generation), "rebalances",
+      up ? json_integer((json_int_t)rebalances) : json_null(), "dlq_per_s",
+      up && dt > 0 ? json_real(dlq > dlq_before ? (dlq - dlq_before) / dt : 0) : json_null(), "lag",
+      (json_int_t)lag);
 }
 
 static json_t *report_json(const status_t *st, const sample_t *s, const sample_t *prev) {
@@ -436,6 +382,8 @@ static void print_group(FILE *f, const json_t *g) {
   fprintf(f, "%s", json_array_size(json_object_get(g, "members")) ? ")" : "");
   json_array_foreach(json_object_get(g, "down"), i, m)
       fprintf(f, "%s%s", i ? "," : "  down ", json_string_value(m));
+  json_array_foreach(json_object_get(g, "not_ready"), i, m)
+      fprintf(f, "%s%s", i ? "," : "  not ready ", json_string_value(m));
   fprintf(f, "  generation %s  rebalances %s  dlq %s/s  lag %lld\n",
           num(json_object_get(g, "generation"), "%.0f", 1, gen, sizeof gen),
           num(json_object_get(g, "rebalances"), "%.0f", 1, reb, sizeof reb),
