@@ -558,8 +558,8 @@ bad:
 /* A consumer handle with the processors' group.id that never subscribes: OffsetFetch and
  * ListOffsets only, so the group never sees it. Also finds how many tasks there are. */
 static int open_kafka(status_t *st, const kefu_cli_options_t *opt, char *errstr, size_t errlen) {
-  rd_kafka_conf_t *conf =
-      kefu_kafka_conf(opt->o.bootstrap, opt->kafka_props, opt->nkafka_props, errstr, errlen);
+  rd_kafka_conf_t *conf = kefu_kafka_conf_for(KEFU_KAFKA_CONSUMER, opt->o.bootstrap,
+                                              opt->kafka_props, opt->nkafka_props, errstr, errlen);
   if (!conf || kefu_kafka_set(conf, "group.id", st->group, errstr, errlen) ||
       kefu_kafka_set(conf, "enable.auto.commit", "false", errstr, errlen)) {
     if (conf)
