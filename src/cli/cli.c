@@ -6,6 +6,12 @@
 
 #include "cli/cli.h"
 
+#include <stdio.h>
+
+#include "ops/config.h"
+
+extern char **environ;
+
 static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig) {
@@ -38,4 +44,21 @@ int kefu_cli_temp_dir(const char *name, char *out, size_t outlen, char *errstr, 
     return -1;
   }
   return 0;
+}
+
+int kefu_cli_load_config(kefu_config_t *cfg, const char *file, char *errstr, size_t errlen) {
+  if (file && kefu_config_load_file(cfg, file, errstr, errlen))
+    return -1;
+  return kefu_config_load_env(cfg, environ, errstr, errlen);
+}
+
+int kefu_cli_set_pair(kefu_config_t *cfg, const char *pair, char *errstr, size_t errlen) {
+  char key[256];
+  const char *eq = strchr(pair, '=');
+  if (!eq || (size_t)(eq - pair) >= sizeof key) {
+    snprintf(errstr, errlen, "--set expects KEY=VALUE, got '%s'", pair);
+    return -1;
+  }
+  snprintf(key, sizeof key, "%.*s", (int)(eq - pair), pair);
+  return kefu_config_set(cfg, key, eq + 1, errstr, errlen);
 }

@@ -22,6 +22,16 @@ int kefu_cli_parse_int64(const char *text, int64_t max, int64_t *out);
  *  with @p errstr and @p out empty. */
 int kefu_cli_temp_dir(const char *name, char *out, size_t outlen, char *errstr, size_t errlen);
 
+typedef struct kefu_config kefu_config_t;
+
+/** @brief Loads @p file (NULL: none), then the KEFU_* environment, into @p cfg: what every
+ *  command configured as `kefu run` does before it applies its flags. 0, or -1 with
+ *  @p errstr. */
+int kefu_cli_load_config(kefu_config_t *cfg, const char *file, char *errstr, size_t errlen);
+
+/** @brief Applies `--set KEY=VALUE` (@p pair) to @p cfg: 0, or -1 with @p errstr. */
+int kefu_cli_set_pair(kefu_config_t *cfg, const char *pair, char *errstr, size_t errlen);
+
 int kefu_cmd_broker(int argc, char **argv);
 int kefu_cmd_produce(int argc, char **argv);
 int kefu_cmd_consume(int argc, char **argv);
@@ -33,6 +43,7 @@ int kefu_cmd_replay(int argc, char **argv);
  *  and keeps its own SIGINT/SIGTERM handling). */
 int kefu_replay_main(int argc, char **argv, volatile sig_atomic_t *stop);
 int kefu_cmd_archive(int argc, char **argv);
+int kefu_cmd_status(int argc, char **argv);
 
 #include <jansson.h>
 #include <stddef.h>

@@ -19,6 +19,7 @@ static const subcommand_t subcommands[] = {
     {"state", kefu_cmd_state, "a shop's state in Redis as JSON (kefu state show)"},
     {"replay", kefu_cmd_replay, "recorded input through the rules again: what-ifs, --diff"},
     {"archive", kefu_cmd_archive, "topics -> Avro files and a manifest (one per partition)"},
+    {"status", kefu_cmd_status, "the group, and per task: owner, lag, watermark, timers, commit"},
 };
 
 static void usage(FILE *out) {

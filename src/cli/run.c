@@ -16,8 +16,6 @@
 #include "ops/http.h"
 #include "ops/log.h"
 
-extern char **environ;
-
 static volatile sig_atomic_t stop_requested;
 static void on_signal(int sig) {
   (void)sig;
@@ -64,28 +62,17 @@ static int configure(kefu_config_t *cfg, int argc, char **argv, bool *list, bool
     usage(stderr);
     return KEFU_EXIT_USAGE;
   }
-  if ((file && kefu_config_load_file(cfg, file, errstr, sizeof errstr)) ||
-      kefu_config_load_env(cfg, environ, errstr, sizeof errstr))
+  if (kefu_cli_load_config(cfg, file, errstr, sizeof errstr))
     goto bad;
   optind = 1;
   while ((c = getopt_long(argc, argv, "c:b:h", opts, NULL)) != -1) {
-    char key[256];
-    const char *eq;
     int rc = 0;
     switch (c) {
     case 'b': rc = kefu_config_set(cfg, "bootstrap.servers", optarg, errstr, sizeof errstr); break;
     case 'r': rc = kefu_config_set(cfg, "redis.url", optarg, errstr, sizeof errstr); break;
     case 'l': *list = true; break;
     case 'e': *until_idle = true; break;
-    case 's':
-      eq = strchr(optarg, '=');
-      if (!eq || (size_t)(eq - optarg) >= sizeof key) {
-        snprintf(errstr, sizeof errstr, "--set expects KEY=VALUE");
-        goto bad;
-      }
-      snprintf(key, sizeof key, "%.*s", (int)(eq - optarg), optarg);
-      rc = kefu_config_set(cfg, key, eq + 1, errstr, sizeof errstr);
-      break;
+    case 's': rc = kefu_cli_set_pair(cfg, optarg, errstr, sizeof errstr); break;
     default: break;
     }
     if (rc)

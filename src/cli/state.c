@@ -22,8 +22,6 @@
 #include "store/redis.h"
 #include "store/state_codec.h"
 
-extern char **environ;
-
 static void usage(FILE *out) {
   fprintf(out,
           "usage: kefu state show [--redis URL] [--namespace NS] [-c FILE] [--set KEY=VALUE]...\n"
@@ -501,24 +499,15 @@ static int configure(kefu_config_t *cfg, int argc, char **argv) {
     } else if (c == '?')
       return usage_error("unknown or incomplete option '%s'", argv[optind - 1]);
   }
-  if ((file && kefu_config_load_file(cfg, file, errstr, sizeof errstr)) ||
-      kefu_config_load_env(cfg, environ, errstr, sizeof errstr))
+  if (kefu_cli_load_config(cfg, file, errstr, sizeof errstr))
     return usage_error("%s", errstr);
   optind = 1;
   while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-    char key[256];
-    const char *eq;
     int rc = 0;
     switch (c) {
     case 'r': rc = kefu_config_set(cfg, "redis.url", optarg, errstr, sizeof errstr); break;
     case 'n': rc = kefu_config_set(cfg, "redis.namespace", optarg, errstr, sizeof errstr); break;
-    case 's':
-      eq = strchr(optarg, '=');
-      if (!eq || (size_t)(eq - optarg) >= sizeof key)
-        return usage_error("--set expects KEY=VALUE, got '%s'", optarg);
-      snprintf(key, sizeof key, "%.*s", (int)(eq - optarg), optarg);
-      rc = kefu_config_set(cfg, key, eq + 1, errstr, sizeof errstr);
-      break;
+    case 's': rc = kefu_cli_set_pair(cfg, optarg, errstr, sizeof errstr); break;
     default: break;
     }
     if (rc)

@@ -267,6 +267,9 @@ void engine_append_positions(kefu_processor_t *p, const batch_t *b, const batch_
     touched[b->items[i]->task] = true;
     p->tasks[b->items[i]->task].pos_watermark = watermark[b->items[i]->task];
   }
+  for (int t = 0; t < MAX_TASKS; t++) /* the tasks this commit covered (kefu status) */
+    if (touched[t])
+      kefu_metric_set(p->m.committed_at[t], (double)engine_wall_ms());
   for (int t = 0; t < MAX_TASKS; t++) /* an earlier write failed */
     touched[t] |= p->tasks[t].assigned && p->tasks[t].pos_stale;
   for (int t = 0; t < MAX_TASKS && p->redis; t++) {

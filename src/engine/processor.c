@@ -21,6 +21,7 @@
  * its outputs from what was remembered, so a re-processed input re-emits exactly what
  * it emitted before (docs/ARCHITECTURE.md, "Effectively once"). */
 #include "engine/processor_int.h"
+#include "io/kafka.h"
 
 #include <malloc.h>
 
@@ -468,8 +469,21 @@ static void update_gauges(kefu_processor_t *p) {
   if (now - p->m.last_gauges_ms < 1000)
     return;
   p->m.last_gauges_ms = now;
+  if (!p->m.generation)
+    p->m.generation =
+        kefu_metrics_gauge("kefu_group_generation", "The consumer group's generation id", NULL);
+  if (p->consumer)
+    kefu_metric_set(p->m.generation, kefu_kafka_generation(p->consumer));
   for (int id = 0; id < p->partitions && id < MAX_TASKS; id++) {
     task_t *task = &p->tasks[id];
+    if (!p->m.assigned[id])
+      p->m.assigned[id] = gauge("kefu_task_assigned", "1 while this instance owns the task",
+                                "task=\"%d\"%s", id, "");
+    if (!p->m.committed_at[id])
+      p->m.committed_at[id] =
+          gauge("kefu_task_committed_ms", "When this instance last committed the task (epoch ms)",
+                "task=\"%d\"%s", id, "");
+    kefu_metric_set(p->m.assigned[id], task->assigned);
     if (!task->assigned)
       continue;
     for (int k = 0; k < KEFU_KEYED_INPUTS; k++) {
@@ -921,8 +935,12 @@ static int open_courier_table(kefu_processor_t *p, char *errstr, size_t errlen) 
   return 0;
 }
 
-static void register_metrics(engine_metrics_t *m) {
-  char labels[128];
+static void register_metrics(engine_metrics_t *m, const char *instance_id) {
+  char labels[384];
+  /* instance.id is [A-Za-z0-9._-] or hostname-pid: nothing to escape in a label */
+  snprintf(labels, sizeof labels, "instance=\"%s\"", instance_id);
+  kefu_metric_set(
+      kefu_metrics_gauge("kefu_instance_info", "This instance's instance.id (1)", labels), 1);
   for (int t = 0; t < KEFU_T__COUNT; t++) {
     snprintf(labels, sizeof labels, "topic=\"%s\"", kefu_topic_name((kefu_topic_t)t));
     m->in[t] = kefu_metrics_counter("kefu_records_in_total", "Input records read", labels);
@@ -1048,7 +1066,7 @@ kefu_processor_t *kefu_processor_new(const kefu_processor_opts_t *o, char *errst
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
   kefu_processor_t *p = calloc(1, sizeof *p);
   p->o = o;
-  register_metrics(&p->m);
+  register_metrics(&p->m, o->instance_id ? o->instance_id : "");
   kefu_courier_table_init(&p->couriers);
   if (!(p->schemas = kefu_schemas_new(errstr, errlen)))
     goto fail;

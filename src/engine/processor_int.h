@@ -172,6 +172,9 @@ typedef struct engine_metrics {
       *late, *producer_restarts, *redis_redirects;
   kefu_histogram_t *batch_seconds, *redis_seconds, *event_to_output;
   kefu_metric_t *timer_shops[MAX_TASKS];
+  /* What `kefu status` cannot read from Kafka or Redis: which instance owns a task, when
+   * it last committed it (epoch ms), and the group's generation. */
+  kefu_metric_t *assigned[MAX_TASKS], *committed_at[MAX_TASKS], *generation;
   int64_t last_gauges_ms;
   /* For the closing log line (and the bench that reads it). */
   uint64_t records, batches;

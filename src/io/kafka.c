@@ -128,3 +128,28 @@ void kefu_kafka_header(const rd_kafka_message_t *msg, const char *name, char *ou
   memcpy(out, val, len);
   out[len] = '\0';
 }
+
+/* librdkafka 2.0.2 has no accessor for the generation. Its serialized group metadata
+ * (what a transactional producer sends with the offsets) starts "CGMDv2:" and then the
+ * generation id, an int32 in host order; the format is private to the build, so the magic
+ * is checked and anything else reads as unknown (test_status.py watches it move with a
+ * rebalance). Kafka's DescribeGroups does not tell the generation either: only a member
+ * knows it, and kefu's /metrics shows it (kefu status). */
+int32_t kefu_kafka_generation(rd_kafka_t *consumer) {
+  static const char magic[] = "CGMDv2:";
+  rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(consumer);
+  void *buf = NULL;
+  size_t size = 0;
+  int32_t generation = -1;
+  rd_kafka_error_t *error = md ? rd_kafka_consumer_group_metadata_write(md, &buf, &size) : NULL;
+  if (md && !error && size >= sizeof magic - 1 + sizeof generation &&
+      memcmp(buf, magic, sizeof magic - 1) == 0)
+    memcpy(&generation, (const char *)buf + sizeof magic - 1, sizeof generation);
+  if (error)
+    rd_kafka_error_destroy(error);
+  if (buf)
+    rd_kafka_mem_free(NULL, buf);
+  if (md)
+    rd_kafka_consumer_group_metadata_destroy(md);
+  return generation;
+}

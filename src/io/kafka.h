@@ -4,6 +4,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /** @brief A librdkafka configuration with @p bootstrap, quiet logging routed through
  *  kefu's log, and the `key=value` pairs of @p props (may be NULL, @p nprops pairs as
@@ -41,5 +42,9 @@ int kefu_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms
 /** @brief The value of header @p name of @p msg as a NUL-terminated copy in @p out, or
  *  "" when absent. */
 void kefu_kafka_header(const rd_kafka_message_t *msg, const char *name, char *out, size_t outlen);
+
+/** @brief The generation id of the group @p consumer is a member of, -1 before it joined
+ *  (or when librdkafka's serialized group metadata is not the one this expects). */
+int32_t kefu_kafka_generation(rd_kafka_t *consumer);
 
 #endif
