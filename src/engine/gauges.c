@@ -91,7 +91,7 @@ static kefu_metric_t *task_gauge(const char *name, const char *help, int task) {
 
 /* Slot @p rank (0-based) of @p task now shows @p shop (NULL: none) with @p n. */
 static void set_rank(engine_metrics_t *m, int task, int rank, const char *shop, uint32_t n) {
-  char labels[64 + 2 * KEFU_ID_MAX], esc[2 * KEFU_ID_MAX + 1];
+  char labels[64 + 2 * KEFU_ID_MAX], esc[KEFU_LABEL_ID_MAX];
   label_escape(esc, sizeof esc, shop ? shop : "");
   snprintf(labels, sizeof labels, "task=\"%d\",rank=\"%d\",shop=\"%s\"", task, rank + 1, esc);
   if (!m->queue_top[task][rank])

@@ -165,6 +165,8 @@ typedef struct task {
 
 /* Rank slots of kefu_queue_length_top per task (gauges.c). */
 #define KEFU_QUEUE_TOP 3
+/* An id escaped as a label value: every byte may double, plus the terminator. */
+#define KEFU_LABEL_ID_MAX (2 * KEFU_ID_MAX + 4)
 
 /* The engine's metrics, registered once (SPEC §8). */
 typedef struct engine_metrics {
@@ -175,7 +177,7 @@ typedef struct engine_metrics {
   kefu_histogram_t *batch_seconds, *redis_seconds, *event_to_output;
   kefu_metric_t *timer_shops[MAX_TASKS];
   kefu_metric_t *queue_length[MAX_TASKS], *queue_top[MAX_TASKS][KEFU_QUEUE_TOP];
-  char queue_top_shop[MAX_TASKS][KEFU_QUEUE_TOP][2 * KEFU_ID_MAX + 1]; /* their shop labels */
+  char queue_top_shop[MAX_TASKS][KEFU_QUEUE_TOP][KEFU_LABEL_ID_MAX]; /* their shop labels */
   kefu_metric_t *open_timers[MAX_TASKS], *overdue[MAX_TASKS];
   int64_t last_gauges_ms;
   /* For the closing log line (and the bench that reads it). */
