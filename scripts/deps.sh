@@ -4,7 +4,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config librdkafka-dev libavro-dev libhiredis-dev
       libjansson-dev libmicrohttpd-dev libcmocka-dev zlib1g-dev libcurl4-openssl-dev redis-server kcat python3
       python3-confluent-kafka python3-avro python3-yaml clang-format valgrind clang
-      libclang-rt-14-dev nodejs)
+      libclang-rt-14-dev nodejs prometheus)
 # Debian 12 packages npm apart from nodejs; NodeSource's nodejs carries its own.
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()

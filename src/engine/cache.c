@@ -288,6 +288,7 @@ shop_entry_t *engine_cache_add(kefu_processor_t *p, const char *shop_id, int tas
   shop_entry_t *e = engine_cache_get(p, shop_id);
   if (e)
     return e;
+  engine_queue_back(p, shop_id);
   e = calloc(1, sizeof *e);
   e->shop = kefu_shop_new(shop_id);
   if (engine_config_override(p, shop_id, &e->shop->config)) /* a what-if: from the start */
@@ -337,6 +338,7 @@ static void entry_free(shop_entry_t *e) {
 }
 
 void engine_cache_drop(kefu_processor_t *p, shop_entry_t *e) {
+  engine_queue_leaves(p, e);
   if (e->loaded)
     heap_remove_shop(&p->tasks[e->task].heap, e);
   kefu_map_del(&p->cache, e->shop->id);
@@ -369,6 +371,9 @@ static void free_entry(void *e) {
 }
 
 void engine_cache_clear(kefu_processor_t *p) {
+  const char *id;
+  void *v;
+  kefu_map_foreach(&p->cache, it, id, v) engine_queue_leaves(p, v);
   kefu_map_clear(&p->cache, free_entry);
   for (int t = 0; t < MAX_TASKS; t++) {
     free(p->tasks[t].heap.v);

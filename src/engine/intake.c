@@ -9,14 +9,22 @@ int64_t engine_wall_ms(void) {
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+/* Seconds on the monotonic clock, in ns: a local Redis answers in tens of µs, which the
+ * ms wall clock would round to 0 or 1 ms. */
+static double monotonic_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* Every pipeline the engine sends goes through here, so its latency is measured. The
  * positions waiting in the pipeline (engine_append_positions) go first: their replies
  * are taken here, and the caller sees only its own. */
 int engine_redis_flush(kefu_processor_t *p, redisReply ***replies, char *errstr, size_t errlen) {
-  int64_t start = engine_wall_ms();
+  double start = monotonic_seconds();
   uint64_t redirects = kefu_redis_redirects(p->redis);
   int k = p->pos_pending, n = kefu_redis_flush(p->redis, replies, errstr, errlen);
-  kefu_histogram_observe(p->m.redis_seconds, (double)(engine_wall_ms() - start) / 1000.0);
+  kefu_histogram_observe(p->m.redis_seconds, monotonic_seconds() - start);
   kefu_metric_add(p->m.redis_redirects, (double)(kefu_redis_redirects(p->redis) - redirects));
   if (k) {
     const char *why = n < 0 ? errstr : NULL;
@@ -436,6 +444,7 @@ static void on_revoke(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
     json_decref(p->tasks[id].timer_index);
     p->tasks[id].timer_index = NULL;
     engine_cache_drop_task(p, id); /* its next owner reads its shops from Redis */
+    engine_task_gauges_forget(p, id);
     engine_acked_forget(p, id);
     KEFU_INFO("engine", "revoked task %d", id);
   }

@@ -462,8 +462,8 @@ static kefu_metric_t *gauge(const char *name, const char *help, const char *fmt,
 }
 
 /* Once a second: consumer lag per partition (high watermark - position, from
- * librdkafka's cached offsets: no request), each task's watermark, and how many shops
- * of each task have timers. */
+ * librdkafka's cached offsets: no request), each task's watermark, how many shops of
+ * each task have timers, and the queue and timer gauges of gauges.c. */
 static void update_gauges(kefu_processor_t *p) {
   int64_t now = engine_wall_ms();
   if (now - p->m.last_gauges_ms < 1000)
@@ -509,7 +509,9 @@ static void update_gauges(kefu_processor_t *p) {
       kefu_metric_set(p->m.watermark[id], (double)task->watermark);
     kefu_metric_set(p->m.timer_shops[id],
                     task->timer_index ? (double)json_object_size(task->timer_index) : 0);
+    engine_timer_gauges(p, task, now);
   }
+  engine_queue_gauges(p);
 }
 
 /* SPEC §1.3 idle advance (live mode only): a task that has read nothing for
@@ -977,7 +979,7 @@ static void register_metrics(engine_metrics_t *m, const char *instance_id) {
                              NULL, kefu_metrics_buckets_long, kefu_metrics_buckets_long_n);
   m->redis_seconds =
       kefu_metrics_histogram("kefu_redis_seconds", "Redis round-trip time", NULL,
-                             kefu_metrics_buckets_short, kefu_metrics_buckets_short_n);
+                             kefu_metrics_buckets_redis, kefu_metrics_buckets_redis_n);
 }
 
 /* Not ready for @p why: logged, then @p *backoff ms of waiting (beating, so /healthz
@@ -1130,6 +1132,7 @@ void kefu_processor_destroy(kefu_processor_t *p) {
   engine_cache_clear(p);
   kefu_map_clear(&p->cache, NULL);
   kefu_map_clear(&p->acked, free);
+  engine_task_gauges_forget(p, -1);
   kefu_buf_free(&p->scratch);
   kefu_courier_table_clear(&p->couriers);
   free(p->enc_buf);

@@ -164,6 +164,11 @@ typedef struct task {
   bool starved;           /* the merge waits for a partition not read to its end */
 } task_t;
 
+/* Rank slots of kefu_queue_length_top per task (gauges.c). */
+#define KEFU_QUEUE_TOP 3
+/* An id escaped as a label value: every byte may double, plus the terminator. */
+#define KEFU_LABEL_ID_MAX (2 * KEFU_ID_MAX + 4)
+
 /* The engine's metrics, registered once (SPEC §8). */
 typedef struct engine_metrics {
   kefu_metric_t *in[KEFU_T__COUNT], *out[KEFU_T__COUNT], *lag[MAX_TASKS][KEFU_KEYED_INPUTS];
@@ -175,6 +180,9 @@ typedef struct engine_metrics {
   /* What `kefu status` cannot read from Kafka or Redis: which instance owns a task, when
    * it last committed it (epoch ms), and the group's generation. */
   kefu_metric_t *assigned[MAX_TASKS], *committed_at[MAX_TASKS], *generation;
+  kefu_metric_t *queue_length[MAX_TASKS], *queue_top[MAX_TASKS][KEFU_QUEUE_TOP];
+  char queue_top_shop[MAX_TASKS][KEFU_QUEUE_TOP][KEFU_LABEL_ID_MAX]; /* their shop labels */
+  kefu_metric_t *open_timers[MAX_TASKS], *overdue[MAX_TASKS];
   int64_t last_gauges_ms;
   /* For the closing log line (and the bench that reads it). */
   uint64_t records, batches;
@@ -194,6 +202,9 @@ struct kefu_processor {
   kefu_courier_table_t couriers;
   kefu_rules_env_t env;
   kefu_map_t cache; /* shop_id -> shop_entry_t*: the owner cache */
+  /* shop_id -> queue_away_t*: shops of our tasks that left memory with buyers queued
+   * (ROUTE-11), for the queue gauges (gauges.c) */
+  kefu_map_t queues_away;
   /* shop_id -> shop_acked_t*: the applied offsets Redis acknowledged of shops dropped
    * after a failed write, checked when they are read again (state_check.c) */
   kefu_map_t acked;
@@ -391,6 +402,18 @@ int engine_append_index(kefu_processor_t *p);
 static inline bool engine_can_commit(const kefu_processor_t *p) {
   return p->producer || p->o->replay;
 }
+
+/* Gauges of queues and timers (gauges.c). */
+/** @brief @p e leaves memory: its queue length is remembered for the queue gauges. */
+void engine_queue_leaves(kefu_processor_t *p, const shop_entry_t *e);
+/** @brief Shop @p shop_id is in memory again: what was remembered of it goes. */
+void engine_queue_back(kefu_processor_t *p, const char *shop_id);
+/** @brief kefu_queue_length{task} and kefu_queue_length_top of every assigned task. */
+void engine_queue_gauges(kefu_processor_t *p);
+/** @brief kefu_open_timers and kefu_oldest_overdue_timer_seconds of @p task at @p now. */
+void engine_timer_gauges(kefu_processor_t *p, const task_t *task, int64_t now);
+/** @brief @p task was revoked (-1: the end): its gauges read 0, its shops are forgotten. */
+void engine_task_gauges_forget(kefu_processor_t *p, int task);
 
 /* The committer (committer.c). */
 int engine_committer_start(kefu_processor_t *p, char *errstr, size_t errlen);

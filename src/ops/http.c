@@ -129,8 +129,29 @@ static enum MHD_Result respond_text(struct MHD_Connection *conn, unsigned status
   return respond(conn, status, body, (size_t)n, MHD_RESPMEM_MUST_FREE, "text/plain; charset=utf-8");
 }
 
+/* What /readyz answers: true when ready, else false with the reason in @p reason. One
+ * function for /readyz and the kefu_ready gauge, so that the two never disagree. */
+static bool readiness(char *reason, size_t len) {
+  long long busy = busy_for();
+  if (atomic_load(&is_ready) && busy > atomic_load(&busy_limit_ms)) {
+    snprintf(reason, len, "a batch has been waiting on Kafka or Redis for %lld ms", busy);
+    return false;
+  }
+  if (atomic_load(&is_ready))
+    return true;
+  pthread_mutex_lock(&reason_lock);
+  snprintf(reason, len, "%s", not_ready_reason);
+  pthread_mutex_unlock(&reason_lock);
+  return false;
+}
+
+/* kefu_ready is set from readiness() at each scrape rather than by the processor: the
+ * busy limit makes an instance not ready without any call from it. */
 static enum MHD_Result serve_metrics(struct MHD_Connection *conn) {
   size_t len;
+  char reason[sizeof not_ready_reason + 64];
+  kefu_metric_set(kefu_metrics_gauge("kefu_ready", "1 when /readyz answers 200, else 0", NULL),
+                  readiness(reason, sizeof reason) ? 1 : 0);
   char *text = kefu_metrics_render(&len);
   if (!text)
     return respond_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
@@ -147,17 +168,9 @@ static enum MHD_Result serve_healthz(struct MHD_Connection *conn) {
 }
 
 static enum MHD_Result serve_readyz(struct MHD_Connection *conn) {
-  char reason[sizeof not_ready_reason];
-  long long busy = busy_for();
-  if (atomic_load(&is_ready) && busy > atomic_load(&busy_limit_ms))
-    return respond_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
-                        "not ready: a batch has been waiting on Kafka or Redis for %lld ms\n",
-                        busy);
-  if (atomic_load(&is_ready))
+  char reason[sizeof not_ready_reason + 64];
+  if (readiness(reason, sizeof reason))
     return respond_text(conn, MHD_HTTP_OK, "ready\n");
-  pthread_mutex_lock(&reason_lock);
-  memcpy(reason, not_ready_reason, sizeof reason);
-  pthread_mutex_unlock(&reason_lock);
   return respond_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: %s\n", reason);
 }
 

@@ -30,6 +30,12 @@ const double kefu_metrics_buckets_short[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
 const int kefu_metrics_buckets_short_n =
     (int)(sizeof kefu_metrics_buckets_short / sizeof kefu_metrics_buckets_short[0]);
 
+const double kefu_metrics_buckets_redis[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                             0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                             1,      2.5,     5,      10};
+const int kefu_metrics_buckets_redis_n =
+    (int)(sizeof kefu_metrics_buckets_redis / sizeof kefu_metrics_buckets_redis[0]);
+
 const double kefu_metrics_buckets_long[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,    2.5,
                                             5,     10,   30,    60,   120, 300,  600, 1800, 3600};
 const int kefu_metrics_buckets_long_n =
@@ -233,6 +239,20 @@ void kefu_metric_add(kefu_metric_t *m, double v) {
 void kefu_metric_set(kefu_metric_t *m, double v) {
   if (m)
     atomic_store_explicit(&m->value, v, memory_order_relaxed);
+}
+
+int kefu_metric_relabel(kefu_metric_t *m, const char *labels) {
+  labels = labels ? labels : "";
+  if (!m || !registration_ok("relabel", labels))
+    return -1;
+  char *copy = strdup(labels);
+  if (!copy)
+    return -1;
+  pthread_mutex_lock(&registry_lock); /* a render may be reading the old labels */
+  free(m->labels);
+  m->labels = copy;
+  pthread_mutex_unlock(&registry_lock);
+  return 0;
 }
 
 double kefu_metric_value(const kefu_metric_t *m) {

@@ -44,6 +44,13 @@ void kefu_metric_add(kefu_metric_t *m, double v);
  *  statistics). @locality any thread. */
 void kefu_metric_set(kefu_metric_t *m, double v);
 
+/** @brief Gives the series @p m the label set @p labels (as at registration): a fixed slot
+ *  whose subject changes, such as the rank-1 shop of a task's queues, so that the number
+ *  of series stays what was registered. The caller keeps the family's label sets unique.
+ *  @returns 0, or -1 (logged; the labels stay) when @p labels is invalid or out of memory.
+ *  @locality any thread; takes the registry mutex. */
+int kefu_metric_relabel(kefu_metric_t *m, const char *labels);
+
 /** @brief The current value (0 for NULL). */
 double kefu_metric_value(const kefu_metric_t *m);
 
@@ -63,9 +70,14 @@ char *kefu_metrics_render(size_t *len);
  *  no other thread may be using one). */
 void kefu_metrics_reset(void);
 
-/** Bucket bounds in seconds for short operations: a batch, a Redis call. */
+/** Bucket bounds in seconds for short operations: a batch. */
 extern const double kefu_metrics_buckets_short[];
 extern const int kefu_metrics_buckets_short_n;
+
+/** Bucket bounds in seconds for a Redis round trip: from 100 µs (a local Redis answers a
+ *  small pipeline in tens of µs) to 10 s. */
+extern const double kefu_metrics_buckets_redis[];
+extern const int kefu_metrics_buckets_redis_n;
 
 /** Bucket bounds in seconds for event-to-output latency (includes timers that fire
  *  minutes after their event). */

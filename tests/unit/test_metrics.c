@@ -183,6 +183,53 @@ static void test_long_buckets_ascend(void **state) {
                                          kefu_metrics_buckets_long, kefu_metrics_buckets_long_n));
 }
 
+/* Redis round trips of a local server take tens of µs: the buckets start at 100 µs and a
+ * 300 µs observation lands in le="0.0005", not in the first ms bucket. */
+static void test_spec8_redis_buckets_are_sub_millisecond(void **state) {
+  (void)state;
+  for (int i = 1; i < kefu_metrics_buckets_redis_n; i++)
+    assert_true(kefu_metrics_buckets_redis[i] > kefu_metrics_buckets_redis[i - 1]);
+  assert_true(kefu_metrics_buckets_redis[0] <= 0.0001);
+  assert_true(kefu_metrics_buckets_redis[kefu_metrics_buckets_redis_n - 1] >= 10);
+  kefu_histogram_t *h = kefu_metrics_histogram(
+      "kefu_redis_seconds", "r", NULL, kefu_metrics_buckets_redis, kefu_metrics_buckets_redis_n);
+  kefu_histogram_observe(h, 0.0003);
+  char *text = kefu_metrics_render(NULL);
+  assert_int_equal(sample(text, "kefu_redis_seconds_bucket{le=\"0.00025\"}"), 0);
+  assert_int_equal(sample(text, "kefu_redis_seconds_bucket{le=\"0.0005\"}"), 1);
+  assert_int_equal(sample(text, "kefu_redis_seconds_bucket{le=\"0.0001\"}"), 0);
+  assert_true(sample(text, "kefu_redis_seconds_sum") == 0.0003);
+  assert_exposition_format(text);
+  free(text);
+}
+
+/* A rank slot keeps its series while its shop changes: the family has as many series as
+ * were registered (bounded cardinality), each rendered with its current labels. */
+static void test_spec8_relabel_keeps_the_series_count(void **state) {
+  (void)state;
+  kefu_metric_t *m =
+      kefu_metrics_gauge("kefu_queue_length_top", "q", "task=\"3\",rank=\"1\",shop=\"s42\"");
+  kefu_metric_set(m, 5);
+  assert_int_equal(kefu_metric_relabel(m, "task=\"3\",rank=\"1\",shop=\"s7\""), 0);
+  kefu_metric_set(m, 9);
+  char *text = kefu_metrics_render(NULL);
+  assert_int_equal(sample(text, "kefu_queue_length_top{task=\"3\",rank=\"1\",shop=\"s7\"}"), 9);
+  assert_null(strstr(text, "s42"));
+  assert_exposition_format(text);
+  free(text);
+  /* Registering the new label set finds the same series; bad labels change nothing. */
+  assert_ptr_equal(
+      kefu_metrics_gauge("kefu_queue_length_top", "q", "task=\"3\",rank=\"1\",shop=\"s7\""), m);
+  kefu_log_level_t saved = kefu_log_min_level;
+  kefu_log_min_level = KEFU_LOG_ERROR + 1;
+  assert_int_equal(kefu_metric_relabel(m, "shop=\"a}\""), -1);
+  assert_int_equal(kefu_metric_relabel(NULL, "shop=\"a\""), -1);
+  kefu_log_min_level = saved;
+  text = kefu_metrics_render(NULL);
+  assert_int_equal(sample(text, "kefu_queue_length_top{task=\"3\",rank=\"1\",shop=\"s7\"}"), 9);
+  free(text);
+}
+
 #define THREADS 4
 #define ADDS 100000
 
@@ -259,6 +306,14 @@ static int stop_http(void **state) {
   return 0;
 }
 
+/* kefu_ready is what /readyz answers at the same moment (SPEC §8). */
+static void assert_ready_gauge(int port, double want) {
+  static reply_t m;
+  http_request(port, "GET", "/metrics", &m);
+  assert_int_equal(m.status, 200);
+  assert_true(sample(m.body, "kefu_ready") == want);
+}
+
 static void test_spec8_http_endpoints(void **state) {
   (void)state;
   static reply_t r;
@@ -291,6 +346,7 @@ static void test_spec8_http_endpoints(void **state) {
   http_request(port, "GET", "/readyz", &r);
   assert_int_equal(r.status, 503);
   assert_non_null(strstr(r.body, "starting"));
+  assert_ready_gauge(port, 0);
   kefu_http_set_ready(false, "redis unavailable");
   http_request(port, "GET", "/readyz", &r);
   assert_int_equal(r.status, 503);
@@ -298,6 +354,7 @@ static void test_spec8_http_endpoints(void **state) {
   kefu_http_set_ready(true, NULL);
   http_request(port, "GET", "/readyz", &r);
   assert_int_equal(r.status, 200);
+  assert_ready_gauge(port, 1);
   /* A batch blocked on Kafka or Redis past the busy limit is not ready, even though
    * nothing failed yet (SPEC §6: a transaction commit blocked by a broker outage). */
   kefu_http_set_busy_limit(600000);
@@ -309,7 +366,9 @@ static void test_spec8_http_endpoints(void **state) {
   http_request(port, "GET", "/readyz", &r);
   assert_int_equal(r.status, 503);
   assert_non_null(strstr(r.body, "waiting on Kafka or Redis"));
+  assert_ready_gauge(port, 0); /* the busy limit alone: no call from the processor */
   kefu_http_busy(false);
+  assert_ready_gauge(port, 1);
   http_request(port, "GET", "/readyz", &r);
   assert_int_equal(r.status, 200);
   kefu_http_set_busy_limit(0);
@@ -365,6 +424,8 @@ int main(void) {
       cmocka_unit_test_setup(test_registration_errors_are_harmless, reset_registry),
       cmocka_unit_test_setup(test_spec8_histogram_buckets_are_cumulative, reset_registry),
       cmocka_unit_test_setup(test_long_buckets_ascend, reset_registry),
+      cmocka_unit_test_setup(test_spec8_redis_buckets_are_sub_millisecond, reset_registry),
+      cmocka_unit_test_setup(test_spec8_relabel_keeps_the_series_count, reset_registry),
       cmocka_unit_test_setup(test_concurrent_updates, reset_registry),
       cmocka_unit_test_setup_teardown(test_spec8_http_endpoints, reset_registry, stop_http),
       cmocka_unit_test_teardown(test_spec8_http_start_errors, stop_http),
