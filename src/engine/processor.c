@@ -570,21 +570,30 @@ static bool replay_end(kefu_processor_t *p, batch_t *b) {
   return true;
 }
 
-/* Flow control, as Kafka Streams' buffered.records.per.partition: while a task waits for
- * records that have not arrived (starved), a partition whose queue holds two batches'
- * worth is paused until it is down to one, or nobody waits. librdkafka's consumer has
- * one queue, filled in fetch order: a hot partition's backlog, fetched first, stood in
- * front of every other partition's records, and the merge saw nothing else until it had
- * taken it all (test_fairness.py). Pausing a partition drops its fetched records from that
- * queue (librdkafka fetches them again from the last one kefu read when it resumes), so
- * the others' come through. Only while another task starves: each pause costs a fetch
- * again, for nothing when nobody is behind it. Not while a retry pauses everything
- * (p->paused): resuming is its business. DECISIONS 63. */
+/* Flow control, as Kafka Streams' buffered.records.per.partition: while a task has
+ * waited for records that have not arrived (starved) for 20 batch.max_ms (1 s) or more, a
+ * partition whose queue holds two batches' worth is paused until it is down to one, or
+ * nobody waits. librdkafka's consumer has one queue, filled in fetch order: a hot
+ * partition's backlog, fetched first, stood in front of every other partition's records,
+ * and the merge saw nothing else until it had taken it all (test_fairness.py). Pausing a
+ * partition drops its fetched records from that queue (librdkafka fetches them again from
+ * the last one kefu read when it resumes), so the others' come through. Only for a
+ * starvation that lasts: each pause costs a fetch again, and a backlog on every partition
+ * starves a task for a moment now and then (paused on every such moment, the bench's
+ * backlog ran at half speed). Not while a retry pauses everything (p->paused): resuming
+ * is its business. DECISIONS 63. */
 static void flow_control(kefu_processor_t *p) {
   size_t full = 2 * (size_t)p->o->batch_max_records;
+  int64_t now = engine_wall_ms(), patience = 20 * (int64_t)p->o->batch_max_ms;
   bool starved = false;
-  for (int id = 0; id < p->partitions && id < MAX_TASKS; id++)
-    starved |= p->tasks[id].assigned && p->tasks[id].starved;
+  for (int id = 0; id < p->partitions && id < MAX_TASKS; id++) {
+    task_t *t = &p->tasks[id];
+    if (!t->assigned || !t->starved)
+      t->starved_since = 0;
+    else if (!t->starved_since)
+      t->starved_since = now;
+    starved |= t->starved_since && now - t->starved_since >= (patience > 200 ? patience : 200);
+  }
   for (int id = 0; id < p->partitions && id < MAX_TASKS && !p->paused && !p->o->replay; id++)
     for (int k = 0; k < KEFU_KEYED_INPUTS && p->tasks[id].assigned; k++) {
       queue_t *q = &p->tasks[id].q[k];

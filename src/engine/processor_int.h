@@ -162,6 +162,7 @@ typedef struct task {
   bool saw_applied;       /* this batch met an input whose state was already applied */
   bool missed_remembered; /* ... and had not read its remembered outputs (state_once) */
   bool starved;           /* the merge waits for a partition not read to its end */
+  int64_t starved_since;  /* wall ms it has starved since, batch after batch; 0: it does not */
 } task_t;
 
 /* Rank slots of kefu_queue_length_top per task (gauges.c). */
