@@ -259,7 +259,7 @@ static void book_batch(kefu_processor_t *p, const batch_t *b, int64_t start, int
 static int process_batch(kefu_processor_t *p, batch_t *b, volatile sig_atomic_t *stop, int failed,
                          const char *why) {
   char errstr[512];
-  int backoff = 100, rc = failed, new_producers = 0;
+  int backoff = KEFU_BACKOFF_FIRST_MS, rc = failed, new_producers = 0;
   int64_t start = engine_wall_ms();
   snprintf(errstr, sizeof errstr, "%s", why ? why : "");
   for (bool attempt = failed == ENGINE_DONE;; attempt = true) {
@@ -315,7 +315,7 @@ static int process_batch(kefu_processor_t *p, batch_t *b, volatile sig_atomic_t 
       rc = ENGINE_DONE;
       break;
     }
-    backoff = backoff * 2 > p->o->redis_retry_max_ms ? p->o->redis_retry_max_ms : backoff * 2;
+    backoff = kefu_backoff_next(backoff, p->o->redis_retry_max_ms);
   }
   if (p->paused)
     pause_inputs(p, false);
@@ -1003,7 +1003,7 @@ static int wait_at_start(const kefu_processor_opts_t *o, const char *subsystem, 
     kefu_http_heartbeat();
     usleep(50000);
   }
-  *backoff = *backoff * 2 > o->redis_retry_max_ms ? o->redis_retry_max_ms : *backoff * 2;
+  *backoff = kefu_backoff_next(*backoff, o->redis_retry_max_ms);
   return 0;
 }
 
@@ -1014,7 +1014,7 @@ static int wait_at_start(const kefu_processor_opts_t *o, const char *subsystem, 
  * A replay fails at once: an analyst's job should say so rather than wait. */
 static kefu_redis_t *connect_redis_at_start(const kefu_processor_opts_t *o, char *errstr,
                                             size_t errlen) {
-  int backoff = 100;
+  int backoff = KEFU_BACKOFF_FIRST_MS;
   for (;;) {
     kefu_redis_t *r = kefu_redis_connect(&o->redis, errstr, errlen);
     if (r || o->replay || !o->stop || !kefu_redis_error_is_transient(errstr))
@@ -1035,7 +1035,7 @@ static kefu_redis_t *connect_redis_at_start(const kefu_processor_opts_t *o, char
  * with the registry's message and the subject. */
 static int setup_registry(kefu_processor_t *p, char *errstr, size_t errlen) {
   const kefu_processor_opts_t *o = p->o;
-  int backoff = 100;
+  int backoff = KEFU_BACKOFF_FIRST_MS;
   if (!o->registry.url || !*o->registry.url)
     return 0;
   if (!(p->registry = kefu_registry_new(&o->registry, errstr, errlen)))

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/backoff.h"
 #include "engine/event.h"
 #include "engine/processor.h"
 #include "io/codec.h"
