@@ -4,9 +4,12 @@
  * (MHD_OPTION_LISTEN_SOCKET): that way a failure says which address and why ("Address
  * already in use"), and getsockname() tells which port "port 0" picked.
  *
- * The processor and the HTTP thread share only three things, all safe without the
+ * The processor and the HTTP thread share only four things, all safe without the
  * processor ever blocking: the last heartbeat (an atomic timestamp), the ready flag (an
- * atomic) and the not-ready reason (a short string under a mutex, written rarely).
+ * atomic), the not-ready reason (a short string under a mutex, written rarely) and a
+ * hold with its own reason. The hold is apart from the flag because the loop sets the
+ * flag ready after every batch that goes through, while a hold (records waiting for the
+ * Schema Registry) lasts across batches of the other tasks until its owner releases it.
  * Liveness uses CLOCK_MONOTONIC so that a wall-clock jump cannot fail /healthz.
  */
 #include "ops/http.h"
@@ -42,6 +45,8 @@ static _Atomic long long busy_since_ms[KEFU_HTTP_BUSY_STEPS];
 static _Atomic int busy_limit_ms = DEFAULT_BUSY_LIMIT_MS;
 static pthread_mutex_t reason_lock = PTHREAD_MUTEX_INITIALIZER;
 static char not_ready_reason[256] = "starting";
+static _Atomic bool is_held;  /* kefu_http_hold: not ready whatever is_ready says */
+static char hold_reason[256]; /* under reason_lock */
 
 static long long monotonic_ms(void) {
   struct timespec ts;
@@ -94,6 +99,15 @@ void kefu_http_set_ready(bool ready, const char *reason) {
   atomic_store(&is_ready, ready);
 }
 
+void kefu_http_hold(const char *reason) {
+  if (reason) {
+    pthread_mutex_lock(&reason_lock);
+    snprintf(hold_reason, sizeof hold_reason, "%s", *reason ? reason : "held");
+    pthread_mutex_unlock(&reason_lock);
+  }
+  atomic_store(&is_held, reason != NULL);
+}
+
 /* ---------------------------------------------------------------------------------- */
 /* Requests                                                                            */
 
@@ -133,6 +147,12 @@ static enum MHD_Result respond_text(struct MHD_Connection *conn, unsigned status
  * function for /readyz and the kefu_ready gauge, so that the two never disagree. */
 static bool readiness(char *reason, size_t len) {
   long long busy = busy_for();
+  if (atomic_load(&is_held)) { /* first: the ready flag may say ready meanwhile */
+    pthread_mutex_lock(&reason_lock);
+    snprintf(reason, len, "%s", hold_reason);
+    pthread_mutex_unlock(&reason_lock);
+    return false;
+  }
   if (atomic_load(&is_ready) && busy > atomic_load(&busy_limit_ms)) {
     snprintf(reason, len, "a batch has been waiting on Kafka or Redis for %lld ms", busy);
     return false;

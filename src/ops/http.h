@@ -2,8 +2,9 @@
  *   /metrics  the metrics registry in Prometheus text format 0.0.4
  *   /healthz  200 "ok" while the processor loop is alive (it calls kefu_http_heartbeat()
  *             at least every heartbeat timeout, 30 s by default), else 503
- *   /readyz   200 "ready" once the processor called kefu_http_set_ready(true, ...), else
- *             503 with the reason given ("starting", "redis unavailable"...)
+ *   /readyz   200 "ready" once the processor called kefu_http_set_ready(true, ...) and
+ *             holds nothing (kefu_http_hold), else 503 with the reason given
+ *             ("starting", "redis unavailable", "waiting for the schema registry"...)
  *   anything else 404; methods other than GET and HEAD 405.
  *
  * One server per process (like the metrics registry). The heartbeat and readiness
@@ -56,6 +57,12 @@ void kefu_http_set_busy_limit(int ms);
 /** @brief Sets what /readyz answers: ready, or not ready because of @p reason (copied;
  *  may be NULL; ignored when ready). @locality any thread. */
 void kefu_http_set_ready(bool ready, const char *reason);
+
+/** @brief Holds /readyz at 503 with @p reason (copied), whatever kefu_http_set_ready says
+ *  meanwhile, until kefu_http_hold(NULL) releases it: for a condition that outlasts the
+ *  batches that set the ready flag (records waiting for the Schema Registry while other
+ *  tasks go on). @locality any thread. */
+void kefu_http_hold(const char *reason);
 
 /** @brief Splits @p listen ("host:port" or "[v6addr]:port", port 0..65535) into
  *  @p host (without brackets) and @p port. Also used by config.c to validate
