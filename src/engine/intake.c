@@ -123,11 +123,47 @@ static void override_config(const kefu_processor_t *p, input_t *in) {
     in->ev.config_reset = false;
 }
 
+/* ---------------------------------------------------------------- registry outages
+ *
+ * A registry unreachable while running (a transport error, a timeout, HTTP 5xx) is no
+ * fault of the record that needed it: the record waits, in its partition's place (SPEC
+ * §6, DECISIONS 57), and only an id the registry does not know or a schema that does not
+ * resolve goes to the DLQ. One backoff for the whole registry: while it runs, a record
+ * with an unknown id waits without a request, so a backlog costs one request per pause
+ * (each may block the loop for schema.registry.timeout_ms), not one per record. */
+
+static void registry_failed(kefu_processor_t *p, const char *why) {
+  struct registry_outage *r = &p->reg;
+  int64_t now = engine_wall_ms();
+  if (!r->down) {
+    r->down = true;
+    r->since_ms = now;
+    r->backoff_ms = KEFU_BACKOFF_FIRST_MS;
+  } else {
+    r->backoff_ms = kefu_backoff_next(r->backoff_ms, p->o->redis_retry_max_ms);
+  }
+  r->retry_at_ms = now + r->backoff_ms;
+  snprintf(r->why, sizeof r->why, "%s", why);
+  KEFU_WARN("registry", "%s: the record waits (not to the DLQ); retrying in %d ms", why,
+            r->backoff_ms);
+}
+
+static void registry_answered(kefu_processor_t *p, int32_t id) {
+  if (!p->reg.down)
+    return;
+  KEFU_INFO("registry",
+            "schema registry reachable again after %lld ms (schema id %d learnt): "
+            "the records waiting for it go on",
+            (long long)(engine_wall_ms() - p->reg.since_ms), (int)id);
+  memset(&p->reg, 0, sizeof p->reg);
+}
+
 /* With a Schema Registry, a framed value whose id the table lacks: the id is fetched and
  * added (a writer's schema beside kefu's reader schema), so the fast path and the codec
  * below find it. A writer's schema equal to kefu's own opens the fast path for its id.
- * Returns 0, or -1 with the reason for the DLQ in @p err (an unknown id, a schema that
- * does not resolve, the registry unreachable). */
+ * Returns 0; -1 with the reason for the DLQ in @p err (an unknown id, a schema that does
+ * not resolve); 1 when the registry is unreachable (the reason in @p err): the record
+ * waits. */
 static int learn_schema_id(kefu_processor_t *p, kefu_topic_t topic, const void *payload, size_t len,
                            char *err, size_t errlen) {
   const uint8_t *b = payload;
@@ -136,8 +172,18 @@ static int learn_schema_id(kefu_processor_t *p, kefu_topic_t topic, const void *
   int32_t id = (int32_t)((uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4]);
   if (kefu_schemas_by_id(p->schemas, id, NULL))
     return 0;
-  if (kefu_registry_learn(p->registry, p->schemas, topic, id, err, errlen) != KEFU_REGISTRY_OK)
+  if (p->reg.down && engine_wall_ms() < p->reg.retry_at_ms) {
+    snprintf(err, errlen, "%s", p->reg.why);
+    return 1;
+  }
+  kefu_registry_err_t rc = kefu_registry_learn(p->registry, p->schemas, topic, id, err, errlen);
+  if (rc == KEFU_REGISTRY_UNAVAILABLE) {
+    registry_failed(p, err);
+    return 1;
+  }
+  if (rc != KEFU_REGISTRY_OK)
     return -1;
+  registry_answered(p, id);
   avro_schema_t w = kefu_schemas_by_id(p->schemas, id, NULL);
   if (topic <= KEFU_T_SHOP_CONFIG && p->fast_id[topic] < 0 &&
       avro_schema_equal(w, kefu_schemas_current(p->schemas, topic)))
@@ -166,8 +212,11 @@ static void decode_input(kefu_processor_t *p, input_t *in) {
     }
     return;
   }
-  if (learn_schema_id(p, in->topic, in->payload, in->len, in->error, sizeof in->error))
+  int learnt = learn_schema_id(p, in->topic, in->payload, in->len, in->error, sizeof in->error);
+  if (learnt) {
+    in->awaits_schema = learnt > 0;
     return;
+  }
   /* The fast path: a record of the current schema goes straight to the typed event. */
   int rc = kefu_event_decode(
       &in->ev, in->topic, in->topic <= KEFU_T_SHOP_CONFIG ? p->fast_id[in->topic] : -1, in->payload,
@@ -196,16 +245,19 @@ static void decode_input(kefu_processor_t *p, input_t *in) {
 
 /* ---------------------------------------------------------------- courier table */
 
-void engine_apply_courier(kefu_processor_t *p, const void *payload, size_t len, const void *k,
-                          size_t key_len, int64_t offset) {
+int engine_apply_courier(kefu_processor_t *p, const void *payload, size_t len, const void *k,
+                         size_t key_len, int64_t offset) {
   char err[256], key[160];
   json_t *rec = NULL;
+  int learnt;
   if (!payload) {
     snprintf(key, sizeof key, "%.*s", (int)key_len, k ? (const char *)k : "");
     kefu_courier_table_delete(&p->couriers, key);
-    return;
+    return 0;
   }
-  if (learn_schema_id(p, KEFU_T_COURIER_STATUS, payload, len, err, sizeof err) == 0 &&
+  if ((learnt = learn_schema_id(p, KEFU_T_COURIER_STATUS, payload, len, err, sizeof err)) > 0)
+    return 1; /* kept by the caller: skipping it would lose a courier's status */
+  if (learnt == 0 &&
       kefu_codec_decode(p->codec, KEFU_T_COURIER_STATUS, payload, len, &rec, err, sizeof err) ==
           0 &&
       kefu_courier_status_validate(rec, err, sizeof err) == 0)
@@ -214,25 +266,50 @@ void engine_apply_courier(kefu_processor_t *p, const void *payload, size_t len, 
     KEFU_WARN("couriers", "skipping courier-status record at offset %lld: %s", (long long)offset,
               err);
   json_decref(rec);
+  return 0;
 }
 
-/* Polls the courier-status consumer; with @p to_end, until every partition is at its end. */
+/* The courier-status record that waits for the registry, applied again once its backoff
+ * is over. True when none waits (any more): the table may read on. */
+static bool courier_retried(kefu_processor_t *p) {
+  rd_kafka_message_t *m = p->courier_held;
+  if (!m)
+    return true;
+  if (p->reg.down && engine_wall_ms() < p->reg.retry_at_ms)
+    return false;
+  if (engine_apply_courier(p, m->payload, m->len, m->key, m->key_len, m->offset))
+    return false;
+  rd_kafka_message_destroy(m);
+  p->courier_held = NULL;
+  return true;
+}
+
+/* Polls the courier-status consumer; with @p to_end, until every partition is at its end.
+ * A record waiting for the registry comes first: nothing after it is read meanwhile, so
+ * the table takes its records in their order. */
 int engine_poll_couriers(kefu_processor_t *p, bool to_end, char *errstr, size_t errlen) {
   int64_t deadline = engine_wall_ms() + 30000;
   for (;;) {
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(p->courier_consumer, to_end ? 100 : 0);
+    bool held = !courier_retried(p);
+    rd_kafka_message_t *m =
+        held ? NULL : rd_kafka_consumer_poll(p->courier_consumer, to_end ? 100 : 0);
     if (!m) {
       if (!to_end)
         return 0;
-      if (engine_wall_ms() > deadline) {
-        snprintf(errstr, errlen, "timed out reading %s", kefu_topic_name(KEFU_T_COURIER_STATUS));
+      if (engine_wall_ms() > deadline || (p->o->stop && *p->o->stop)) {
+        snprintf(errstr, errlen, "timed out reading %s%s%s", kefu_topic_name(KEFU_T_COURIER_STATUS),
+                 held ? ": " : "", held ? p->reg.why : "");
         return -1;
       }
+      if (held)
+        usleep(20000);
       continue;
     }
     bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
-    if (!m->err)
-      engine_apply_courier(p, m->payload, m->len, m->key, m->key_len, m->offset);
+    if (!m->err && engine_apply_courier(p, m->payload, m->len, m->key, m->key_len, m->offset)) {
+      p->courier_held = m; /* the consumer's position is past it: it is kept, not read again */
+      continue;
+    }
     rd_kafka_message_destroy(m);
     if (eof && to_end)
       return 0; /* the table topic has one partition (deploy/ and kefu broker) */
@@ -437,6 +514,9 @@ static void on_revoke(kefu_processor_t *p, rd_kafka_topic_partition_list_t *part
     /* Unprocessed records are dropped: nothing of them was applied or committed. */
     for (int k = 0; k < KEFU_KEYED_INPUTS; k++)
       engine_queue_drop_all(&p->tasks[id].q[k]);
+    /* Records waiting for the registry went with the queues; the resume below covers a
+     * pause for them. */
+    p->tasks[id].awaits_schema = p->tasks[id].schema_paused = false;
     for (int k = 0; k < KEFU_KEYED_INPUTS; k++) /* no stale lag for a task we gave up */
       kefu_metric_set(p->m.lag[id][k], 0);
     p->tasks[id].assigned = false;
@@ -481,7 +561,7 @@ static void consumer_error(kefu_processor_t *p, rd_kafka_message_t *m) {
 size_t engine_queued(const kefu_processor_t *p) {
   size_t n = 0;
   for (int id = 0; id < p->partitions && id < MAX_TASKS; id++)
-    for (int k = 0; k < KEFU_KEYED_INPUTS; k++)
+    for (int k = 0; k < KEFU_KEYED_INPUTS && !p->tasks[id].awaits_schema; k++)
       n += p->tasks[id].q[k].tail - p->tasks[id].q[k].head;
   return n;
 }
@@ -550,6 +630,19 @@ void engine_batch_add(batch_t *b, input_t *in) {
   b->items[b->n++] = in;
 }
 
+/* A head waiting for the registry, decoded again (once its backoff is over) as
+ * engine_enqueue_input decodes. True when it no longer waits: valid, or for the DLQ. */
+static bool schema_retried(kefu_processor_t *p, input_t *in) {
+  if (p->reg.down && engine_wall_ms() < p->reg.retry_at_ms)
+    return false;
+  in->awaits_schema = false;
+  in->error[0] = '\0';
+  decode_input(p, in);
+  if (in->valid)
+    override_config(p, in);
+  return !in->awaits_schema;
+}
+
 /* Moves the task's records that may be processed now into @p b, in merge order.
  *
  * An empty partition that is not at its end has records on the broker that have not
@@ -562,11 +655,16 @@ void engine_batch_add(batch_t *b, input_t *in) {
  * waiting for new data all along (docs/DECISIONS.md 29). */
 void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max) {
   int64_t now = engine_wall_ms();
+  task->awaits_schema = false;
   while (b->n < max) {
     int best = -1;
     for (int t = 0; t < KEFU_KEYED_INPUTS; t++) {
       queue_t *q = &task->q[t];
       input_t *h = engine_queue_head(q);
+      if (h && h->awaits_schema && !schema_retried(p, h)) {
+        task->awaits_schema = true; /* its ts is unknown: it may be the earliest */
+        return;
+      }
       if (!h) {
         if (!q->at_end) {
           task->starved = true; /* its records are needed: the loop polls for them */
@@ -584,6 +682,47 @@ void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max
     queue_t *q = &task->q[best];
     engine_batch_add(b, q->items[q->head++]);
   }
+}
+
+void engine_pause_task(kefu_processor_t *p, int id, bool pause) {
+  if (!p->consumer)
+    return; /* a replay reads only as the merge asks */
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(KEFU_KEYED_INPUTS);
+  for (int t = 0; t < KEFU_KEYED_INPUTS; t++)
+    rd_kafka_topic_partition_list_add(l, kefu_topic_name((kefu_topic_t)t), id);
+  rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(p->consumer, l)
+                                  : rd_kafka_resume_partitions(p->consumer, l);
+  if (err)
+    KEFU_WARN("engine", "task %d: %s: %s", id, pause ? "pausing" : "resuming",
+              rd_kafka_err2str(err));
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* A task waiting for the registry is paused: its records would only pile up in memory
+ * behind the waiting head, and its lag should show that it does not move. The others go
+ * on. While a batch is retried every input is paused anyway (p->paused). */
+void engine_registry_hold(kefu_processor_t *p) {
+  int held = 0;
+  for (int id = 0; id < p->partitions && id < MAX_TASKS; id++) {
+    task_t *task = &p->tasks[id];
+    bool wait = task->assigned && task->awaits_schema;
+    if (wait != task->schema_paused && (wait || !p->paused))
+      engine_pause_task(p, id, wait);
+    task->schema_paused = wait;
+    held += wait;
+  }
+  if ((held || p->courier_held) == p->hold_shown && held == p->held_tasks)
+    return;
+  p->held_tasks = held;
+  p->hold_shown = held || p->courier_held;
+  if (!p->hold_shown) {
+    kefu_http_hold(NULL);
+    return;
+  }
+  char why[512];
+  snprintf(why, sizeof why, "waiting for the schema registry (%d tasks%s): %s", held,
+           p->courier_held ? " and the courier-status table" : "", p->reg.why);
+  kefu_http_hold(why);
 }
 
 kefu_cmd_t *engine_task_out_cmd(kefu_processor_t *p, task_out_cmds_t *tc, int task) {

@@ -187,6 +187,9 @@ static void pause_inputs(kefu_processor_t *p, bool pause) {
   if (a)
     rd_kafka_topic_partition_list_destroy(a);
   p->paused = pause;
+  for (int id = 0; !pause && id < p->partitions && id < MAX_TASKS; id++)
+    if (p->tasks[id].schema_paused) /* still waiting for the registry */
+      engine_pause_task(p, id, true);
 }
 
 /* Polls the consumer for @p ms between two attempts at a batch. This is where a
@@ -706,6 +709,7 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
       rc = -1;
       break;
     }
+    engine_registry_hold(p);
     if (p->o->replay && b.n == 0 && replay_end(p, &b))
       break;
     kefu_http_heartbeat();
@@ -1119,6 +1123,10 @@ void kefu_processor_destroy(kefu_processor_t *p) {
     json_decref(p->tasks[t].timer_index); /* a task still assigned at the end (a replay's) */
     engine_pending_idle_free(&p->tasks[t]);
   }
+  if (p->courier_held) /* not applied: the next start reads the whole table again */
+    rd_kafka_message_destroy(p->courier_held);
+  if (p->hold_shown)
+    kefu_http_hold(NULL);
   if (p->courier_consumer) {
     rd_kafka_consumer_close(p->courier_consumer);
     rd_kafka_destroy(p->courier_consumer);

@@ -49,6 +49,9 @@ typedef struct input {
   uint32_t generation; /* its task's generation when read (task_t) */
   kefu_topic_t topic;
   bool valid;
+  bool awaits_schema; /* its schema id is unknown and the registry unreachable: neither
+                         valid nor for the DLQ, it holds its partition's place in the merge
+                         and is decoded again (engine_take_ready); error says why */
   kefu_event_t ev;
   int64_t sort_ts; /* ev.ts; INT64_MIN for DLQ records, which go first */
   char error[256];
@@ -164,6 +167,8 @@ typedef struct task {
   bool missed_remembered; /* ... and had not read its remembered outputs (state_once) */
   bool starved;           /* the merge waits for a partition not read to its end */
   int64_t starved_since;  /* wall ms it has starved since, batch after batch; 0: it does not */
+  bool awaits_schema;     /* the merge waits for a head whose schema the registry owes */
+  bool schema_paused;     /* its partitions are paused for that (engine_registry_hold) */
 } task_t;
 
 /* Rank slots of kefu_queue_length_top per task (gauges.c). */
@@ -224,6 +229,18 @@ struct kefu_processor {
   int undelivered;                /* records of this batch not delivered (reports) */
   char undelivered_error[256];    /* the first one's topic, partition and error */
   int64_t last_consumer_error_ms; /* consumer errors are logged at most once a second */
+  /* A Schema Registry unreachable while running (intake.c): records with an id it has not
+   * answered for wait; no request is made before retry_at_ms. */
+  struct registry_outage {
+    bool down;
+    int backoff_ms; /* the pause after the last failure */
+    int64_t since_ms, retry_at_ms;
+    char why[256]; /* the last failure */
+  } reg;
+  rd_kafka_message_t *courier_held; /* a courier-status record waiting for the registry;
+                                       owned; the table reads nothing past it */
+  int held_tasks;                   /* tasks held at the last engine_registry_hold */
+  bool hold_shown;                  /* /readyz is held (kefu_http_hold) */
   /* The committer (committer.c): the Kafka side and positions of one batch at a time,
    * while the loop reads and computes the next. */
   pthread_t committer;
@@ -306,9 +323,18 @@ void engine_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 void engine_enqueue(kefu_processor_t *p, rd_kafka_message_t *m);
 /** @brief Decodes @p in (record and offset set) and queues it for task @p id's merge. */
 void engine_enqueue_input(kefu_processor_t *p, input_t *in, kefu_topic_t t, int id);
-/** @brief Applies one courier-status record (@p payload NULL: a tombstone). */
-void engine_apply_courier(kefu_processor_t *p, const void *payload, size_t len, const void *key,
-                          size_t key_len, int64_t offset);
+/** @brief Applies one courier-status record (@p payload NULL: a tombstone).
+ *  @returns 0 (applied, or skipped with a warning: a record the table cannot take), or 1
+ *  when the Schema Registry is unreachable: the caller keeps the record and applies it
+ *  again later (engine_poll_couriers). */
+int engine_apply_courier(kefu_processor_t *p, const void *payload, size_t len, const void *key,
+                         size_t key_len, int64_t offset);
+/** @brief After the merge of each loop: pauses the partitions of tasks that wait for the
+ *  Schema Registry (resumes them once they go on) and holds /readyz while any record
+ *  waits for it (kefu_http_hold). */
+void engine_registry_hold(kefu_processor_t *p);
+/** @brief Pauses (@p pause) or resumes the keyed input partitions of task @p id. */
+void engine_pause_task(kefu_processor_t *p, int id, bool pause);
 
 /* Replay (replay.c): the source and sink of kefu_processor_opts_t.replay. */
 /** @brief Sets up a replay: the tasks (all of them this instance's) and the courier table. */
@@ -323,7 +349,9 @@ bool engine_config_override(const kefu_processor_t *p, const char *shop_id, kefu
 /** @brief Adds one flush tick per task to @p b (SPEC §7 --flush). */
 void engine_replay_flush_ticks(kefu_processor_t *p, batch_t *b);
 void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max);
-/** @brief Records waiting in the merge's queues, all tasks. */
+/** @brief Records waiting in the merge's queues, of every task but those waiting for the
+ *  Schema Registry (their partitions are paused: their queues grow no more, and must not
+ *  stop the polling that the other tasks need). */
 size_t engine_queued(const kefu_processor_t *p);
 void engine_batch_add(batch_t *b, input_t *in);
 void engine_timer_index_key(const kefu_processor_t *p, int task, char *out, size_t outlen);

@@ -27,8 +27,19 @@ int engine_replay_setup(kefu_processor_t *p, char *errstr, size_t errlen) {
   p->partitions = io->partitions;
   /* The courier-status table first, whole (SPEC §1.3). */
   while (io->next_courier && (rc = io->next_courier(io->arg, &r, errstr, errlen)) == 1) {
-    engine_apply_courier(p, r.has_value ? r.value : NULL, r.value_len, r.key, r.key_len, r.offset);
+    /* The registry unreachable: the record waits for it, as in `run` (intake.c). */
+    while (engine_apply_courier(p, r.has_value ? r.value : NULL, r.value_len, r.key, r.key_len,
+                                r.offset)) {
+      if (p->o->stop && *p->o->stop) {
+        snprintf(errstr, errlen, "stopped while waiting: %s", p->reg.why);
+        rc = -1;
+        break;
+      }
+      usleep(20000);
+    }
     kefu_archived_clear(&r);
+    if (rc < 0)
+      break;
   }
   if (rc < 0)
     return -1;

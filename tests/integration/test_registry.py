@@ -10,6 +10,10 @@ ones of schemas/ids.tsv.
 - basic auth: kefu authenticates, and the user info never appears in its log;
 - registry down at start: /readyz 503 naming the registry, retried; it comes up ->
   ready and processing;
+- registry down while running (SPEC §6: good data is never lost): records with an id kefu
+  has not seen wait in their partition's place, /readyz 503 naming the registry, retried;
+  nothing to the DLQ; it comes back -> processed, ready; a stop while they wait exits 0
+  and leaves them to be read again;
 - HTTP 409 on registering (the stand-in's FORBID switch): kefu exits 1 naming the subject;
 - TLS: the schema.registry.ssl.* keys reach libcurl: kefu talks to the stand-in over
   HTTPS with mutual TLS (its own CA, a client certificate); without the CA the server's
@@ -21,6 +25,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -28,8 +33,8 @@ import tempfile
 import avro.io
 import avro.schema
 
-from kefutest import (KEFU, SLOW, TOPICS, KefuTestCase, free_port, http_get, kefu_run_command,
-                      main, wait_for)
+from kefutest import (KEFU, SLOW, SOURCE, TOPICS, KefuTestCase, free_port, http_get,
+                      kefu_run_command, main, wait_for)
 from registry_standin import Registry
 
 T0 = 1773068400000
@@ -155,6 +160,114 @@ class RegistryTest(KefuTestCase):
         self.assertTrue(outs)
         for topic, value in outs:
             self.assertGreaterEqual(struct.unpack(">i", value[1:5])[0], 1000)
+
+    # -- a registry outage while kefu runs ----------------------------------------------
+    def new_chat_id(self, reg):
+        """A writer's schema of the chat topic that kefu has not seen: kefu's own with
+        another doc (the stand-in gives it its own id; the datum is the same)."""
+        with open(os.path.join(SOURCE, "schemas", "chat_event.avsc")) as f:
+            doc = json.load(f)
+        doc["doc"] = "as another producer registered it"
+        text = json.dumps(doc)
+        return reg.add(TOPICS["chat"] + "-value", text), avro.schema.parse(text)
+
+    def produce_with_id(self, sid, schema, records):
+        for r in records:
+            datum = {f.name: r.get(f.name, f.default) for f in schema.fields}
+            buf = io.BytesIO()
+            avro.io.DatumWriter(schema).write(datum, avro.io.BinaryEncoder(buf))
+            self.produce_raw("chat", r["shop_id"].encode(),
+                             b"\x00" + struct.pack(">i", sid) + buf.getvalue())
+
+    def start_running(self, reg, http_port):
+        args = [KEFU, "run", "-b", self.broker.bootstrap, "--redis", self.redis.url,
+                "--set", "http.listen=127.0.0.1:%d" % http_port, "--set", "idle_advance=false",
+                "--set", "task_idle_ms=200", "--set", "redis.retry_max_ms=400",
+                "--set", "schema.registry.url=" + reg.url,
+                # every rebalance on the mock cluster waits session.timeout.ms - 1 s
+                "--set", "kafka.session.timeout.ms=3000",
+                "--set", "kafka.heartbeat.interval.ms=300"]
+        log = tempfile.NamedTemporaryFile("w+", prefix="kefu-registry-", suffix=".log")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen(kefu_run_command(args), stderr=log, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        return proc, log
+
+    def decoded_outputs(self, reg):
+        found = []
+        for topic, value in self.outputs():
+            schema = avro.schema.parse(reg.schemas[struct.unpack(">i", value[1:5])[0]])
+            found.append(avro.io.DatumReader(schema).read(
+                avro.io.BinaryDecoder(io.BytesIO(value[5:]))))
+        return json.dumps(found, default=str)
+
+    def dlq_count(self):
+        from kefutest import read_raw
+        return len(read_raw(self.broker.bootstrap, TOPICS["dlq"]))
+
+    def ready(self, http_port):
+        return http_get(http_port, "/readyz", timeout=2)[0] == 200
+
+    def wait_outage_seen(self, log, http_port):
+        def not_ready():
+            status, body = http_get(http_port, "/readyz", timeout=2)
+            return status == 503 and "schema registry" in body
+        wait_for(not_ready, 30 * SLOW, "/readyz 503 naming the schema registry")
+
+        def retried():
+            with open(log.name) as f:
+                return f.read().count("schema registry unavailable") >= 3
+        wait_for(retried, 30 * SLOW, "the log's retries")
+
+    def start_outage(self):
+        """kefu running on a registry that then stops, with records of an id kefu has
+        not seen on the topic. Returns (registry, its port, kefu, log, http port, ids)."""
+        port, http_port = free_port(), free_port()
+        reg = Registry(port)
+        self.addCleanup(reg.stop)
+        proc, log = self.start_running(reg, http_port)
+        self.produce_registered(reg, "chat", [query("q0", T0)])
+        wait_for(lambda: "q0" in self.decoded_outputs(reg), 60 * SLOW, "the first record's outputs")
+        wait_for(lambda: self.ready(http_port), 30 * SLOW, "/readyz 200")
+        sid, schema = self.new_chat_id(reg)
+        reg.stop()
+        eids = ["late%d" % i for i in range(3)]
+        self.produce_with_id(sid, schema, [query(e, T0 + 1000 + i) for i, e in enumerate(eids)])
+        self.wait_outage_seen(log, http_port)
+        self.assertEqual(self.dlq_count(), 0, "a record went to the DLQ during the outage")
+        return reg, port, proc, log, http_port, eids
+
+    def test_SPEC_6_DECISIONS_57_registry_outage_while_running_holds_the_records_and_resumes(self):
+        reg, port, proc, log, http_port, eids = self.start_outage()
+        out = self.decoded_outputs(reg)
+        for e in eids:
+            self.assertNotIn(e, out)
+        back = Registry(port, state_of=reg)
+        self.addCleanup(back.stop)
+        wait_for(lambda: all(e in self.decoded_outputs(back) for e in eids), 60 * SLOW,
+                 "the waiting records' outputs")
+        wait_for(lambda: self.ready(http_port), 30 * SLOW, "/readyz 200 again")
+        self.assertEqual(self.dlq_count(), 0)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(60 * SLOW), 0)
+        with open(log.name) as f:
+            text = f.read()
+        self.assertIn("retrying in", text)
+        self.assertIn("schema registry reachable again", text)
+
+    def test_SPEC_6_registry_outage_stop_while_waiting_exits_cleanly_and_loses_nothing(self):
+        reg, port, proc, log, http_port, eids = self.start_outage()
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(30 * SLOW), 0)
+        # Nothing of the waiting records was committed: the next run reads them again.
+        back = Registry(port, state_of=reg)
+        self.addCleanup(back.stop)
+        proc, log = self.start_running(back, free_port())
+        wait_for(lambda: all(e in self.decoded_outputs(back) for e in eids), 60 * SLOW,
+                 "the records' outputs after the restart")
+        self.assertEqual(self.dlq_count(), 0)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(60 * SLOW), 0)
 
     def test_incompatible_409_stops_kefu_naming_the_subject(self):
         reg = self.start_registry()
