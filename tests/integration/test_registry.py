@@ -13,7 +13,8 @@ ones of schemas/ids.tsv.
 - registry down while running (SPEC §6: good data is never lost): records with an id kefu
   has not seen wait in their partition's place, /readyz 503 naming the registry, retried;
   nothing to the DLQ; it comes back -> processed, ready; a stop while they wait exits 0
-  and leaves them to be read again;
+  and leaves them to be read again; a courier-status record waits too (never skipped) and
+  is in the table once the registry is back;
 - HTTP 409 on registering (the stand-in's FORBID switch): kefu exits 1 naming the subject;
 - TLS: the schema.registry.ssl.* keys reach libcurl: kefu talks to the stand-in over
   HTTPS with mutual TLS (its own CA, a client certificate); without the CA the server's
@@ -162,21 +163,21 @@ class RegistryTest(KefuTestCase):
             self.assertGreaterEqual(struct.unpack(">i", value[1:5])[0], 1000)
 
     # -- a registry outage while kefu runs ----------------------------------------------
-    def new_chat_id(self, reg):
-        """A writer's schema of the chat topic that kefu has not seen: kefu's own with
-        another doc (the stand-in gives it its own id; the datum is the same)."""
-        with open(os.path.join(SOURCE, "schemas", "chat_event.avsc")) as f:
+    def new_id(self, reg, topic="chat", avsc="chat_event.avsc"):
+        """A writer's schema of @p topic that kefu has not seen: kefu's own with another
+        doc (the stand-in gives it its own id; the datum is the same)."""
+        with open(os.path.join(SOURCE, "schemas", avsc)) as f:
             doc = json.load(f)
         doc["doc"] = "as another producer registered it"
         text = json.dumps(doc)
-        return reg.add(TOPICS["chat"] + "-value", text), avro.schema.parse(text)
+        return reg.add(TOPICS[topic] + "-value", text), avro.schema.parse(text)
 
-    def produce_with_id(self, sid, schema, records):
+    def produce_with_id(self, sid, schema, records, topic="chat", key=lambda r: r["shop_id"]):
         for r in records:
             datum = {f.name: r.get(f.name, f.default) for f in schema.fields}
             buf = io.BytesIO()
             avro.io.DatumWriter(schema).write(datum, avro.io.BinaryEncoder(buf))
-            self.produce_raw("chat", r["shop_id"].encode(),
+            self.produce_raw(topic, key(r).encode(),
                              b"\x00" + struct.pack(">i", sid) + buf.getvalue())
 
     def start_running(self, reg, http_port):
@@ -229,7 +230,7 @@ class RegistryTest(KefuTestCase):
         self.produce_registered(reg, "chat", [query("q0", T0)])
         wait_for(lambda: "q0" in self.decoded_outputs(reg), 60 * SLOW, "the first record's outputs")
         wait_for(lambda: self.ready(http_port), 30 * SLOW, "/readyz 200")
-        sid, schema = self.new_chat_id(reg)
+        sid, schema = self.new_id(reg)
         reg.stop()
         eids = ["late%d" % i for i in range(3)]
         self.produce_with_id(sid, schema, [query(e, T0 + 1000 + i) for i, e in enumerate(eids)])
@@ -258,7 +259,7 @@ class RegistryTest(KefuTestCase):
     def test_SPEC_6_registry_outage_stop_while_waiting_exits_cleanly_and_loses_nothing(self):
         reg, port, proc, log, http_port, eids = self.start_outage()
         proc.send_signal(signal.SIGTERM)
-        self.assertEqual(proc.wait(30 * SLOW), 0)
+        self.assertEqual(proc.wait(15 * SLOW), 0)  # promptly, records waiting or not
         # Nothing of the waiting records was committed: the next run reads them again.
         back = Registry(port, state_of=reg)
         self.addCleanup(back.stop)
@@ -268,6 +269,38 @@ class RegistryTest(KefuTestCase):
         self.assertEqual(self.dlq_count(), 0)
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(60 * SLOW), 0)
+
+    def test_SPEC_6_DELIV_registry_outage_courier_status_record_waits_then_applies(self):
+        port, http_port = free_port(), free_port()
+        reg = Registry(port)
+        self.addCleanup(reg.stop)
+        proc, log = self.start_running(reg, http_port)
+        self.produce_registered(reg, "chat", [query("q0", T0)])
+        wait_for(lambda: "q0" in self.decoded_outputs(reg), 60 * SLOW, "the first record's outputs")
+        self.assertNotIn("TEMPORARY_CONTROL", self.decoded_outputs(reg))
+        sid, schema = self.new_id(reg, "courier", "courier_status.avsc")
+        reg.stop()
+        # ZTO cannot deliver to 44xxxx (DELIV-2): what the query below asks.
+        self.produce_with_id(sid, schema, [
+            {"courier": "ZTO", "region_code": "44", "deliverable": False,
+             "reason": "TEMPORARY_CONTROL", "valid_from": T0 - 86400000}],
+            topic="courier", key=lambda r: r["courier"] + "|" + r["region_code"])
+        self.wait_outage_seen(log, http_port)
+        back = Registry(port, state_of=reg)
+        self.addCleanup(back.stop)
+
+        def applied():
+            with open(log.name) as f:
+                return "learnt schema id %d of %s" % (sid, TOPICS["courier"]) in f.read()
+        wait_for(applied, 30 * SLOW, "the courier-status record learnt")
+        wait_for(lambda: self.ready(http_port), 30 * SLOW, "/readyz 200 again")
+        self.produce_registered(back, "chat", [dict(query("q1", T0 + 1000), couriers=["ZTO"])])
+        wait_for(lambda: "q1" in self.decoded_outputs(back), 60 * SLOW, "the query's outputs")
+        self.assertIn("TEMPORARY_CONTROL", self.decoded_outputs(back))
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(30 * SLOW), 0)
+        with open(log.name) as f:
+            self.assertNotIn("skipping courier-status record", f.read())
 
     def test_incompatible_409_stops_kefu_naming_the_subject(self):
         reg = self.start_registry()
