@@ -464,9 +464,24 @@ static kefu_metric_t *gauge(const char *name, const char *help, const char *fmt,
   return kefu_metrics_gauge(name, help, labels);
 }
 
+/* The lag of a partition whose head waits for the Schema Registry: from that record to
+ * the end offset, asked of the broker (one request a second per waiting task), since
+ * librdkafka refreshes no end offset of a paused partition and the records read into
+ * the queue count as read. False for any other partition. */
+static bool held_lag(kefu_processor_t *p, const task_t *task, int k, int64_t *lag) {
+  const input_t *h = engine_queue_head(&task->q[k]);
+  int64_t lo, hi;
+  if (!p->consumer || !task->schema_paused || !h || !h->awaits_schema ||
+      rd_kafka_query_watermark_offsets(p->consumer, kefu_topic_name((kefu_topic_t)k), task->id, &lo,
+                                       &hi, 500))
+    return false;
+  *lag = hi - h->offset;
+  return true;
+}
+
 /* Once a second: consumer lag per partition (high watermark - position, from
- * librdkafka's cached offsets: no request), each task's watermark, how many shops of
- * each task have timers, and the queue and timer gauges of gauges.c. */
+ * librdkafka's cached offsets: no request, except held_lag's), each task's watermark,
+ * how many shops of each task have timers, and the queue and timer gauges of gauges.c. */
 static void update_gauges(kefu_processor_t *p) {
   int64_t now = engine_wall_ms();
   if (now - p->m.last_gauges_ms < 1000)
@@ -497,8 +512,10 @@ static void update_gauges(kefu_processor_t *p) {
       if (!p->m.lag[id][k])
         p->m.lag[id][k] = gauge("kefu_consumer_lag", "Records not yet read, per input partition",
                                 "partition=\"%d\",topic=\"%s\"", id, topic);
-      if (p->consumer && !rd_kafka_get_watermark_offsets(p->consumer, topic, id, &lo, &hi) &&
-          !rd_kafka_position(p->consumer, l) && l->elems[0].offset >= 0)
+      if (held_lag(p, task, k, &hi))
+        kefu_metric_set(p->m.lag[id][k], (double)hi);
+      else if (p->consumer && !rd_kafka_get_watermark_offsets(p->consumer, topic, id, &lo, &hi) &&
+               !rd_kafka_position(p->consumer, l) && l->elems[0].offset >= 0)
         kefu_metric_set(p->m.lag[id][k], (double)(hi - l->elems[0].offset));
       rd_kafka_topic_partition_list_destroy(l);
     }

@@ -206,6 +206,28 @@ class RegistryTest(KefuTestCase):
         from kefutest import read_raw
         return len(read_raw(self.broker.bootstrap, TOPICS["dlq"]))
 
+    def partition_of(self, key):
+        """The partition a Java producer puts @p key in: Kafka's murmur2 (positive) mod n."""
+        m, h = 0x5BD1E995, 0x9747B28C ^ len(key)
+        for i in range(0, len(key) - len(key) % 4, 4):
+            k = int.from_bytes(key[i:i + 4], "little") * m & 0xFFFFFFFF
+            k = (k ^ k >> 24) * m & 0xFFFFFFFF
+            h = (h * m & 0xFFFFFFFF) ^ k
+        tail = key[len(key) - len(key) % 4:]
+        for i in reversed(range(len(tail))):
+            h ^= tail[i] << (8 * i)
+        if tail:
+            h = h * m & 0xFFFFFFFF
+        h = (h ^ h >> 13) * m & 0xFFFFFFFF
+        h ^= h >> 15
+        return (h & 0x7FFFFFFF) % self.partitions
+
+    def chat_lag(self, http_port):
+        """The highest kefu_consumer_lag of the chat partitions."""
+        lags = [float(line.split()[-1]) for line in http_get(http_port, "/metrics")[1].splitlines()
+                if line.startswith("kefu_consumer_lag{") and TOPICS["chat"] in line]
+        return max(lags) if lags else None
+
     def ready(self, http_port):
         return http_get(http_port, "/readyz", timeout=2)[0] == 200
 
@@ -240,6 +262,21 @@ class RegistryTest(KefuTestCase):
 
     def test_SPEC_6_DECISIONS_57_registry_outage_while_running_holds_the_records_and_resumes(self):
         reg, port, proc, log, http_port, eids = self.start_outage()
+        # The waiting task's lag counts its waiting records and what came after them.
+        chat_id = reg.subjects[TOPICS["chat"] + "-value"][0]
+        self.produce_with_id(chat_id, avro.schema.parse(reg.schemas[chat_id]),
+                             [query("more%d" % i, T0 + 5000 + i) for i in range(2)])
+        wait_for(lambda: self.chat_lag(http_port) == len(eids) + 2, 30 * SLOW,
+                 "kefu_consumer_lag of the waiting partition")
+        # The other tasks go on meanwhile: queries of shops on other partitions, with the
+        # id kefu knows, are answered while the registry is still down.
+        held = self.partition_of(b"s1")
+        others = [s for s in ("s%d" % i for i in range(2, 12)) if self.partition_of(s.encode()) != held]
+        self.produce_with_id(chat_id, avro.schema.parse(reg.schemas[chat_id]),
+                             [dict(query("other-" + s, T0 + 6000), shop_id=s) for s in others])
+        wait_for(lambda: all("other-" + s in self.decoded_outputs(reg) for s in others),
+                 60 * SLOW, "the other tasks' outputs during the outage")
+        self.assertEqual(http_get(http_port, "/readyz", timeout=2)[0], 503)
         out = self.decoded_outputs(reg)
         for e in eids:
             self.assertNotIn(e, out)
@@ -248,6 +285,9 @@ class RegistryTest(KefuTestCase):
         wait_for(lambda: all(e in self.decoded_outputs(back) for e in eids), 60 * SLOW,
                  "the waiting records' outputs")
         wait_for(lambda: self.ready(http_port), 30 * SLOW, "/readyz 200 again")
+        wait_for(lambda: "more1" in self.decoded_outputs(back), 60 * SLOW,
+                 "the records after them")
+        wait_for(lambda: self.chat_lag(http_port) == 0, 30 * SLOW, "no lag")
         self.assertEqual(self.dlq_count(), 0)
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(60 * SLOW), 0)
