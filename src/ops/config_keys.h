@@ -60,8 +60,9 @@ KEY_STR("schema.registry.ssl.certificate.location", "", NULL, "",
 KEY_STR("schema.registry.ssl.key.location", "", NULL, "", FIELD(registry.key_location),
         "Private key file (PEM) of schema.registry.ssl.certificate.location"),
 KEY_INT("schema.registry.timeout_ms", "5000", 1, 600000, FIELD(registry.timeout_ms),
-        "Connect and request timeout of each registry call (ms); at start kefu retries "
-        "with backoff up to redis.retry_max_ms"),
+        "Connect and request timeout of each registry call (ms); an unreachable registry "
+        "is retried with backoff up to redis.retry_max_ms (at start, and for records "
+        "with new schema ids, which wait)"),
 KEY_STR("instance.id", "", check_instance_id, "empty or 1 to 64 of [A-Za-z0-9._-]",
         FIELD(instance_id), "Name of this instance in logs and metrics; empty: hostname-pid"),
 /* Redis */
@@ -88,8 +89,8 @@ KEY_SECRET("redis.password", "", FIELD(redis.password),
 KEY_INT("redis.timeout_ms", "2000", 1, 600000, FIELD(redis.timeout_ms),
         "Connect and command timeout of Redis calls (ms)"),
 KEY_INT("redis.retry_max_ms", "5000", 1, 3600000, FIELD(redis_retry_max_ms),
-        "Longest pause between retries while Redis is unavailable (ms); the backoff doubles "
-        "up to it"),
+        "Longest pause between retries while Redis, the broker or the schema registry is "
+        "unavailable (ms); the backoff doubles from 100 ms up to it"),
 /* Business rules */
 KEY_DBL("threshold", "0.4", 0, 1, 4, FIELD(params.threshold),
         "Daily 3-minute response rate below which a day is a VIOLATION (RATE-6)"),
