@@ -732,7 +732,9 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
     kefu_http_heartbeat();
     update_gauges(p);
     if (b.n == 0) {
-      if (!limit) /* nothing polled, nothing to do: the merge waits for task_idle_ms */
+      /* Nothing polled, nothing to do: the merge waits for task_idle_ms, or for the
+       * registry (a replay polls nothing that would wait instead). */
+      if (!limit || p->held_tasks)
         usleep(2000);
       engine_pipeline_drain(p); /* nothing to overlap: the last batch's commit is booked */
       if (p->failed)
