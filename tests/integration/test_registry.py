@@ -192,7 +192,23 @@ class RegistryTest(KefuTestCase):
         self.addCleanup(log.close)
         proc = subprocess.Popen(kefu_run_command(args), stderr=log, text=True)
         self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        self.kefu_log = log
         return proc, log
+
+    def wait(self, predicate, timeout, what):
+        """wait_for, with the tail of kefu's log in the failure."""
+        try:
+            return wait_for(predicate, timeout, what)
+        except AssertionError as e:
+            with open(self.kefu_log.name) as f:
+                raise AssertionError("%s; kefu's log ends:\n%s" % (e, f.read()[-4000:]))
+
+    def two_ports(self):
+        port = free_port()
+        other = free_port()
+        while other == port:
+            other = free_port()
+        return port, other
 
     def decoded_outputs(self, reg):
         found = []
@@ -235,23 +251,24 @@ class RegistryTest(KefuTestCase):
         def not_ready():
             status, body = http_get(http_port, "/readyz", timeout=2)
             return status == 503 and "schema registry" in body
-        wait_for(not_ready, 30 * SLOW, "/readyz 503 naming the schema registry")
+        self.wait(not_ready, 30 * SLOW, "/readyz 503 naming the schema registry")
 
         def retried():
             with open(log.name) as f:
                 return f.read().count("schema registry unavailable") >= 3
-        wait_for(retried, 30 * SLOW, "the log's retries")
+        self.wait(retried, 30 * SLOW, "the log's retries")
 
     def start_outage(self):
         """kefu running on a registry that then stops, with records of an id kefu has
         not seen on the topic. Returns (registry, its port, kefu, log, http port, ids)."""
-        port, http_port = free_port(), free_port()
+        port, http_port = self.two_ports()
         reg = Registry(port)
         self.addCleanup(reg.stop)
         proc, log = self.start_running(reg, http_port)
         self.produce_registered(reg, "chat", [query("q0", T0)])
-        wait_for(lambda: "q0" in self.decoded_outputs(reg), 60 * SLOW, "the first record's outputs")
-        wait_for(lambda: self.ready(http_port), 30 * SLOW, "/readyz 200")
+        self.wait(lambda: "q0" in self.decoded_outputs(reg), 60 * SLOW,
+                  "the first record's outputs")
+        self.wait(lambda: self.ready(http_port), 30 * SLOW, "/readyz 200")
         sid, schema = self.new_id(reg)
         reg.stop()
         eids = ["late%d" % i for i in range(3)]
@@ -266,28 +283,29 @@ class RegistryTest(KefuTestCase):
         chat_id = reg.subjects[TOPICS["chat"] + "-value"][0]
         self.produce_with_id(chat_id, avro.schema.parse(reg.schemas[chat_id]),
                              [query("more%d" % i, T0 + 5000 + i) for i in range(2)])
-        wait_for(lambda: self.chat_lag(http_port) == len(eids) + 2, 30 * SLOW,
-                 "kefu_consumer_lag of the waiting partition")
+        self.wait(lambda: self.chat_lag(http_port) == len(eids) + 2, 30 * SLOW,
+                  "kefu_consumer_lag of the waiting partition")
         # The other tasks go on meanwhile: queries of shops on other partitions, with the
         # id kefu knows, are answered while the registry is still down.
         held = self.partition_of(b"s1")
-        others = [s for s in ("s%d" % i for i in range(2, 12)) if self.partition_of(s.encode()) != held]
+        others = [s for s in ("s%d" % i for i in range(2, 12))
+                  if self.partition_of(s.encode()) != held]
         self.produce_with_id(chat_id, avro.schema.parse(reg.schemas[chat_id]),
                              [dict(query("other-" + s, T0 + 6000), shop_id=s) for s in others])
-        wait_for(lambda: all("other-" + s in self.decoded_outputs(reg) for s in others),
-                 60 * SLOW, "the other tasks' outputs during the outage")
+        self.wait(lambda: all("other-" + s in self.decoded_outputs(reg) for s in others),
+                  60 * SLOW, "the other tasks' outputs during the outage")
         self.assertEqual(http_get(http_port, "/readyz", timeout=2)[0], 503)
         out = self.decoded_outputs(reg)
         for e in eids:
             self.assertNotIn(e, out)
         back = Registry(port, state_of=reg)
         self.addCleanup(back.stop)
-        wait_for(lambda: all(e in self.decoded_outputs(back) for e in eids), 60 * SLOW,
-                 "the waiting records' outputs")
-        wait_for(lambda: self.ready(http_port), 30 * SLOW, "/readyz 200 again")
-        wait_for(lambda: "more1" in self.decoded_outputs(back), 60 * SLOW,
-                 "the records after them")
-        wait_for(lambda: self.chat_lag(http_port) == 0, 30 * SLOW, "no lag")
+        self.wait(lambda: all(e in self.decoded_outputs(back) for e in eids), 60 * SLOW,
+                  "the waiting records' outputs")
+        self.wait(lambda: self.ready(http_port), 30 * SLOW, "/readyz 200 again")
+        self.wait(lambda: "more1" in self.decoded_outputs(back), 60 * SLOW,
+                  "the records after them")
+        self.wait(lambda: self.chat_lag(http_port) == 0, 30 * SLOW, "no lag")
         self.assertEqual(self.dlq_count(), 0)
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(60 * SLOW), 0)
@@ -304,19 +322,20 @@ class RegistryTest(KefuTestCase):
         back = Registry(port, state_of=reg)
         self.addCleanup(back.stop)
         proc, log = self.start_running(back, free_port())
-        wait_for(lambda: all(e in self.decoded_outputs(back) for e in eids), 60 * SLOW,
-                 "the records' outputs after the restart")
+        self.wait(lambda: all(e in self.decoded_outputs(back) for e in eids), 60 * SLOW,
+                  "the records' outputs after the restart")
         self.assertEqual(self.dlq_count(), 0)
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(60 * SLOW), 0)
 
     def test_SPEC_6_DELIV_registry_outage_courier_status_record_waits_then_applies(self):
-        port, http_port = free_port(), free_port()
+        port, http_port = self.two_ports()
         reg = Registry(port)
         self.addCleanup(reg.stop)
         proc, log = self.start_running(reg, http_port)
         self.produce_registered(reg, "chat", [query("q0", T0)])
-        wait_for(lambda: "q0" in self.decoded_outputs(reg), 60 * SLOW, "the first record's outputs")
+        self.wait(lambda: "q0" in self.decoded_outputs(reg), 60 * SLOW,
+                  "the first record's outputs")
         self.assertNotIn("TEMPORARY_CONTROL", self.decoded_outputs(reg))
         sid, schema = self.new_id(reg, "courier", "courier_status.avsc")
         reg.stop()
@@ -332,10 +351,11 @@ class RegistryTest(KefuTestCase):
         def applied():
             with open(log.name) as f:
                 return "learnt schema id %d of %s" % (sid, TOPICS["courier"]) in f.read()
-        wait_for(applied, 30 * SLOW, "the courier-status record learnt")
-        wait_for(lambda: self.ready(http_port), 30 * SLOW, "/readyz 200 again")
-        self.produce_registered(back, "chat", [dict(query("q1", T0 + 1000), couriers=["ZTO"])])
-        wait_for(lambda: "q1" in self.decoded_outputs(back), 60 * SLOW, "the query's outputs")
+        self.wait(applied, 30 * SLOW, "the courier-status record learnt")
+        self.wait(lambda: self.ready(http_port), 30 * SLOW, "/readyz 200 again")
+        self.produce_registered(back, "chat",
+                                [dict(query("q1", T0 + 1000), couriers=["ZTO"])])
+        self.wait(lambda: "q1" in self.decoded_outputs(back), 60 * SLOW, "the query's outputs")
         self.assertIn("TEMPORARY_CONTROL", self.decoded_outputs(back))
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(30 * SLOW), 0)
