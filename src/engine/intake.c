@@ -655,7 +655,16 @@ static bool schema_retried(kefu_processor_t *p, input_t *in) {
  * waiting for new data all along (docs/DECISIONS.md 29). */
 void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max) {
   int64_t now = engine_wall_ms();
+  /* Whether the task waits for the registry is known even when the batch has no room
+   * (fair_fill calls with none left): engine_registry_hold must not resume it then. */
   task->awaits_schema = false;
+  for (int t = 0; t < KEFU_KEYED_INPUTS; t++) {
+    input_t *h = engine_queue_head(&task->q[t]);
+    if (h && h->awaits_schema && !schema_retried(p, h)) {
+      task->awaits_schema = true;
+      return;
+    }
+  }
   while (b->n < max) {
     int best = -1;
     for (int t = 0; t < KEFU_KEYED_INPUTS; t++) {
@@ -689,7 +698,8 @@ void engine_pause_task(kefu_processor_t *p, int id, bool pause) {
     return; /* a replay reads only as the merge asks */
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(KEFU_KEYED_INPUTS);
   for (int t = 0; t < KEFU_KEYED_INPUTS; t++)
-    rd_kafka_topic_partition_list_add(l, kefu_topic_name((kefu_topic_t)t), id);
+    if (pause || !p->tasks[id].q[t].flow_paused) /* flow_control's pause stays */
+      rd_kafka_topic_partition_list_add(l, kefu_topic_name((kefu_topic_t)t), id);
   rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(p->consumer, l)
                                   : rd_kafka_resume_partitions(p->consumer, l);
   if (err)

@@ -601,7 +601,8 @@ static bool replay_end(kefu_processor_t *p, batch_t *b) {
  * starvation that lasts: each pause costs a fetch again, and a backlog on every partition
  * starves a task for a moment now and then (paused on every such moment, the bench's
  * backlog ran at half speed). Not while a retry pauses everything (p->paused): resuming
- * is its business. DECISIONS 63. */
+ * is its business; nor for a task paused while it waits for the Schema Registry
+ * (engine_registry_hold's). DECISIONS 63. */
 static void flow_control(kefu_processor_t *p) {
   size_t full = 2 * (size_t)p->o->batch_max_records;
   int64_t now = engine_wall_ms(), patience = 20 * (int64_t)p->o->batch_max_ms;
@@ -615,7 +616,8 @@ static void flow_control(kefu_processor_t *p) {
     starved |= t->starved_since && now - t->starved_since >= (patience > 200 ? patience : 200);
   }
   for (int id = 0; id < p->partitions && id < MAX_TASKS && !p->paused && !p->o->replay; id++)
-    for (int k = 0; k < KEFU_KEYED_INPUTS && p->tasks[id].assigned; k++) {
+    for (int k = 0; k < KEFU_KEYED_INPUTS && p->tasks[id].assigned && !p->tasks[id].schema_paused;
+         k++) {
       queue_t *q = &p->tasks[id].q[k];
       size_t n = q->tail - q->head;
       bool pause = starved && !p->tasks[id].starved && n >= (q->flow_paused ? full / 2 : full);
