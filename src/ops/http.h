@@ -58,10 +58,10 @@ void kefu_http_set_busy_limit(int ms);
  *  may be NULL; ignored when ready). @locality any thread. */
 void kefu_http_set_ready(bool ready, const char *reason);
 
-/** @brief Holds /readyz at 503 with @p reason (copied), whatever kefu_http_set_ready says
- *  meanwhile, until kefu_http_hold(NULL) releases it: for a condition that outlasts the
- *  batches that set the ready flag (records waiting for the Schema Registry while other
- *  tasks go on). @locality any thread. */
+/** @brief Holds /readyz at 503 with @p reason (copied), and kefu_ready at 0, whatever
+ *  kefu_http_set_ready says meanwhile, until kefu_http_hold(NULL) releases it: for a
+ *  condition that outlasts the batches that set the ready flag (records waiting for the
+ *  Schema Registry while other tasks go on). @locality any thread. */
 void kefu_http_hold(const char *reason);
 
 /** @brief Splits @p listen ("host:port" or "[v6addr]:port", port 0..65535) into

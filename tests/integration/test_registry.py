@@ -274,6 +274,7 @@ class RegistryTest(KefuTestCase):
         eids = ["late%d" % i for i in range(3)]
         self.produce_with_id(sid, schema, [query(e, T0 + 1000 + i) for i, e in enumerate(eids)])
         self.wait_outage_seen(log, http_port)
+        self.assertIn("\nkefu_ready 0", http_get(http_port, "/metrics")[1])  # as /readyz
         self.assertEqual(self.dlq_count(), 0, "a record went to the DLQ during the outage")
         return reg, port, proc, log, http_port, eids
 
