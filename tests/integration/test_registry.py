@@ -258,9 +258,9 @@ class RegistryTest(KefuTestCase):
                 return f.read().count("schema registry unavailable") >= 3
         self.wait(retried, 30 * SLOW, "the log's retries")
 
-    def start_outage(self):
-        """kefu running on a registry that then stops, with records of an id kefu has
-        not seen on the topic. Returns (registry, its port, kefu, log, http port, ids)."""
+    def running_with_a_first_output(self):
+        """A registry and kefu on it, which has written the outputs of a first record:
+        (registry, its port, kefu, log, http port)."""
         port, http_port = self.two_ports()
         reg = Registry(port)
         self.addCleanup(reg.stop)
@@ -268,6 +268,12 @@ class RegistryTest(KefuTestCase):
         self.produce_registered(reg, "chat", [query("q0", T0)])
         self.wait(lambda: "q0" in self.decoded_outputs(reg), 60 * SLOW,
                   "the first record's outputs")
+        return reg, port, proc, log, http_port
+
+    def start_outage(self):
+        """kefu running on a registry that then stops, with records of an id kefu has
+        not seen on the topic. Returns (registry, its port, kefu, log, http port, ids)."""
+        reg, port, proc, log, http_port = self.running_with_a_first_output()
         self.wait(lambda: self.ready(http_port), 30 * SLOW, "/readyz 200")
         sid, schema = self.new_id(reg)
         reg.stop()
@@ -330,13 +336,7 @@ class RegistryTest(KefuTestCase):
         self.assertEqual(proc.wait(60 * SLOW), 0)
 
     def test_SPEC_6_DELIV_registry_outage_courier_status_record_waits_then_applies(self):
-        port, http_port = self.two_ports()
-        reg = Registry(port)
-        self.addCleanup(reg.stop)
-        proc, log = self.start_running(reg, http_port)
-        self.produce_registered(reg, "chat", [query("q0", T0)])
-        self.wait(lambda: "q0" in self.decoded_outputs(reg), 60 * SLOW,
-                  "the first record's outputs")
+        reg, port, proc, log, http_port = self.running_with_a_first_output()
         self.assertNotIn("TEMPORARY_CONTROL", self.decoded_outputs(reg))
         sid, schema = self.new_id(reg, "courier", "courier_status.avsc")
         reg.stop()
