@@ -74,12 +74,26 @@ class RedisCluster:
     """@p masters masters with @p replicas replicas each; @p args: more options for every
     node (e.g. "--min-replicas-to-write", "1")."""
 
+    def new_node(self, args, attempts=5):
+        """A node on a free port. A port found free can be taken before redis-server binds
+        it (a test running beside this one, an outgoing connection's ephemeral port): the
+        server then exits at start, and another port is tried (a CI run lost
+        test_async_loss_without_wait_is_reported to that)."""
+        for attempt in range(attempts):
+            port = free_cluster_port()
+            try:
+                return Node(self.root, port, args)
+            except RuntimeError:
+                shutil.rmtree(os.path.join(self.root, str(port)), ignore_errors=True)
+                if attempt == attempts - 1:
+                    raise
+
     def __init__(self, masters=3, replicas=1, args=()):
         self.root = tempfile.mkdtemp(prefix="kefu-rcluster-")
         self.nodes = []
         try:
             for _ in range(masters * (1 + replicas)):
-                self.nodes.append(Node(self.root, free_cluster_port(), list(args)))
+                self.nodes.append(self.new_node(list(args)))
             out = subprocess.run(
                 ["redis-cli", "--cluster", "create",
                  *["127.0.0.1:%d" % n.port for n in self.nodes],
