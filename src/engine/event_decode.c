@@ -362,9 +362,8 @@ int kefu_event_decode(kefu_event_t *ev, kefu_topic_t t, int32_t fast_id, const v
   const uint8_t *b = buf;
   const char *sym = NULL;
   int rc;
-  if (fast_id < 0 || !buf || len < KEFU_CODEC_HEADER_LEN || b[0] != 0 ||
-      (int32_t)((uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4]) !=
-          fast_id)
+  int32_t id;
+  if (fast_id < 0 || !kefu_codec_frame_id(buf, len, &id) || id != fast_id)
     return 1;
   memset(ev, 0, sizeof *ev);
   rd_t r = {b + KEFU_CODEC_HEADER_LEN, b + len, "", errstr, errlen};

@@ -166,10 +166,9 @@ static void registry_answered(kefu_processor_t *p, int32_t id) {
  * waits. */
 static int learn_schema_id(kefu_processor_t *p, kefu_topic_t topic, const void *payload, size_t len,
                            char *err, size_t errlen) {
-  const uint8_t *b = payload;
-  if (!p->registry || len < KEFU_CODEC_HEADER_LEN || b[0] != 0)
+  int32_t id;
+  if (!p->registry || !kefu_codec_frame_id(payload, len, &id))
     return 0; /* the codec names bad framing */
-  int32_t id = (int32_t)((uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4]);
   if (kefu_schemas_by_id(p->schemas, id, NULL))
     return 0;
   if (p->reg.down && engine_wall_ms() < p->reg.retry_at_ms) {

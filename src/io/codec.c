@@ -1354,6 +1354,14 @@ static int value_to_json(ctx_t *x, avro_value_t *v, avro_schema_t w, avro_schema
   return -1;
 }
 
+bool kefu_codec_frame_id(const void *buf, size_t len, int32_t *id) {
+  const uint8_t *b = buf;
+  if (!buf || len < KEFU_CODEC_HEADER_LEN || b[0] != 0)
+    return false;
+  *id = (int32_t)((uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4]);
+  return true;
+}
+
 int kefu_codec_decode(kefu_codec_t *c, kefu_topic_t topic, const void *buf, size_t len,
                       json_t **out, char *errstr, size_t errlen) {
   const uint8_t *b = buf;
@@ -1365,9 +1373,9 @@ int kefu_codec_decode(kefu_codec_t *c, kefu_topic_t topic, const void *buf, size
   ctx_init(&x, c, errstr, errlen);
   if (!buf || len < KEFU_CODEC_HEADER_LEN)
     return fail(&x, "bad framing: %zu bytes, need at least %d", len, KEFU_CODEC_HEADER_LEN);
-  if (b[0] != 0)
+  int32_t id;
+  if (!kefu_codec_frame_id(buf, len, &id))
     return fail(&x, "bad framing: magic byte 0x%02x", b[0]);
-  int32_t id = (int32_t)((uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4]);
   avro_schema_t w = kefu_schemas_by_id(c->schemas, id, &owner);
   if (!w)
     return fail(&x, "unknown schema id %d", (int)id);

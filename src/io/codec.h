@@ -16,6 +16,7 @@
 #define KEFU_IO_CODEC_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,10 @@ kefu_codec_t *kefu_codec_new(kefu_schemas_t *schemas);
 
 /** @brief Frees the codec. NULL is a no-op. */
 void kefu_codec_destroy(kefu_codec_t *c);
+
+/** @brief The schema id of a framed value (byte 0x00, then the id big-endian) in @p *id;
+ *  false when @p buf is not framed (too short, another magic byte). */
+bool kefu_codec_frame_id(const void *buf, size_t len, int32_t *id);
 
 /** @brief Decodes a framed value of @p topic, written with any known schema id of that
  *  topic (the writer's schema), into the plain JSON form.

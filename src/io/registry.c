@@ -441,10 +441,9 @@ static void remember_miss(kefu_registry_t *r, int32_t id, int64_t now) {
 kefu_registry_err_t kefu_registry_learn_framed(kefu_registry_t *r, kefu_schemas_t *s,
                                                kefu_topic_t topic, const void *payload, size_t len,
                                                char *errstr, size_t errlen) {
-  const uint8_t *b = payload;
-  if (!r || len < KEFU_CODEC_HEADER_LEN || b[0] != 0)
+  int32_t id;
+  if (!r || !kefu_codec_frame_id(payload, len, &id))
     return KEFU_REGISTRY_OK;
-  int32_t id = (int32_t)((uint32_t)b[1] << 24 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 8 | b[4]);
   return kefu_registry_learn(r, s, topic, id, errstr, errlen);
 }
 

@@ -340,7 +340,7 @@ class RegistryTest(KefuTestCase):
         self.assertNotIn("TEMPORARY_CONTROL", self.decoded_outputs(reg))
         sid, schema = self.new_id(reg, "courier", "courier_status.avsc")
         reg.stop()
-        # ZTO cannot deliver to 44xxxx (DELIV-2): what the query below asks.
+        # ZTO cannot deliver to any 44 region code (DELIV-2): what the query below asks.
         self.produce_with_id(sid, schema, [
             {"courier": "ZTO", "region_code": "44", "deliverable": False,
              "reason": "TEMPORARY_CONTROL", "valid_from": T0 - 86400000}],
