@@ -692,18 +692,27 @@ void engine_take_ready(kefu_processor_t *p, task_t *task, batch_t *b, size_t max
   }
 }
 
+bool engine_set_paused(kefu_processor_t *p, const rd_kafka_topic_partition_list_t *l, bool pause,
+                       const char *what) {
+  if (!p->consumer || !l->cnt)
+    return !l->cnt; /* a replay reads only as the merge asks */
+  rd_kafka_topic_partition_list_t *copy = rd_kafka_topic_partition_list_copy(l);
+  rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(p->consumer, copy)
+                                  : rd_kafka_resume_partitions(p->consumer, copy);
+  rd_kafka_topic_partition_list_destroy(copy);
+  if (err)
+    KEFU_WARN("engine", "%s %s: %s", pause ? "pausing" : "resuming", what, rd_kafka_err2str(err));
+  return !err;
+}
+
 void engine_pause_task(kefu_processor_t *p, int id, bool pause) {
-  if (!p->consumer)
-    return; /* a replay reads only as the merge asks */
+  char what[32];
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(KEFU_KEYED_INPUTS);
   for (int t = 0; t < KEFU_KEYED_INPUTS; t++)
     if (pause || !p->tasks[id].q[t].flow_paused) /* flow_control's pause stays */
       rd_kafka_topic_partition_list_add(l, kefu_topic_name((kefu_topic_t)t), id);
-  rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(p->consumer, l)
-                                  : rd_kafka_resume_partitions(p->consumer, l);
-  if (err)
-    KEFU_WARN("engine", "task %d: %s: %s", id, pause ? "pausing" : "resuming",
-              rd_kafka_err2str(err));
+  snprintf(what, sizeof what, "task %d", id);
+  engine_set_paused(p, l, pause, what);
   rd_kafka_topic_partition_list_destroy(l);
 }
 

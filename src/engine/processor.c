@@ -178,15 +178,15 @@ static void pause_inputs(kefu_processor_t *p, bool pause) {
   rd_kafka_topic_partition_list_t *a = NULL;
   if (!p->consumer)
     return;
-  if (!rd_kafka_assignment(p->consumer, &a) && a->cnt) {
-    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(p->consumer, a)
-                                    : rd_kafka_resume_partitions(p->consumer, a);
-    if (err)
-      KEFU_WARN("engine", "%s inputs: %s", pause ? "pausing" : "resuming", rd_kafka_err2str(err));
-  }
+  if (!rd_kafka_assignment(p->consumer, &a))
+    engine_set_paused(p, a, pause, "inputs");
   if (a)
     rd_kafka_topic_partition_list_destroy(a);
   p->paused = pause;
+  for (int id = 0; !pause && id < p->partitions && id < MAX_TASKS; id++)
+    for (int k = 0; k < KEFU_KEYED_INPUTS;
+         k++) /* resumed with the rest: flow_control decides again */
+      p->tasks[id].q[k].flow_paused = false;
   for (int id = 0; !pause && id < p->partitions && id < MAX_TASKS; id++)
     if (p->tasks[id].schema_paused) /* still waiting for the registry */
       engine_pause_task(p, id, true);
@@ -625,13 +625,12 @@ static void flow_control(kefu_processor_t *p) {
         continue;
       rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
       rd_kafka_topic_partition_list_add(one, kefu_topic_name((kefu_topic_t)k), id);
-      rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(p->consumer, one)
-                                      : rd_kafka_resume_partitions(p->consumer, one);
-      rd_kafka_topic_partition_list_destroy(one);
-      if (!err)
+      if (engine_set_paused(p, one, pause, "a full partition")) {
         q->flow_paused = pause;
-      KEFU_DEBUG("engine", "%s %s [%d]: %zu records queued%s", pause ? "pausing" : "resuming",
-                 kefu_topic_name((kefu_topic_t)k), id, n, err ? " (failed)" : "");
+        KEFU_DEBUG("engine", "%s %s [%d]: %zu records queued", pause ? "paused" : "resumed",
+                   kefu_topic_name((kefu_topic_t)k), id, n);
+      }
+      rd_kafka_topic_partition_list_destroy(one);
     }
 }
 
@@ -641,7 +640,7 @@ static void flow_control(kefu_processor_t *p) {
  * takes the room the others leave, not all of it: under load every task's lag falls from
  * the start, and a task with a small backlog is done long before the hot one. A task's
  * own order is its merge; the order of tasks within a batch does not matter. */
-static int fair_fill(kefu_processor_t *p, batch_t *b, size_t max) {
+static void fair_fill(kefu_processor_t *p, batch_t *b, size_t max) {
   int n = p->partitions < MAX_TASKS ? p->partitions : MAX_TASKS, assigned = 0;
   int first = n > 0 ? (int)(p->batches_made % (uint64_t)n) : 0;
   for (int i = 0; i < n; i++)
@@ -657,7 +656,6 @@ static int fair_fill(kefu_processor_t *p, batch_t *b, size_t max) {
       if (pass == 0)
         engine_maybe_idle_tick(p, task, b);
     }
-  return 0;
 }
 
 /* A replay's batch: its tasks in turn, each read from its source as it takes records. */
@@ -724,7 +722,9 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
     b.n = 0;
     for (int i = 0; i < p->partitions && i < MAX_TASKS; i++)
       p->tasks[i].starved = false;
-    if (p->o->replay ? replay_fill(p, &b, max) : fair_fill(p, &b, max)) {
+    if (!p->o->replay) {
+      fair_fill(p, &b, max);
+    } else if (replay_fill(p, &b, max)) {
       rc = -1;
       break;
     }

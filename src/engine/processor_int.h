@@ -333,6 +333,12 @@ int engine_apply_courier(kefu_processor_t *p, const void *payload, size_t len, c
  *  Schema Registry (resumes them once they go on) and holds /readyz while any record
  *  waits for it (kefu_http_hold). */
 void engine_registry_hold(kefu_processor_t *p);
+/** @brief Pauses (@p pause) or resumes the partitions of @p l: the one place kefu pauses
+ *  input (a retry: all of them; a task waiting for the registry; flow control: one
+ *  partition). False when librdkafka refuses (logged, naming @p what); true for an empty
+ *  list or a replay (which reads only as the merge asks). */
+bool engine_set_paused(kefu_processor_t *p, const rd_kafka_topic_partition_list_t *l, bool pause,
+                       const char *what);
 /** @brief Pauses (@p pause) or resumes the keyed input partitions of task @p id. */
 void engine_pause_task(kefu_processor_t *p, int id, bool pause);
 
