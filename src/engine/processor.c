@@ -362,14 +362,53 @@ static commit_job_t *reap(kefu_processor_t *p) {
   return NULL;
 }
 
+static bool positions_stale(const kefu_processor_t *p) {
+  for (int t = 0; t < MAX_TASKS; t++)
+    if (p->tasks[t].assigned && p->tasks[t].pos_stale)
+      return true;
+  return false;
+}
+
 /* What waits for the next Redis write (a batch's positions, the exact timer-index
- * entries), written now: when nothing else goes to Redis (idle, a rebalance, the end). */
+ * entries), written now: when nothing else goes to Redis (idle, a rebalance, the end).
+ * When that write fails the connection goes (the next one reads a cluster's slot map
+ * again) and positions no write carried are tried again here, with the retries'
+ * backoff: an idle instance's positions do not wait for its next input. */
 static void flush_pending(kefu_processor_t *p) {
   char errstr[256];
   redisReply **r;
+  bool stale = positions_stale(p) && !p->pos_pending;
+  if (stale && engine_wall_ms() < p->pending_retry_ms)
+    stale = false; /* not yet */
+  if (stale && !p->redis && reconnect_redis(p, errstr, sizeof errstr)) {
+    if (!p->fatal) /* else the loop stops */
+      KEFU_WARN("engine", "writing positions: %s (tried again when idle)", errstr);
+    goto failed;
+  }
+  if (stale) {
+    batch_t none = {0};
+    batch_state_t bs;
+    int64_t wm[MAX_TASKS];
+    batch_state_init(&bs);
+    snapshot_watermarks(p, wm);
+    engine_append_positions(p, &none, &bs, wm);
+  }
   int n = engine_append_index(p);
-  if ((n || p->pos_pending) && engine_redis_flush(p, &r, errstr, sizeof errstr) != n)
-    KEFU_WARN("engine", "timer index: %s (it keeps lower bounds)", errstr);
+  if (!n && !p->pos_pending)
+    return;
+  if (engine_redis_flush(p, &r, errstr, sizeof errstr) != n) {
+    if (n) /* a failed positions write is logged by engine_redis_flush */
+      KEFU_WARN("engine", "timer index: %s (it keeps lower bounds)", errstr);
+    close_redis(p, errstr);
+  } else if (!positions_stale(p)) { /* (a refused HSET leaves them stale) */
+    p->pending_backoff_ms = 0;
+    return;
+  }
+failed:
+  p->pending_backoff_ms = p->pending_backoff_ms
+                              ? kefu_backoff_next(p->pending_backoff_ms, p->o->redis_retry_max_ms)
+                              : KEFU_BACKOFF_FIRST_MS;
+  p->pending_retry_ms = engine_wall_ms() + p->pending_backoff_ms;
 }
 
 void engine_pipeline_drain(kefu_processor_t *p) {

@@ -253,6 +253,10 @@ struct kefu_processor {
   int pos_pending;           /* positions commands waiting in p->redis's pipeline */
   uint64_t closed_commands, closed_round_trips; /* of closed connections (closing log) */
   bool pos_touched[MAX_TASKS]; /* the tasks they (or a failed earlier write) are for */
+  /* After a failed write of what waits (flush_pending), idle: when it is tried again,
+   * and the pause before the try after that. */
+  int64_t pending_retry_ms;
+  int pending_backoff_ms;
   /* The exact earliest timer deadline of shops written by the last batch: written to the
    * task's index with the next Redis write (the index holds a lower bound meanwhile). */
   struct index_entry {

@@ -28,14 +28,13 @@ KEFU_CRASH_SEED=<n> reproduces a workload.
 """
 import os
 import random
-import re
 import signal
 import tempfile
 import threading
 import time
 
 import test_conformance
-from kefutest import Broker, KefuTestCase, free_port, main, shops, wait_for
+from kefutest import Broker, KefuTestCase, free_port, main, metric, shops, wait_for
 from kefutest import http_get as http
 from rediscluster import NODE_TIMEOUT_MS, RedisCluster
 from workload import (COURIER_STATUS, Workload, caught_up,
@@ -57,18 +56,6 @@ def crc16(data):
 
 def key_slot(tag):
     return crc16(tag.encode()) % 16384
-
-
-def metric(port, name):
-    status, body = http(port, "/metrics")
-    if status != 200:
-        return None
-    total = None
-    for line in body.splitlines():
-        m = re.match(r"%s(\{[^}]*\})?\s+(\S+)" % re.escape(name), line)
-        if m:
-            total = (total or 0) + float(m.group(2))
-    return total
 
 
 class RedisClusterTest(KefuTestCase):

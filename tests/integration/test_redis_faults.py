@@ -30,9 +30,9 @@ import tempfile
 import threading
 import time
 
-from kefutest import Redis, KefuTestCase, free_port, main, wait_for
+from kefutest import Redis, KefuTestCase, free_port, main, metric, wait_for
 from kefutest import http_get as http
-from workload import (COURIER_STATUS, Workload, caught_up, produce_chunk, progress,
+from workload import (COURIER_STATUS, Workload, caught_up, end_offsets, produce_chunk, progress,
                       remembered_outputs, seed_from_env, start_kefu, verify)
 
 LOST = "Redis lost kefu's state"
@@ -298,6 +298,42 @@ class RedisFaultsTest(KefuTestCase):
         self.assertIn("redis unavailable", body)
         self.assertEqual(http(self.http_port, "/healthz")[0], 200)  # alive, just not ready
         self.redis.start()
+        self.finish(proc, w)
+
+    def test_positions_written_when_idle_after_a_failed_write(self):
+        """A task's position write that fails after its batch committed (Redis refused
+        it, restarted, failed over) is made again while kefu has nothing to process,
+        not only with its next input: the positions are where a restart or a new owner
+        starts (the mock cluster keeps no offsets sent with a transaction), and what an
+        SRE's `kefu status` and this harness read. Redis refuses HSET on the position
+        keys (an ACL selector) while kefu processes everything; kefu then sits idle, the
+        refusal is lifted and the positions must reach the end offsets without another
+        record. (A CI run of test_redis_cluster waited 120 s for them after a failover
+        hit the idle write: it was never made again.)"""
+        w = self.workload("exactly_once", events=300)
+        self.produce("courier", COURIER_STATUS)
+        self.redis.cli("ACL", "SETUSER", "default", "-hset",
+                       "(~kefu:{task-*}:out ~kefu:{shop* +hset)")
+        self.assertIn("NOPERM", self.redis.cli("HSET", "kefu:{task-0}:pos", "probe", "1"))
+        for chunk in w.chunks(1):
+            produce_chunk(self, chunk)
+        proc = self.start("exactly_once")
+        ends = end_offsets(self.broker.bootstrap)
+        total = sum(ends.values())
+        wait_for(lambda: (metric(self.http_port, "kefu_records_in_total") or 0) >= total or
+                 proc.poll() is not None, 120, "kefu to read every input record")
+        # then: its last batches' position writes, refused, and the retries while idle
+        before = self.log().count("writing positions: NOPERM")
+        wait_for(lambda: self.log().count("writing positions: NOPERM") >= before + 6 or
+                 proc.poll() is not None, 120, "kefu to try its refused position writes again")
+        self.assertIsNone(proc.poll(), "kefu exited: " + self.log()[-3000:])
+        self.assertFalse(caught_up(self.redis, self.broker.bootstrap, self.partitions, ends))
+        refused = self.log().count("writing positions: NOPERM")
+        self.redis.cli("ACL", "SETUSER", "default", "clearselectors", "+hset")
+        wait_for(lambda: caught_up(self.redis, self.broker.bootstrap, self.partitions, ends) or
+                 proc.poll() is not None, 60, "the positions, with no input after the refusal")
+        print("IDLE_POSITIONS %d refused position writes, then the positions at the end "
+              "offsets with no new input" % refused, flush=True)
         self.finish(proc, w)
 
     def test_redis_empty_at_start_refused_at_least_once(self):

@@ -6,6 +6,7 @@ stopped when the test ends. Nothing here fakes Kafka or Redis.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -124,6 +125,20 @@ def http_get(port, path, timeout=10):
         return e.code, e.read().decode()
     except OSError:
         return None, ""
+
+
+def metric(port, name):
+    """The sum of series @p name (over its labels) on kefu's /metrics at @p port; None
+    when it has none or the endpoint does not answer."""
+    status, body = http_get(port, "/metrics")
+    if status != 200:
+        return None
+    total = None
+    for line in body.splitlines():
+        m = re.match(r"%s(\{[^}]*\})?\s+(\S+)" % re.escape(name), line)
+        if m:
+            total = (total or 0) + float(m.group(2))
+    return total
 
 
 def wait_for(predicate, timeout=30.0, what="condition"):
