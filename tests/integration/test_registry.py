@@ -14,7 +14,9 @@ ones of schemas/ids.tsv.
   has not seen wait in their partition's place, /readyz 503 naming the registry, retried;
   nothing to the DLQ; it comes back -> processed, ready; a stop while they wait exits 0
   and leaves them to be read again; a courier-status record waits too (never skipped) and
-  is in the table once the registry is back;
+  is in the table once the registry is back; a rebalance while they wait (the other
+  instance of two leaves) revokes their task unprocessed, and its owner reads them
+  again and waits for them in turn: nothing lost, nothing to the DLQ, no wedge;
 - HTTP 409 on registering (the stand-in's FORBID switch): kefu exits 1 naming the subject;
 - TLS: the schema.registry.ssl.* keys reach libcurl: kefu talks to the stand-in over
   HTTPS with mutual TLS (its own CA, a client certificate); without the CA the server's
@@ -270,10 +272,9 @@ class RegistryTest(KefuTestCase):
                   "the first record's outputs")
         return reg, port, proc, log, http_port
 
-    def start_outage(self):
-        """kefu running on a registry that then stops, with records of an id kefu has
-        not seen on the topic. Returns (registry, its port, kefu, log, http port, ids)."""
-        reg, port, proc, log, http_port = self.running_with_a_first_output()
+    def outage(self, reg, log, http_port):
+        """@p reg stops, and records of an id kefu has not seen come to shop s1's task,
+        whose owner is the kefu at @p http_port (its log @p log): they wait. Their ids."""
         self.wait(lambda: self.ready(http_port), 30 * SLOW, "/readyz 200")
         sid, schema = self.new_id(reg)
         reg.stop()
@@ -282,7 +283,25 @@ class RegistryTest(KefuTestCase):
         self.wait_outage_seen(log, http_port)
         self.assertIn("\nkefu_ready 0", http_get(http_port, "/metrics")[1])  # as /readyz
         self.assertEqual(self.dlq_count(), 0, "a record went to the DLQ during the outage")
-        return reg, port, proc, log, http_port, eids
+        return eids
+
+    def start_outage(self):
+        """kefu running on a registry that then stops, with records of an id kefu has
+        not seen on the topic. Returns (registry, its port, kefu, log, http port, ids)."""
+        reg, port, proc, log, http_port = self.running_with_a_first_output()
+        return reg, port, proc, log, http_port, self.outage(reg, log, http_port)
+
+    def others_go_on(self, reg):
+        """The other tasks go on while s1's records wait: queries of shops on other
+        partitions, with the id kefu knows, are answered while the registry is down."""
+        chat_id = reg.subjects[TOPICS["chat"] + "-value"][0]
+        held = self.partition_of(b"s1")
+        others = [s for s in ("s%d" % i for i in range(2, 12))
+                  if self.partition_of(s.encode()) != held]
+        self.produce_with_id(chat_id, avro.schema.parse(reg.schemas[chat_id]),
+                             [dict(query("other-" + s, T0 + 6000), shop_id=s) for s in others])
+        self.wait(lambda: all("other-" + s in self.decoded_outputs(reg) for s in others),
+                  60 * SLOW, "the other tasks' outputs while the records wait")
 
     def test_SPEC_6_DECISIONS_57_registry_outage_while_running_holds_the_records_and_resumes(self):
         reg, port, proc, log, http_port, eids = self.start_outage()
@@ -292,15 +311,7 @@ class RegistryTest(KefuTestCase):
                              [query("more%d" % i, T0 + 5000 + i) for i in range(2)])
         self.wait(lambda: self.chat_lag(http_port) == len(eids) + 2, 30 * SLOW,
                   "kefu_consumer_lag of the waiting partition")
-        # The other tasks go on meanwhile: queries of shops on other partitions, with the
-        # id kefu knows, are answered while the registry is still down.
-        held = self.partition_of(b"s1")
-        others = [s for s in ("s%d" % i for i in range(2, 12))
-                  if self.partition_of(s.encode()) != held]
-        self.produce_with_id(chat_id, avro.schema.parse(reg.schemas[chat_id]),
-                             [dict(query("other-" + s, T0 + 6000), shop_id=s) for s in others])
-        self.wait(lambda: all("other-" + s in self.decoded_outputs(reg) for s in others),
-                  60 * SLOW, "the other tasks' outputs during the outage")
+        self.others_go_on(reg)
         self.assertEqual(http_get(http_port, "/readyz", timeout=2)[0], 503)
         out = self.decoded_outputs(reg)
         for e in eids:
@@ -320,6 +331,78 @@ class RegistryTest(KefuTestCase):
             text = f.read()
         self.assertIn("retrying in", text)
         self.assertIn("schema registry reachable again", text)
+
+    def owned(self, http_port):
+        """The tasks the instance at @p http_port owns (kefu_task_assigned 1)."""
+        status, body = http_get(http_port, "/metrics", timeout=2)
+        return {int(line.split('task="')[1].split('"')[0]) for line in body.splitlines()
+                if status == 200 and line.startswith("kefu_task_assigned{") and
+                line.endswith(" 1")}
+
+    def test_SPEC_6_registry_outage_rebalance_while_waiting_loses_nothing(self):
+        """A rebalance while records wait for the registry (DECISIONS 57). Two instances
+        run; the registry stops and records of an id neither has seen come to one
+        task. Its owner waits (not ready, nothing to the DLQ). The other instance
+        leaves: the group rebalances, every task of the owner is revoked, the waiting
+        records dropped unprocessed with their queues, and all four tasks are assigned
+        to it again. It reads the records again from the uncommitted position and waits
+        for them in turn, while its other tasks go on. Once the registry is back their
+        outputs come, the lag is 0, and it stops with exit 0."""
+        port, ha = self.two_ports()
+        hb = free_port()
+        while hb in (port, ha):
+            hb = free_port()
+        reg = Registry(port)
+        self.addCleanup(reg.stop)
+        a = self.start_running(reg, ha)
+        b = self.start_running(reg, hb)
+        self.wait(lambda: self.owned(ha) and self.owned(hb) and
+                  len(self.owned(ha) | self.owned(hb)) == self.partitions, 90 * SLOW,
+                  "both instances to own tasks")
+        self.produce_registered(reg, "chat", [query("q0", T0)])
+        self.wait(lambda: "q0" in self.decoded_outputs(reg), 60 * SLOW,
+                  "the first record's outputs")
+        held = self.partition_of(b"s1")
+        (owner, oport), (other, _) = (a, ha), (b, hb)
+        if held not in self.owned(ha):
+            (owner, oport), (other, _) = (b, hb), (a, ha)
+        proc, log = owner
+        self.kefu_log = log
+        eids = self.outage(reg, log, oport)
+        with open(log.name) as f:
+            revoked_before = f.read().count("revoked task %d" % held)
+        other[0].send_signal(signal.SIGTERM)  # the rebalance, with the records waiting
+        self.assertEqual(other[0].wait(60 * SLOW), 0)
+        self.wait(lambda: len(self.owned(oport)) == self.partitions, 60 * SLOW,
+                  "every task assigned to the remaining instance")
+        with open(log.name) as f:
+            self.assertGreater(f.read().count("revoked task %d" % held), revoked_before,
+                               "the waiting task was not revoked in the rebalance")
+        # waiting again, after reading them again: /readyz 503 and more retries
+        with open(log.name) as f:
+            retries = f.read().count("schema registry unavailable")
+
+        def retried_again():
+            with open(log.name) as f:
+                return f.read().count("schema registry unavailable") >= retries + 2
+        self.wait(retried_again, 30 * SLOW, "the retries after the rebalance")
+        status, body = http_get(oport, "/readyz", timeout=2)
+        self.assertEqual(status, 503, body)
+        self.assertIn("schema registry", body)
+        self.others_go_on(reg)
+        out = self.decoded_outputs(reg)
+        for e in eids:
+            self.assertNotIn(e, out)
+        self.assertEqual(self.dlq_count(), 0, "a record went to the DLQ during the outage")
+        back = Registry(port, state_of=reg)
+        self.addCleanup(back.stop)
+        self.wait(lambda: all(e in self.decoded_outputs(back) for e in eids), 60 * SLOW,
+                  "the waiting records' outputs")
+        self.wait(lambda: self.ready(oport), 30 * SLOW, "/readyz 200 again")
+        self.wait(lambda: self.chat_lag(oport) == 0, 30 * SLOW, "no lag")
+        self.assertEqual(self.dlq_count(), 0)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(60 * SLOW), 0)
 
     def test_SPEC_6_registry_outage_stop_while_waiting_exits_cleanly_and_loses_nothing(self):
         reg, port, proc, log, http_port, eids = self.start_outage()
