@@ -30,7 +30,7 @@
 static int open_producer(kefu_processor_t *p, char *errstr, size_t errlen);
 static void destroy_producer(kefu_processor_t *p);
 
-static void flush_pending(kefu_processor_t *p);
+static void flush_pending(kefu_processor_t *p, bool idle);
 
 /* Closes the loop's Redis connection (a failed batch): what waited in its pipeline is
  * written later. */
@@ -162,7 +162,7 @@ static int process_once(kefu_processor_t *p, const batch_t *b, char *errstr, siz
     snapshot_watermarks(p, wm);
     if (rc == 0) {
       engine_append_positions(p, b, &bs, wm);
-      flush_pending(p);
+      flush_pending(p, false);
     }
   }
   after_attempt(p, b, rc);
@@ -373,12 +373,15 @@ static bool positions_stale(const kefu_processor_t *p) {
  * entries), written now: when nothing else goes to Redis (idle, a rebalance, the end).
  * When that write fails the connection goes (the next one reads a cluster's slot map
  * again) and positions no write carried are tried again here, with the retries'
- * backoff: an idle instance's positions do not wait for its next input. */
-static void flush_pending(kefu_processor_t *p) {
+ * backoff: an idle instance's positions do not wait for its next input. Before a task
+ * is given up and at the end (@p idle false) they are tried at once. */
+static void flush_pending(kefu_processor_t *p, bool idle) {
   char errstr[256];
   redisReply **r;
+  if (p->fatal) /* Redis lost the state: nothing more is written to it */
+    return;
   bool stale = positions_stale(p) && !p->pos_pending;
-  if (stale && engine_wall_ms() < p->pending_retry_ms)
+  if (stale && idle && engine_wall_ms() < p->pending_retry_ms)
     stale = false; /* not yet */
   if (stale && !p->redis && reconnect_redis(p, errstr, sizeof errstr)) {
     if (!p->fatal) /* else the loop stops */
@@ -411,14 +414,18 @@ failed:
   p->pending_retry_ms = engine_wall_ms() + p->pending_backoff_ms;
 }
 
-void engine_pipeline_drain(kefu_processor_t *p) {
+static void drain(kefu_processor_t *p, bool idle) {
   commit_job_t *job = reap(p);
   if (job) {
     if (p->failed) /* cannot happen: one job at a time */
       job_free(p->failed);
     p->failed = job;
   }
-  flush_pending(p);
+  flush_pending(p, idle);
+}
+
+void engine_pipeline_drain(kefu_processor_t *p) {
+  drain(p, false);
 }
 
 /* Processes a batch the committer could not commit again, the plain way: its state is
@@ -777,7 +784,7 @@ int kefu_processor_run(kefu_processor_t *p, volatile sig_atomic_t *stop) {
        * registry (a replay polls nothing that would wait instead). */
       if (!limit || p->held_tasks)
         usleep(2000);
-      engine_pipeline_drain(p); /* nothing to overlap: the last batch's commit is booked */
+      drain(p, true); /* nothing to overlap: the last batch's commit is booked */
       if (p->failed)
         continue;
       if (p->o->exit_when_idle_polls && all_at_end(p) && ++idle_polls >= p->o->exit_when_idle_polls)

@@ -464,7 +464,8 @@ void engine_commit_async(kefu_processor_t *p, commit_job_t *job);
 commit_job_t *engine_commit_wait(kefu_processor_t *p);
 /** @brief Waits for the committer and books its job; one that failed is kept in
  *  p->failed for the loop to process again. Then writes the pending timer-index
- *  entries. Before a rebalance is served and when the loop idles or ends. */
+ *  entries and positions, and those a failed write left. Before a rebalance is served
+ *  and when the loop ends (the idle loop does the same, retrying with a backoff). */
 void engine_pipeline_drain(kefu_processor_t *p);
 void engine_delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 void engine_maybe_idle_tick(kefu_processor_t *p, task_t *task, batch_t *b);

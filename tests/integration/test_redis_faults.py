@@ -300,16 +300,10 @@ class RedisFaultsTest(KefuTestCase):
         self.redis.start()
         self.finish(proc, w)
 
-    def test_positions_written_when_idle_after_a_failed_write(self):
-        """A task's position write that fails after its batch committed (Redis refused
-        it, restarted, failed over) is made again while kefu has nothing to process,
-        not only with its next input: the positions are where a restart or a new owner
-        starts (the mock cluster keeps no offsets sent with a transaction), and what an
-        SRE's `kefu status` and this harness read. Redis refuses HSET on the position
-        keys (an ACL selector) while kefu processes everything; kefu then sits idle, the
-        refusal is lifted and the positions must reach the end offsets without another
-        record. (A CI run of test_redis_cluster waited 120 s for them after a failover
-        hit the idle write: it was never made again.)"""
+    def positions_refused(self, *extra):
+        """kefu (with @p extra settings) processes a workload while Redis refuses HSET on
+        the position keys (an ACL selector), then idles and tries them again at least
+        6 times. Returns (workload, kefu, end offsets, refusals)."""
         w = self.workload("exactly_once", events=300)
         self.produce("courier", COURIER_STATUS)
         self.redis.cli("ACL", "SETUSER", "default", "-hset",
@@ -317,24 +311,52 @@ class RedisFaultsTest(KefuTestCase):
         self.assertIn("NOPERM", self.redis.cli("HSET", "kefu:{task-0}:pos", "probe", "1"))
         for chunk in w.chunks(1):
             produce_chunk(self, chunk)
-        proc = self.start("exactly_once")
+        proc = self.start("exactly_once", *extra)
         ends = end_offsets(self.broker.bootstrap)
         total = sum(ends.values())
         wait_for(lambda: (metric(self.http_port, "kefu_records_in_total") or 0) >= total or
                  proc.poll() is not None, 120, "kefu to read every input record")
         # then: its last batches' position writes, refused, and the retries while idle
         before = self.log().count("writing positions: NOPERM")
-        wait_for(lambda: self.log().count("writing positions: NOPERM") >= before + 6 or
+        wait_for(lambda: self.log().count("writing positions: NOPERM") >= before + 7 or
                  proc.poll() is not None, 120, "kefu to try its refused position writes again")
         self.assertIsNone(proc.poll(), "kefu exited: " + self.log()[-3000:])
         self.assertFalse(caught_up(self.redis, self.broker.bootstrap, self.partitions, ends))
-        refused = self.log().count("writing positions: NOPERM")
+        return w, proc, ends, self.log().count("writing positions: NOPERM")
+
+    def test_positions_written_when_idle_after_a_failed_write(self):
+        """A task's position write that fails after its batch committed (Redis refused
+        it, restarted, failed over) is made again while kefu has nothing to process,
+        not only with its next input: the positions are where a restart or a new owner
+        starts (the mock cluster keeps no offsets sent with a transaction), and what an
+        SRE's `kefu status` and this harness read. Once the refusal is lifted the
+        positions must reach the end offsets without another record. (A CI run of
+        test_redis_cluster waited 120 s for them after a failover hit the idle write:
+        it was never made again.)"""
+        w, proc, ends, refused = self.positions_refused()
         self.redis.cli("ACL", "SETUSER", "default", "clearselectors", "+hset")
         wait_for(lambda: caught_up(self.redis, self.broker.bootstrap, self.partitions, ends) or
                  proc.poll() is not None, 60, "the positions, with no input after the refusal")
         print("IDLE_POSITIONS %d refused position writes, then the positions at the end "
               "offsets with no new input" % refused, flush=True)
         self.finish(proc, w)
+
+    def test_positions_written_at_stop_after_a_failed_write(self):
+        """The same refusal, with the retries' backoff grown long (redis.retry_max_ms one
+        minute, kefu's next try seconds away): SIGTERM right after the refusal is lifted
+        still writes the positions before kefu exits 0, as a rebalance writes them
+        before it gives a task up; they do not wait for the backoff."""
+        w, proc, ends, refused = self.positions_refused("redis.retry_max_ms=60000")
+        self.redis.cli("ACL", "SETUSER", "default", "clearselectors", "+hset")
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(60), 0, self.log()[-3000:])
+        self.assertTrue(caught_up(self.redis, self.broker.bootstrap, self.partitions, ends),
+                        "positions left behind at the stop")
+        verify(self, w)
+        self.assertEqual(remembered_outputs(self.redis, self.partitions), {},
+                         "remembered outputs left behind")
+        print("STOP_POSITIONS %d refused position writes, then the positions at the end "
+              "offsets when kefu stopped" % refused, flush=True)
 
     def test_redis_empty_at_start_refused_at_least_once(self):
         """Case a: Kafka has the group's committed offsets, Redis has nothing. Then the
