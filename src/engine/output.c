@@ -303,7 +303,8 @@ void engine_append_positions(kefu_processor_t *p, const batch_t *b, const batch_
 void engine_positions_written(kefu_processor_t *p, bool ok, const char *why) {
   if (!ok) {
     KEFU_WARN("engine",
-              "writing positions: %s (written with the next write, or tried again when idle)", why);
+              "writing positions%s: %s (written with the next write, or tried again when idle)",
+              p->pos_again ? " again" : "", why);
     for (int t = 0; t < MAX_TASKS; t++)
       p->tasks[t].pos_stale |= p->pos_touched[t];
   } else {

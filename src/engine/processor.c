@@ -395,11 +395,16 @@ static void flush_pending(kefu_processor_t *p, bool idle) {
     batch_state_init(&bs);
     snapshot_watermarks(p, wm);
     engine_append_positions(p, &none, &bs, wm);
+    p->pos_again = true; /* for the log */
   }
   int n = engine_append_index(p);
-  if (!n && !p->pos_pending)
+  if (!n && !p->pos_pending) {
+    p->pos_again = false;
     return;
-  if (engine_redis_flush(p, &r, errstr, sizeof errstr) != n) {
+  }
+  int got = engine_redis_flush(p, &r, errstr, sizeof errstr);
+  p->pos_again = false;
+  if (got != n) {
     if (n) /* a failed positions write is logged by engine_redis_flush */
       KEFU_WARN("engine", "timer index: %s (it keeps lower bounds)", errstr);
     close_redis(p, errstr);

@@ -251,6 +251,7 @@ struct kefu_processor {
   bool job_done;             /* the committer is through with p->job */
   struct commit_job *failed; /* came back failed, in a rebalance callback: retried after it */
   int pos_pending;           /* positions commands waiting in p->redis's pipeline */
+  bool pos_again;            /* they are those a failed write left (flush_pending) */
   uint64_t closed_commands, closed_round_trips; /* of closed connections (closing log) */
   bool pos_touched[MAX_TASKS]; /* the tasks they (or a failed earlier write) are for */
   /* After a failed write of what waits (flush_pending), idle: when it is tried again,
