@@ -382,26 +382,25 @@ static void flush_pending(kefu_processor_t *p, bool idle) {
     return;
   bool stale = positions_stale(p) && !p->pos_pending;
   if (stale && idle && engine_wall_ms() < p->pending_retry_ms)
-    stale = false; /* not yet */
+    stale = false;      /* not yet */
+  p->pos_again = stale; /* engine_positions_written's log says so */
   if (stale && !p->redis && reconnect_redis(p, errstr, sizeof errstr)) {
     if (!p->fatal) /* else the loop stops */
-      KEFU_WARN("engine", "writing positions: %s (tried again when idle)", errstr);
+      engine_positions_written(p, false, errstr);
+    p->pos_again = false;
     goto failed;
   }
-  if (stale) {
+  if (stale) { /* an empty batch: only the stale tasks' positions */
     batch_t none = {0};
     batch_state_t bs;
     int64_t wm[MAX_TASKS];
     batch_state_init(&bs);
     snapshot_watermarks(p, wm);
     engine_append_positions(p, &none, &bs, wm);
-    p->pos_again = true; /* for the log */
   }
   int n = engine_append_index(p);
-  if (!n && !p->pos_pending) {
-    p->pos_again = false;
+  if (!n && !p->pos_pending)
     return;
-  }
   int got = engine_redis_flush(p, &r, errstr, sizeof errstr);
   p->pos_again = false;
   if (got != n) {
